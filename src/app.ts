@@ -1,0 +1,252 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import type { Redis } from "ioredis";
+import type { Config } from "./config.js";
+import { type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
+import { createSealer } from "./domain/sealing.js";
+import { IdentityService } from "./gen/identity/v1/identity_pb.js";
+import { createAppRegistry } from "./identity/apps.js";
+import { createCodeExchange } from "./identity/code-exchange.js";
+import { createKeyRing } from "./identity/key-ring.js";
+import { createLogin } from "./identity/login.js";
+import { createRevocationMirror } from "./identity/revocations.js";
+import { createSessionKeyVault } from "./identity/session-keys.js";
+import { createVerifyToken } from "./identity/verify-token.js";
+import { createMemoryKeyValueStore } from "./store/memory/key-value-store.js";
+import { type DatabaseHandle, openPglite, openPostgres } from "./store/pg/database.js";
+import { createPgSessionStore } from "./store/pg/session-store.js";
+import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
+import { createPgUserStore } from "./store/pg/user-store.js";
+import { connectRedis } from "./store/redis/connection.js";
+import { createRedisKeyValueStore } from "./store/redis/key-value-store.js";
+import { guardPort } from "./store/storage-errors.js";
+import { createHttpHandler, SANDBOX_MOUNT } from "./transport/connect.js";
+import { createGrpcServer } from "./transport/grpc.js";
+import { createDualProtocolServer } from "./transport/http-server.js";
+import { createIdentityServiceImpl } from "./transport/identity-service.js";
+import { createLogger, type Logger } from "./util/logger.js";
+import { createWechatClient } from "./wechat/client.js";
+import { createWechatSandbox, type WechatSandbox } from "./wechat/sandbox.js";
+
+/** What tests may replace; production passes nothing. */
+export interface AppOverrides {
+  clock?: Clock;
+  log?: Logger;
+}
+
+export interface RunningApp {
+  grpcPort: number;
+  httpPort: number;
+  /** Present when the built-in WeChat sandbox serves (no WeChat credentials configured). */
+  sandbox: WechatSandbox | undefined;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+const KEK_FILE = "key-encryption-key";
+
+/** The key-encryption key: from the config, or (outside production) a file in the data folder. */
+async function keyEncryptionKey(config: Config, log: Logger): Promise<Buffer> {
+  if (config.keyEncryptionKey) return config.keyEncryptionKey;
+  const file = join(config.dataDir, KEK_FILE);
+  try {
+    const key = Buffer.from((await readFile(file, "utf8")).trim(), "base64");
+    if (key.length === 32) return key;
+    throw new Error(`${file} does not hold 32 bytes of base64`);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+  }
+  await mkdir(config.dataDir, { recursive: true });
+  const key = randomBytes(32);
+  await writeFile(file, key.toString("base64"), { mode: 0o600 });
+  log.warn(
+    "generated a key-encryption key; set KEY_ENCRYPTION_KEY instead in production, the same on every instance",
+    {
+      file,
+    },
+  );
+  return key;
+}
+
+/** The one place that wires everything: config in, running servers out. */
+export async function startApp(config: Readonly<Config>, overrides: AppOverrides = {}): Promise<RunningApp> {
+  const log = overrides.log ?? createLogger(config.logLevel);
+  const clock = overrides.clock ?? systemClock;
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const cleanUp = async () => {
+    for (const fn of cleanups.reverse()) await fn().catch(() => {});
+  };
+
+  try {
+    const kek = await keyEncryptionKey(config, log);
+
+    const database: DatabaseHandle = config.databaseUrl
+      ? openPostgres(config.databaseUrl)
+      : await openPglite(join(config.dataDir, "pglite"));
+    cleanups.push(() => database.close());
+    await database.migrate();
+
+    let redis: Redis | undefined;
+    let kv: KeyValueStore;
+    if (config.redisUrl) {
+      redis = connectRedis(config.redisUrl);
+      cleanups.push(() => (redis as Redis).quit());
+      await redis.connect();
+      kv = guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis");
+    } else {
+      kv = createMemoryKeyValueStore(clock);
+    }
+
+    const users = guardPort(createPgUserStore(database.db), "postgres");
+    const sessions = guardPort(
+      createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlSeconds * 1000 }),
+      "postgres",
+    );
+    const keyRing = createKeyRing({
+      store: guardPort(createPgSigningKeyStore(database.db), "postgres"),
+      sealer: createSealer(kek, "signing-key"),
+      clock,
+    });
+    try {
+      await keyRing.load();
+    } catch (err) {
+      if ((err as Error).message?.includes("unable to authenticate data")) {
+        throw new Error(
+          "the signing keys cannot be decrypted: KEY_ENCRYPTION_KEY is not the key that sealed them",
+        );
+      }
+      throw err;
+    }
+
+    const revocations = createRevocationMirror(clock);
+    cleanups.push(async () => revocations.stop());
+    revocations.replace(
+      await sessions.listRevokedSince(new Date(clock.now() - config.tokens.accessTokenTtlSeconds * 1000)),
+    );
+
+    const sandbox =
+      config.wechat.mode === "sandbox" ? createWechatSandbox({ apps: config.wechat.apps, clock }) : undefined;
+    let httpPort = 0;
+    const wechat = createWechatClient({
+      baseUrl:
+        config.wechat.mode === "real"
+          ? config.wechat.baseUrl
+          : () => `http://127.0.0.1:${httpPort}${SANDBOX_MOUNT}`,
+      timeoutMs: config.wechat.timeoutMs,
+    });
+
+    const tokenSettings = {
+      issuer: config.tokens.issuer,
+      audience: config.tokens.audience,
+      accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds,
+      leewaySeconds: config.tokens.leewaySeconds,
+    };
+    const login = createLogin({
+      apps: createAppRegistry(config.wechat.apps),
+      codeExchange: createCodeExchange({
+        wechat,
+        kv,
+        sealer: createSealer(kek, "code-exchange"),
+        clock,
+        waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
+      }),
+      users,
+      sessions,
+      sessionKeys: createSessionKeyVault({
+        kv,
+        sealer: createSealer(kek, "session-key"),
+        now: () => clock.now(),
+        ttlMs: config.tokens.refreshIdleTtlSeconds * 1000,
+        previousKeyGraceMs: 10 * 60 * 1000,
+      }),
+      keyRing,
+      tokenSettings,
+      sessionSettings: {
+        refreshIdleTtlMs: config.tokens.refreshIdleTtlSeconds * 1000,
+        sessionAbsoluteTtlMs: config.tokens.sessionAbsoluteTtlSeconds * 1000,
+      },
+      clock,
+    });
+    const verifyToken = createVerifyToken({
+      keyRing,
+      revocations,
+      settings: tokenSettings,
+      clock,
+      cacheSize: config.verifyCacheSize,
+    });
+    const impl = createIdentityServiceImpl({ login, verifyToken }, log);
+
+    let serving = false;
+    const grpcServer = createGrpcServer({
+      service: IdentityService,
+      impl,
+      maxReceiveBytes: config.maxRequestBytes,
+    });
+    const grpcPort = await grpcServer.listen(config.host, config.grpcPort);
+    cleanups.push(() => grpcServer.stop(5000));
+
+    const http = createDualProtocolServer(
+      createHttpHandler({
+        service: IdentityService,
+        impl,
+        maxRequestBytes: config.maxRequestBytes,
+        jwks: () => keyRing.jwks(),
+        isServing: () => serving,
+        sandbox,
+      }),
+    );
+    await new Promise<void>((resolve, reject) => {
+      http.server.once("error", reject);
+      http.server.listen(config.httpPort, config.host, resolve);
+    });
+    httpPort = (http.server.address() as AddressInfo).port;
+    cleanups.push(
+      () =>
+        new Promise<void>((resolve) => {
+          http.server.close(() => resolve());
+          http.closeConnections();
+        }),
+    );
+
+    serving = true;
+    grpcServer.health.setStatus("", "SERVING");
+    grpcServer.health.setStatus(IdentityService.typeName, "SERVING");
+
+    log.info("identity service started", {
+      grpc: `${config.host}:${grpcPort}`,
+      http: `${config.host}:${httpPort}`,
+      database:
+        database.kind === "pglite" ? `embedded PGlite in ${join(config.dataDir, "pglite")}` : "postgres",
+      store: redis ? "redis" : "in-process (single instance only)",
+      wechat: sandbox
+        ? `built-in sandbox at http://127.0.0.1:${httpPort}${SANDBOX_MOUNT} (app ${config.wechat.apps[0]?.appId})`
+        : config.wechat.mode === "real"
+          ? config.wechat.baseUrl
+          : "",
+      apps: config.wechat.apps.map((a) => a.appId),
+    });
+    if (sandbox) {
+      log.warn(
+        "running on the built-in WeChat sandbox: logins are simulated; set WECHAT_APP_ID and WECHAT_APP_SECRET for real ones",
+      );
+    }
+
+    return {
+      grpcPort,
+      httpPort,
+      sandbox,
+      log,
+      async stop() {
+        serving = false;
+        grpcServer.health.setStatus("", "NOT_SERVING");
+        grpcServer.health.setStatus(IdentityService.typeName, "NOT_SERVING");
+        await cleanUp();
+      },
+    };
+  } catch (err) {
+    await cleanUp();
+    throw err;
+  }
+}

@@ -1,0 +1,240 @@
+import type { AppCredentials } from "./domain/ports.js";
+import type { LogLevel } from "./util/logger.js";
+
+/**
+ * Configuration in two steps: readEnv() takes the raw strings, parseConfig() checks them and
+ * returns a frozen, typed Config. Tests call parseConfig() directly. Every error names the
+ * variable at fault; all of them are reported at once.
+ */
+
+export const WECHAT_API_DEFAULT_BASE_URL = "https://api.weixin.qq.com";
+
+/** The variables the service reads; the README's table and docker-compose.yml list the same. */
+export const CONFIG_VARIABLES = [
+  "NODE_ENV",
+  "LOG_LEVEL",
+  "HOST",
+  "GRPC_PORT",
+  "HTTP_PORT",
+  "DATABASE_URL",
+  "DATA_DIR",
+  "REDIS_URL",
+  "REDIS_KEY_PREFIX",
+  "WECHAT_APP_ID",
+  "WECHAT_APP_SECRET",
+  "WECHAT_APPS",
+  "WECHAT_API_BASE_URL",
+  "WECHAT_TIMEOUT_MS",
+  "TOKEN_ISSUER",
+  "TOKEN_AUDIENCE",
+  "ACCESS_TOKEN_TTL",
+  "REFRESH_TOKEN_IDLE_TTL",
+  "SESSION_ABSOLUTE_TTL",
+  "TOKEN_LEEWAY",
+  "KEY_ENCRYPTION_KEY",
+  "VERIFY_CACHE_SIZE",
+  "MAX_REQUEST_BYTES",
+] as const;
+
+export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
+
+export interface Config {
+  production: boolean;
+  logLevel: LogLevel;
+  host: string;
+  grpcPort: number;
+  httpPort: number;
+  /** null: embedded PGlite in dataDir. */
+  databaseUrl: string | null;
+  dataDir: string;
+  /** null: the in-process store. */
+  redisUrl: string | null;
+  redisKeyPrefix: string;
+  /** "sandbox": no credentials given, the built-in WeChat stand-in serves a generated app. */
+  wechat:
+    | { mode: "real"; apps: AppCredentials[]; baseUrl: string; timeoutMs: number }
+    | { mode: "sandbox"; apps: AppCredentials[]; timeoutMs: number };
+  tokens: {
+    issuer: string;
+    audience: string;
+    accessTokenTtlSeconds: number;
+    refreshIdleTtlSeconds: number;
+    sessionAbsoluteTtlSeconds: number;
+    leewaySeconds: number;
+  };
+  /** 32 bytes, or null to use (or create) the key file in dataDir (refused in production). */
+  keyEncryptionKey: Buffer | null;
+  verifyCacheSize: number;
+  maxRequestBytes: number;
+}
+
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join("\n  ")}`);
+  }
+}
+
+export function readEnv(env: NodeJS.ProcessEnv = process.env): RawEnv {
+  const raw: RawEnv = {};
+  for (const name of CONFIG_VARIABLES) {
+    const value = env[name];
+    if (value !== undefined && value !== "") raw[name] = value;
+  }
+  return raw;
+}
+
+const DURATION = /^(\d+)(ms|s|m|h|d)?$/;
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+
+export function parseConfig(raw: RawEnv): Readonly<Config> {
+  const problems: string[] = [];
+
+  function integer(name: keyof RawEnv, fallback: number, min: number, max: number): number {
+    const value = raw[name];
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${value}"`);
+      return fallback;
+    }
+    return n;
+  }
+
+  function duration(name: keyof RawEnv, fallbackSeconds: number): number {
+    const value = raw[name];
+    if (value === undefined) return fallbackSeconds;
+    const match = DURATION.exec(value.trim());
+    const seconds = match ? Number(match[1]) * (UNIT_SECONDS[match[2] ?? "s"] ?? 1) : Number.NaN;
+    if (!(seconds >= 1)) {
+      problems.push(`${name}: expected a duration like 900s, 15m, 2h or 7d (at least 1s), got "${value}"`);
+      return fallbackSeconds;
+    }
+    return Math.floor(seconds);
+  }
+
+  function url(name: keyof RawEnv, protocols: string[]): string | null {
+    const value = raw[name];
+    if (value === undefined) return null;
+    try {
+      const parsed = new URL(value);
+      if (!protocols.includes(parsed.protocol)) throw new Error();
+    } catch {
+      // The value may hold a password: name the variable, not the value.
+      problems.push(`${name}: expected a ${protocols.map((p) => p.replace(":", "://")).join(" or ")} URL`);
+      return null;
+    }
+    return value;
+  }
+
+  const production = raw.NODE_ENV === "production";
+  const logLevel = (raw.LOG_LEVEL ?? "info") as LogLevel;
+  if (!["debug", "info", "warn", "error", "silent"].includes(logLevel)) {
+    problems.push(`LOG_LEVEL: expected debug, info, warn, error or silent, got "${raw.LOG_LEVEL}"`);
+  }
+
+  const apps = parseApps(raw, problems);
+  const timeoutMs = integer("WECHAT_TIMEOUT_MS", 5000, 100, 60_000);
+  let wechat: Config["wechat"];
+  if (apps.length > 0) {
+    const baseUrl = url("WECHAT_API_BASE_URL", ["https:", "http:"]) ?? WECHAT_API_DEFAULT_BASE_URL;
+    wechat = { mode: "real", apps, baseUrl, timeoutMs };
+  } else {
+    if (production) {
+      problems.push("WECHAT_APP_ID: required in production (with WECHAT_APP_SECRET), or set WECHAT_APPS");
+    }
+    wechat = {
+      mode: "sandbox",
+      apps: [{ appId: "wxsandbox0000001", appSecret: "sandbox-secret" }],
+      timeoutMs,
+    };
+  }
+
+  let keyEncryptionKey: Buffer | null = null;
+  if (raw.KEY_ENCRYPTION_KEY !== undefined) {
+    const decoded = Buffer.from(raw.KEY_ENCRYPTION_KEY, "base64");
+    if (decoded.length !== 32) {
+      problems.push("KEY_ENCRYPTION_KEY: expected 32 bytes in base64 (openssl rand -base64 32)");
+    } else {
+      keyEncryptionKey = decoded;
+    }
+  } else if (production) {
+    problems.push("KEY_ENCRYPTION_KEY: required in production (openssl rand -base64 32)");
+  }
+
+  const tokens = {
+    issuer: raw.TOKEN_ISSUER ?? "wechat-identity",
+    audience: raw.TOKEN_AUDIENCE ?? "wechat-identity",
+    accessTokenTtlSeconds: duration("ACCESS_TOKEN_TTL", 2 * 3600),
+    refreshIdleTtlSeconds: duration("REFRESH_TOKEN_IDLE_TTL", 7 * 86400),
+    sessionAbsoluteTtlSeconds: duration("SESSION_ABSOLUTE_TTL", 30 * 86400),
+    leewaySeconds: integer("TOKEN_LEEWAY", 5, 0, 300),
+  };
+  if (tokens.accessTokenTtlSeconds > 86400)
+    problems.push("ACCESS_TOKEN_TTL: at most 24h (access tokens cannot be recalled offline)");
+  if (tokens.refreshIdleTtlSeconds > tokens.sessionAbsoluteTtlSeconds) {
+    problems.push("REFRESH_TOKEN_IDLE_TTL: must not exceed SESSION_ABSOLUTE_TTL");
+  }
+
+  const config: Config = {
+    production,
+    logLevel,
+    host: raw.HOST ?? "0.0.0.0",
+    grpcPort: integer("GRPC_PORT", 50051, 0, 65535),
+    httpPort: integer("HTTP_PORT", 8080, 0, 65535),
+    databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
+    dataDir: raw.DATA_DIR ?? "./.data",
+    redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
+    redisKeyPrefix: raw.REDIS_KEY_PREFIX ?? "identity:",
+    wechat,
+    tokens,
+    keyEncryptionKey,
+    verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
+    maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(config);
+}
+
+const APP_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseApps(raw: RawEnv, problems: string[]): AppCredentials[] {
+  if (raw.WECHAT_APPS !== undefined) {
+    if (raw.WECHAT_APP_ID !== undefined)
+      problems.push("WECHAT_APPS: set either WECHAT_APPS or WECHAT_APP_ID, not both");
+    let list: unknown;
+    try {
+      list = JSON.parse(raw.WECHAT_APPS);
+    } catch {
+      list = null;
+    }
+    const valid =
+      Array.isArray(list) &&
+      list.length > 0 &&
+      list.every(
+        (a) =>
+          typeof a?.appId === "string" &&
+          APP_ID.test(a.appId) &&
+          typeof a?.appSecret === "string" &&
+          a.appSecret,
+      );
+    if (!valid) {
+      problems.push('WECHAT_APPS: expected a JSON list like [{"appId":"wx...","appSecret":"..."}]');
+      return [];
+    }
+    const apps = (list as AppCredentials[]).map(({ appId, appSecret }) => ({ appId, appSecret }));
+    if (new Set(apps.map((a) => a.appId)).size !== apps.length)
+      problems.push("WECHAT_APPS: an appId appears twice");
+    return apps;
+  }
+  if (raw.WECHAT_APP_ID === undefined && raw.WECHAT_APP_SECRET === undefined) return [];
+  if (raw.WECHAT_APP_ID === undefined || !APP_ID.test(raw.WECHAT_APP_ID)) {
+    problems.push("WECHAT_APP_ID: required with WECHAT_APP_SECRET, letters, digits, _ and - only");
+    return [];
+  }
+  if (raw.WECHAT_APP_SECRET === undefined) {
+    problems.push("WECHAT_APP_SECRET: required with WECHAT_APP_ID");
+    return [];
+  }
+  return [{ appId: raw.WECHAT_APP_ID, appSecret: raw.WECHAT_APP_SECRET }];
+}

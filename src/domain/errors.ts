@@ -1,0 +1,48 @@
+/**
+ * Every failure the service reports on purpose. The reason is stable and machine-readable (it goes
+ * into google.rpc.ErrorInfo); transport/error-map.ts turns it into a status code, in one table.
+ * Messages must never contain secrets: no session_key, token, code or app secret.
+ */
+export const ERROR_REASONS = [
+  "INVALID_ARGUMENT",
+  "UNKNOWN_APP",
+  "TOKEN_INVALID",
+  "TOKEN_EXPIRED",
+  "TOKEN_REVOKED",
+  "REFRESH_TOKEN_REUSED",
+  "INVALID_CODE",
+  "CODE_USED",
+  "HIGH_RISK_USER",
+  "USER_DISABLED",
+  "WECHAT_RATE_LIMITED",
+  "WECHAT_APP_REJECTED",
+  "WECHAT_UNAVAILABLE",
+  "STORAGE_UNAVAILABLE",
+  "STORAGE_CONFLICT",
+  "NOT_IMPLEMENTED",
+] as const;
+
+export type ErrorReason = (typeof ERROR_REASONS)[number];
+
+/** The one error class of the domain; callers switch on `reason`. */
+export class IdentityError extends Error {
+  override readonly name = "IdentityError";
+
+  constructor(
+    readonly reason: ErrorReason,
+    message: string,
+    readonly metadata: Readonly<Record<string, string>> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A request field that is missing or malformed; `field` uses the proto field name. */
+export function invalidArgument(field: string, problem: string): IdentityError {
+  return new IdentityError("INVALID_ARGUMENT", `${field}: ${problem}`, { field });
+}
+
+export function isIdentityError(err: unknown): err is IdentityError {
+  return err instanceof IdentityError;
+}

@@ -1,0 +1,71 @@
+import { createHash } from "node:crypto";
+import type { AppCredentials, Clock, Code2SessionResult, KeyValueStore, WechatApi } from "../domain/ports.js";
+import type { Sealer } from "../domain/sealing.js";
+
+/** WeChat codes live five minutes; a remembered exchange need not outlive that. */
+const CODE_LIFETIME_MS = 5 * 60 * 1000;
+const PENDING = "pending";
+const POLL_INTERVAL_MS = 20;
+
+/**
+ * Exchanges a wx.login code with WeChat at most once, across retries and instances.
+ *
+ * A BFF that lost our response retries Login with the same code; WeChat would answer 40163 (code
+ * used). So the first exchange claims the code in the key-value store, and its result (sealed: it
+ * holds the session_key) is kept for the code's lifetime. Duplicates in this process share one
+ * promise; duplicates on other instances wait for the claimant's result. If the claimant fails,
+ * the claim is dropped and a waiting duplicate tries WeChat itself (and gets WeChat's answer).
+ */
+export function createCodeExchange(deps: {
+  wechat: WechatApi;
+  kv: KeyValueStore;
+  sealer: Sealer;
+  clock: Clock;
+  /** How long a duplicate waits for another instance's exchange; above WeChat's timeout. */
+  waitTimeoutMs: number;
+}) {
+  const inFlight = new Map<string, Promise<Code2SessionResult>>();
+
+  async function claimOrWait(key: string, app: AppCredentials, code: string): Promise<Code2SessionResult> {
+    const deadline = deps.clock.now() + deps.waitTimeoutMs;
+    for (;;) {
+      if (await deps.kv.setIfAbsent(key, PENDING, deps.waitTimeoutMs)) {
+        let result: Code2SessionResult;
+        try {
+          result = await deps.wechat.code2Session(app, code);
+        } catch (err) {
+          await deps.kv.delete(key).catch(() => {});
+          throw err;
+        }
+        await deps.kv.set(key, deps.sealer.seal(JSON.stringify(result)), CODE_LIFETIME_MS);
+        return result;
+      }
+      const value = await deps.kv.get(key);
+      if (value !== null && value !== PENDING)
+        return JSON.parse(deps.sealer.open(value)) as Code2SessionResult;
+      if (value === PENDING) {
+        if (deps.clock.now() > deadline) {
+          // The claimant is stuck or gone: let WeChat decide about the code.
+          return deps.wechat.code2Session(app, code);
+        }
+        await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+      }
+      // value === null: the claimant failed and dropped its claim; try to claim again.
+    }
+  }
+
+  return {
+    exchange(app: AppCredentials, code: string): Promise<Code2SessionResult> {
+      // The store sees only a hash of the code, never the code itself.
+      const key = `code:${app.appId}:${createHash("sha256").update(code).digest("base64url")}`;
+      let pending = inFlight.get(key);
+      if (!pending) {
+        pending = claimOrWait(key, app, code).finally(() => inFlight.delete(key));
+        inFlight.set(key, pending);
+      }
+      return pending;
+    },
+  };
+}
+
+export type CodeExchange = ReturnType<typeof createCodeExchange>;

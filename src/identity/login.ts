@@ -1,0 +1,121 @@
+import { randomUUID } from "node:crypto";
+import { IdentityError, invalidArgument } from "../domain/errors.js";
+import type { Clock, SessionStore, UserRecord, UserStore } from "../domain/ports.js";
+import { type AccessClaims, newRefreshToken, signAccessToken, type TokenSettings } from "../domain/tokens.js";
+import type { AppRegistry } from "./apps.js";
+import type { CodeExchange } from "./code-exchange.js";
+import type { KeyRing } from "./key-ring.js";
+import type { SessionKeyVault } from "./session-keys.js";
+
+export interface LoginInput {
+  appId: string;
+  code: string;
+  client: { ip: string; userAgent: string; deviceId: string };
+}
+
+export interface IssuedTokens {
+  accessToken: string;
+  accessClaims: AccessClaims;
+  refreshToken: string;
+  refreshTokenExpiresAt: Date;
+}
+
+export interface LoginResult {
+  tokens: IssuedTokens;
+  user: UserRecord & { appId: string; openid: string; unionid: string | null };
+  newUser: boolean;
+}
+
+export interface SessionSettings {
+  refreshIdleTtlMs: number;
+  sessionAbsoluteTtlMs: number;
+}
+
+const MAX_CODE_LENGTH = 128;
+const PRINTABLE = /^[\x21-\x7e]+$/;
+
+function checkInput(input: LoginInput): LoginInput {
+  if (input.code.length === 0) throw invalidArgument("code", "required: pass the code from wx.login()");
+  if (input.code.length > MAX_CODE_LENGTH)
+    throw invalidArgument("code", `longer than ${MAX_CODE_LENGTH} characters`);
+  if (!PRINTABLE.test(input.code)) throw invalidArgument("code", "contains spaces or non-ASCII characters");
+  if (input.client.ip.length > 64) throw invalidArgument("client.ip", "longer than 64 characters");
+  if (input.client.deviceId.length > 128)
+    throw invalidArgument("client.device_id", "longer than 128 characters");
+  // User agents are informational and sometimes huge: keep the start rather than refuse a login.
+  return { ...input, client: { ...input.client, userAgent: input.client.userAgent.slice(0, 512) } };
+}
+
+/**
+ * Login: wx.login code -> WeChat code2Session -> user (created on first login) -> session with
+ * its first refresh token -> session_key kept server-side -> token pair.
+ */
+export function createLogin(deps: {
+  apps: AppRegistry;
+  codeExchange: CodeExchange;
+  users: UserStore;
+  sessions: SessionStore;
+  sessionKeys: SessionKeyVault;
+  keyRing: KeyRing;
+  tokenSettings: TokenSettings;
+  sessionSettings: SessionSettings;
+  clock: Clock;
+}) {
+  return async function login(rawInput: LoginInput): Promise<LoginResult> {
+    const input = checkInput(rawInput);
+    const app = deps.apps.resolve(input.appId);
+    const wechat = await deps.codeExchange.exchange(app, input.code);
+    const found = await deps.users.findOrCreateByWechat({
+      appId: app.appId,
+      openid: wechat.openid,
+      unionid: wechat.unionid,
+    });
+    if (found.user.disabledAt) throw new IdentityError("USER_DISABLED", "this user has been disabled");
+
+    const now = deps.clock.now();
+    const refresh = newRefreshToken();
+    const idleExpiresAt = new Date(now + deps.sessionSettings.refreshIdleTtlMs);
+    const absoluteExpiresAt = new Date(now + deps.sessionSettings.sessionAbsoluteTtlMs);
+    const sessionId = randomUUID();
+    await Promise.all([
+      deps.sessions.create({
+        id: sessionId,
+        userId: found.user.id,
+        appId: app.appId,
+        openid: wechat.openid,
+        refreshTokenHash: refresh.hash,
+        createdAt: new Date(now),
+        idleExpiresAt,
+        absoluteExpiresAt,
+        client: input.client,
+      }),
+      deps.sessionKeys.put(app.appId, wechat.openid, wechat.sessionKey),
+    ]);
+
+    const access = signAccessToken(
+      deps.tokenSettings,
+      deps.keyRing.signingKey(),
+      {
+        userId: found.user.id,
+        sessionId,
+        appId: app.appId,
+        openid: wechat.openid,
+        unionid: found.unionid ?? "",
+        roles: found.user.roles,
+      },
+      now,
+    );
+    return {
+      tokens: {
+        accessToken: access.token,
+        accessClaims: access.claims,
+        refreshToken: refresh.token,
+        refreshTokenExpiresAt: idleExpiresAt < absoluteExpiresAt ? idleExpiresAt : absoluteExpiresAt,
+      },
+      user: { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
+      newUser: found.created,
+    };
+  };
+}
+
+export type Login = ReturnType<typeof createLogin>;

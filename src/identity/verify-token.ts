@@ -1,0 +1,52 @@
+import { IdentityError, invalidArgument } from "../domain/errors.js";
+import type { Clock } from "../domain/ports.js";
+import {
+  type AccessClaims,
+  MAX_ACCESS_TOKEN_LENGTH,
+  type TokenSettings,
+  verifyAccessToken,
+} from "../domain/tokens.js";
+import { LruCache } from "../util/lru-cache.js";
+import type { KeyRing } from "./key-ring.js";
+import type { RevocationMirror } from "./revocations.js";
+
+/**
+ * VerifyToken, the hot path. A token verified once is kept in a bounded LRU cache keyed by the
+ * token string, so a repeated token costs two map lookups: the cache and the revocation mirror.
+ * Expiry is still checked on every call against the cached claims.
+ */
+export function createVerifyToken(deps: {
+  keyRing: KeyRing;
+  revocations: RevocationMirror;
+  settings: TokenSettings;
+  clock: Clock;
+  cacheSize: number;
+}) {
+  const cache = new LruCache<string, AccessClaims>(deps.cacheSize);
+  const leewayMs = deps.settings.leewaySeconds * 1000;
+
+  function verify(token: string): AccessClaims {
+    if (token.length === 0) throw invalidArgument("access_token", "required");
+    if (token.length > MAX_ACCESS_TOKEN_LENGTH)
+      throw new IdentityError("TOKEN_INVALID", "access token is invalid: too long");
+    const now = deps.clock.now();
+    let claims = cache.get(token);
+    if (claims) {
+      if (claims.expiresAt * 1000 <= now - leewayMs) {
+        cache.delete(token);
+        throw new IdentityError("TOKEN_EXPIRED", "access token has expired");
+      }
+    } else {
+      claims = verifyAccessToken(deps.settings, deps.keyRing.verificationKeys(), token, now);
+      cache.set(token, claims);
+    }
+    if (deps.revocations.has(claims.sessionId)) {
+      throw new IdentityError("TOKEN_REVOKED", "the session of this access token has ended");
+    }
+    return claims;
+  }
+
+  return { verify, cacheSize: () => cache.size, clearCache: () => cache.clear() };
+}
+
+export type VerifyToken = ReturnType<typeof createVerifyToken>;

@@ -1,0 +1,75 @@
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import * as schema from "./schema.js";
+
+/** Either driver behind one type: the stores are written once against it. */
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+
+export interface DatabaseHandle {
+  db: Database;
+  /** "postgres" for a server, "pglite" for the embedded database. */
+  kind: "postgres" | "pglite";
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The checked-in migrations (drizzle/), found from here whether running from src/ or dist/. */
+export function migrationsFolder(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    if (existsSync(join(dir, "drizzle", "meta", "_journal.json"))) return join(dir, "drizzle");
+    dir = dirname(dir);
+  }
+  throw new Error("drizzle/ migrations folder not found");
+}
+
+// Any constant works; it only has to be the same for every instance of the service.
+const MIGRATION_LOCK_ID = 7_263_001;
+
+export function openPostgres(url: string, options: { maxConnections?: number } = {}): DatabaseHandle {
+  const client = postgres(url, {
+    max: options.maxConnections ?? 10,
+    connect_timeout: 5,
+    idle_timeout: 60,
+    onnotice: () => {},
+  });
+  return {
+    db: drizzlePostgres(client, { schema }),
+    kind: "postgres",
+    async migrate() {
+      // Migrations run on their own single connection, under an advisory lock, so instances
+      // starting together apply them once.
+      const migrator = postgres(url, { max: 1, connect_timeout: 5, onnotice: () => {} });
+      try {
+        await migrator`select pg_advisory_lock(${MIGRATION_LOCK_ID})`;
+        await migratePostgres(drizzlePostgres(migrator), { migrationsFolder: migrationsFolder() });
+      } finally {
+        await migrator.end({ timeout: 5 });
+      }
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+/** Embedded Postgres (WASM) in `dataDir`, or in memory when dataDir is "memory://". */
+export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+  if (dataDir !== "memory://") await mkdir(dataDir, { recursive: true });
+  const client = new PGlite(dataDir === "memory://" ? undefined : dataDir);
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema });
+  return {
+    db,
+    kind: "pglite",
+    migrate: () => migratePglite(db, { migrationsFolder: migrationsFolder() }),
+    close: () => client.close(),
+  };
+}

@@ -1,0 +1,97 @@
+import { sql } from "drizzle-orm";
+import {
+  customType,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+/**
+ * The single description of the tables. After changing it, run `npm run db:generate` and commit
+ * the SQL migration drizzle-kit writes into drizzle/.
+ */
+
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => "bytea" });
+const ts = (name: string) => timestamp(name, { withTimezone: true, mode: "date" });
+
+/** A person. One user may hold WeChat identities in several apps, linked by unionid. */
+export const users = pgTable("users", {
+  id: uuid("id").primaryKey().default(sql`gen_random_uuid()`),
+  unionid: text("unionid").unique(),
+  roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
+  disabledAt: ts("disabled_at"),
+  createdAt: ts("created_at").notNull().defaultNow(),
+});
+
+/** A user's openid in one mini-program. */
+export const wechatIdentities = pgTable(
+  "wechat_identities",
+  {
+    appId: text("app_id").notNull(),
+    openid: text("openid").notNull(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    unionid: text("unionid"),
+    createdAt: ts("created_at").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.appId, t.openid] }), index("wechat_identities_user_idx").on(t.userId)],
+);
+
+/** One login: lives until idle or absolute expiry, or until revoked. */
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: uuid("id").primaryKey(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    appId: text("app_id").notNull(),
+    openid: text("openid").notNull(),
+    createdAt: ts("created_at").notNull(),
+    lastRefreshedAt: ts("last_refreshed_at"),
+    idleExpiresAt: ts("idle_expires_at").notNull(),
+    absoluteExpiresAt: ts("absolute_expires_at").notNull(),
+    refreshGeneration: integer("refresh_generation").notNull().default(0),
+    revokedAt: ts("revoked_at"),
+    revokedReason: text("revoked_reason"),
+    clientIp: text("client_ip").notNull().default(""),
+    userAgent: text("user_agent").notNull().default(""),
+    deviceId: text("device_id").notNull().default(""),
+  },
+  (t) => [
+    index("sessions_user_idx").on(t.userId),
+    index("sessions_revoked_idx").on(t.revokedAt).where(sql`${t.revokedAt} is not null`),
+  ],
+);
+
+/** Every refresh token ever issued, by SHA-256 hash only, so a replayed old one is recognised. */
+export const refreshTokens = pgTable(
+  "refresh_tokens",
+  {
+    tokenHash: bytea("token_hash").primaryKey(),
+    sessionId: uuid("session_id")
+      .notNull()
+      .references(() => sessions.id, { onDelete: "cascade" }),
+    generation: integer("generation").notNull(),
+    createdAt: ts("created_at").notNull(),
+    spentAt: ts("spent_at"),
+  },
+  (t) => [index("refresh_tokens_session_idx").on(t.sessionId)],
+);
+
+/** Access-token signing keys; the private part is sealed with the key-encryption key. */
+export const signingKeys = pgTable("signing_keys", {
+  kid: text("kid").primaryKey(),
+  alg: text("alg").notNull(),
+  publicJwk: jsonb("public_jwk").$type<Record<string, string>>().notNull(),
+  sealedPrivateKey: text("sealed_private_key").notNull(),
+  createdAt: ts("created_at").notNull(),
+  activatesAt: ts("activates_at").notNull(),
+  retiresAt: ts("retires_at"),
+});

@@ -1,0 +1,83 @@
+import { IdentityError } from "../domain/errors.js";
+
+/**
+ * Turns a storage driver's failure into what the client should see: an outage of Postgres or
+ * Redis is UNAVAILABLE (never an auth error: clients drop their tokens on those), a serialization
+ * conflict is ABORTED (retry). Anything else is left alone, so a bug still surfaces as INTERNAL.
+ * The driver's message is not copied: drizzle's includes the query parameters.
+ */
+
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "CONNECT_TIMEOUT",
+  "CONNECTION_CLOSED",
+  "CONNECTION_DESTROYED",
+  "CONNECTION_ENDED",
+]);
+
+/** SQLSTATE classes/codes that mean "the database cannot serve right now". */
+function isPostgresOutage(code: string): boolean {
+  return code.startsWith("08") || code.startsWith("53") || code.startsWith("57P") || code === "55P03";
+}
+
+function errorCodes(err: unknown): string[] {
+  const codes: string[] = [];
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") codes.push(code);
+  }
+  return codes;
+}
+
+function isRedisOutage(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === "ReplyError") return false; // Redis answered: a bug of ours, not an outage
+  return (
+    err.name === "MaxRetriesPerRequestError" ||
+    /Connection is closed|Command timed out|Stream isn't writeable|Reached the max retries/i.test(
+      err.message,
+    ) ||
+    errorCodes(err).some((c) => NETWORK_CODES.has(c))
+  );
+}
+
+export function classifyStorageError(err: unknown, backend: "postgres" | "redis"): unknown {
+  if (err instanceof IdentityError) return err;
+  if (backend === "redis") {
+    return isRedisOutage(err)
+      ? new IdentityError("STORAGE_UNAVAILABLE", "session store unavailable, retry later", {}, { cause: err })
+      : err;
+  }
+  const codes = errorCodes(err);
+  if (codes.includes("40001") || codes.includes("40P01")) {
+    return new IdentityError("STORAGE_CONFLICT", "concurrent update, retry", {}, { cause: err });
+  }
+  if (codes.some((c) => NETWORK_CODES.has(c) || isPostgresOutage(c))) {
+    return new IdentityError("STORAGE_UNAVAILABLE", "database unavailable, retry later", {}, { cause: err });
+  }
+  return err;
+}
+
+/** Wraps every async method of a port so its failures are classified once, here. */
+export function guardPort<T extends object>(port: T, backend: "postgres" | "redis"): T {
+  const guarded: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(port)) {
+    guarded[name] =
+      typeof value === "function"
+        ? async (...args: unknown[]) => {
+            try {
+              return await value.apply(port, args);
+            } catch (err) {
+              throw classifyStorageError(err, backend);
+            }
+          }
+        : value;
+  }
+  return guarded as T;
+}

@@ -1,0 +1,57 @@
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
+import {
+  createServer as createHttp2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from "node:http2";
+import { createServer as createNetServer, type Server, type Socket } from "node:net";
+
+export type RequestHandler = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
+
+const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/**
+ * One cleartext port for HTTP/1.1 and h2c (prior knowledge). Node's http2 server does not fall
+ * back to HTTP/1.1 without TLS, so each connection's first bytes are read: the HTTP/2 preface
+ * goes to the http2 server, anything else to the http1 server.
+ */
+export function createDualProtocolServer(handler: RequestHandler): {
+  server: Server;
+  closeConnections(): void;
+} {
+  const http1 = createHttp1Server(handler as (req: IncomingMessage, res: ServerResponse) => void);
+  http1.keepAliveTimeout = 65_000;
+  const http2 = createHttp2Server(handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const sockets = new Set<Socket>();
+
+  const server = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.once("error", () => socket.destroy());
+    let received = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      const decided =
+        received.length >= HTTP2_PREFACE.length ||
+        !HTTP2_PREFACE.subarray(0, received.length).equals(received);
+      if (!decided) return;
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(received);
+      const isHttp2 = received.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
+      (isHttp2 ? http2 : http1).emit("connection", socket);
+      socket.resume();
+    };
+    socket.on("data", onData);
+  });
+
+  return {
+    server,
+    closeConnections() {
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { IdentityError } from "../domain/errors.js";
+import type { AccessClaims } from "../domain/tokens.js";
+import {
+  ClaimsSchema,
+  type IdentityService,
+  type LoginResponse,
+  LoginResponseSchema,
+  type VerifyTokenResponse,
+  VerifyTokenResponseSchema,
+} from "../gen/identity/v1/identity_pb.js";
+import type { Login } from "../identity/login.js";
+import type { VerifyToken } from "../identity/verify-token.js";
+import type { Logger } from "../util/logger.js";
+import { toConnectError } from "./error-map.js";
+
+export interface UseCases {
+  login: Login;
+  verifyToken: VerifyToken;
+}
+
+const notImplemented = (rpc: string) => async (): Promise<never> => {
+  throw new IdentityError("NOT_IMPLEMENTED", `${rpc} is not implemented yet`);
+};
+
+/**
+ * The IdentityService, written once and mounted on both transports. Each method decodes the
+ * request into a use-case input, calls one use case and encodes the result; errors go through
+ * the error map.
+ */
+export function createIdentityServiceImpl(
+  useCases: UseCases,
+  log: Logger,
+): ServiceImpl<typeof IdentityService> {
+  function guard<Req, Res>(rpc: string, handler: (req: Req) => Promise<Res> | Res) {
+    return async (req: Req): Promise<Res> => {
+      try {
+        return await handler(req);
+      } catch (err) {
+        throw toConnectError(err, log, rpc);
+      }
+    };
+  }
+
+  // Claims objects are cached by VerifyToken, so the encoded response can be cached with them.
+  const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();
+
+  return {
+    login: guard("Login", async (req): Promise<LoginResponse> => {
+      const result = await useCases.login({
+        appId: req.appId,
+        code: req.code,
+        client: {
+          ip: req.client?.ip ?? "",
+          userAgent: req.client?.userAgent ?? "",
+          deviceId: req.client?.deviceId ?? "",
+        },
+      });
+      const { tokens, user } = result;
+      return create(LoginResponseSchema, {
+        tokens: {
+          accessToken: tokens.accessToken,
+          refreshToken: tokens.refreshToken,
+          tokenType: "Bearer",
+          accessTokenExpiresAt: timestampFromMs(tokens.accessClaims.expiresAt * 1000),
+          refreshTokenExpiresAt: timestampFromMs(tokens.refreshTokenExpiresAt.getTime()),
+        },
+        user: {
+          id: user.id,
+          appId: user.appId,
+          openid: user.openid,
+          unionid: user.unionid ?? "",
+          roles: user.roles,
+          createdAt: timestampFromMs(user.createdAt.getTime()),
+        },
+        newUser: result.newUser,
+      });
+    }),
+    verifyToken: guard("VerifyToken", (req): VerifyTokenResponse => {
+      const claims = useCases.verifyToken.verify(req.accessToken);
+      let response = responses.get(claims);
+      if (!response) {
+        response = create(VerifyTokenResponseSchema, { claims: toClaimsMessage(claims) });
+        responses.set(claims, response);
+      }
+      return response;
+    }),
+    refresh: notImplemented("Refresh"),
+    logout: notImplemented("Logout"),
+    decryptUserData: notImplemented("DecryptUserData"),
+  };
+}
+
+function toClaimsMessage(claims: AccessClaims) {
+  return create(ClaimsSchema, {
+    userId: claims.userId,
+    sessionId: claims.sessionId,
+    appId: claims.appId,
+    openid: claims.openid,
+    unionid: claims.unionid,
+    roles: claims.roles,
+    tokenId: claims.tokenId,
+    issuedAt: timestampFromMs(claims.issuedAt * 1000),
+    expiresAt: timestampFromMs(claims.expiresAt * 1000),
+  });
+}

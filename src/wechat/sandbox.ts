@@ -1,0 +1,254 @@
+import { randomBytes } from "node:crypto";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { type AppCredentials, type Clock, systemClock } from "../domain/ports.js";
+import { WECHAT_ERRCODES } from "./errcodes.js";
+
+/**
+ * A stand-in for WeChat's servers, since the real ones cannot be reached from tests or a laptop.
+ * It behaves like WeChat where the service depends on it: codes are single-use and expire after
+ * five minutes, credentials are checked, and errcodes, latency, HTTP failures, malformed answers
+ * and hangs can be ordered up front.
+ *
+ * HTTP surface (relative to where it is mounted, `/sandbox` in the embedded default):
+ *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoint
+ *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
+ *                 what wx.login() gives a device
+ *   POST /faults  {"fault": -1 | 40029 | ... | "http500" | "malformed" | "hang", "times"?}
+ *   POST /latency {"ms": 250}
+ *   GET  /stats   {"code2SessionCalls": N}
+ */
+
+export const CODE_LIFETIME_MS = 5 * 60 * 1000;
+
+export type SandboxFault = number | "http500" | "malformed" | "hang";
+
+export interface IssueCodeInput {
+  appId?: string;
+  openid?: string;
+  unionid?: string;
+  /** Give the user a new session_key, as WeChat sometimes does on wx.login(). */
+  rotateSessionKey?: boolean;
+}
+
+export interface WechatSandbox {
+  /** Serves a request whose path is relative to the mount point; false when the path is not ours. */
+  handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
+  issueCode(input?: IssueCodeInput): { code: string; openid: string };
+  /** The session_key WeChat currently holds for a user (tests use it to encrypt user data). */
+  sessionKeyOf(appId: string, openid: string): string | undefined;
+  failNext(fault: SandboxFault, times?: number): void;
+  setLatency(ms: number): void;
+  readonly stats: { code2SessionCalls: number };
+  reset(): void;
+}
+
+interface IssuedCode {
+  appId: string;
+  openid: string;
+  unionid: string | undefined;
+  issuedAt: number;
+  used: boolean;
+}
+
+export interface SandboxOptions {
+  apps: readonly AppCredentials[];
+  latencyMs?: number;
+  clock?: Clock;
+}
+
+function randomId(bytes: number): string {
+  return randomBytes(bytes).toString("base64url").replace(/[-_]/g, "x");
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 16 * 1024) throw new Error("body too large");
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+    throw new Error("not an object");
+  return parsed as Record<string, unknown>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const text = typeof body === "string" ? body : JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8" });
+  res.end(text);
+}
+
+const optionalString = (value: unknown): string | undefined =>
+  typeof value === "string" && value.length > 0 ? value : undefined;
+
+export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
+  const clock = options.clock ?? systemClock;
+  const apps = new Map(options.apps.map((app) => [app.appId, app.appSecret]));
+  const defaultAppId = options.apps[0]?.appId;
+  const codes = new Map<string, IssuedCode>();
+  const sessionKeys = new Map<string, string>();
+  const faults: SandboxFault[] = [];
+  let latencyMs = options.latencyMs ?? 0;
+  const stats = { code2SessionCalls: 0 };
+
+  function forgetExpiredCodes(now: number) {
+    for (const [code, issued] of codes) {
+      if (now - issued.issuedAt > CODE_LIFETIME_MS) codes.delete(code);
+      else break; // Map keeps insertion order, so the rest are younger.
+    }
+  }
+
+  function issueCode(input: IssueCodeInput = {}) {
+    const appId = input.appId ?? defaultAppId;
+    if (!appId || !apps.has(appId)) throw new Error(`sandbox: unknown app ${appId ?? "(none configured)"}`);
+    const openid = input.openid ?? `o${randomId(20)}`;
+    const userKey = `${appId}/${openid}`;
+    if (input.rotateSessionKey || !sessionKeys.has(userKey)) {
+      sessionKeys.set(userKey, randomBytes(16).toString("base64"));
+    }
+    const now = clock.now();
+    forgetExpiredCodes(now);
+    const code = randomId(24).slice(0, 32);
+    codes.set(code, { appId, openid, unionid: input.unionid, issuedAt: now, used: false });
+    return { code, openid };
+  }
+
+  function jscode2session(query: URLSearchParams): { status: number; body: unknown } {
+    stats.code2SessionCalls++;
+    const appId = query.get("appid") ?? "";
+    const secret = apps.get(appId);
+    if (secret === undefined)
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_APPID, errmsg: "invalid appid" } };
+    if (query.get("secret") !== secret) {
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_SECRET, errmsg: "invalid appsecret" } };
+    }
+    const code = query.get("js_code") ?? "";
+    const issued = codes.get(code);
+    const now = clock.now();
+    if (!issued || issued.appId !== appId || now - issued.issuedAt > CODE_LIFETIME_MS) {
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_CODE, errmsg: "invalid code" } };
+    }
+    if (issued.used)
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.CODE_USED, errmsg: "code been used" } };
+    issued.used = true;
+    const body: Record<string, string> = {
+      openid: issued.openid,
+      session_key: sessionKeys.get(`${appId}/${issued.openid}`) ?? "",
+    };
+    if (issued.unionid) body.unionid = issued.unionid;
+    return { status: 200, body };
+  }
+
+  async function serveCode2Session(res: ServerResponse, query: URLSearchParams) {
+    if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
+    const fault = faults.shift();
+    if (fault === "hang") return; // never answers; the client's timeout must fire
+    if (fault === "http500") return send(res, 500, "<html>Internal Server Error</html>");
+    if (fault === "malformed") return send(res, 200, "<html>not json</html>");
+    if (typeof fault === "number") {
+      stats.code2SessionCalls++;
+      return send(res, 200, { errcode: fault, errmsg: "sandbox fault" });
+    }
+    const { status, body } = jscode2session(query);
+    send(res, status, body);
+  }
+
+  const sandbox: WechatSandbox = {
+    stats,
+    issueCode,
+    sessionKeyOf: (appId, openid) => sessionKeys.get(`${appId}/${openid}`),
+    failNext(fault, times = 1) {
+      for (let i = 0; i < times; i++) faults.push(fault);
+    },
+    setLatency(ms) {
+      latencyMs = ms;
+    },
+    reset() {
+      faults.length = 0;
+      latencyMs = options.latencyMs ?? 0;
+      stats.code2SessionCalls = 0;
+    },
+    async handle(req, res, path) {
+      const url = new URL(path, "http://sandbox");
+      const route = `${req.method} ${url.pathname}`;
+      try {
+        switch (route) {
+          case "GET /sns/jscode2session":
+            await serveCode2Session(res, url.searchParams);
+            return true;
+          case "POST /login": {
+            const body = await readJson(req);
+            const issued = issueCode({
+              appId: optionalString(body.appId),
+              openid: optionalString(body.openid),
+              unionid: optionalString(body.unionid),
+              rotateSessionKey: body.rotateSessionKey === true,
+            });
+            send(res, 200, issued);
+            return true;
+          }
+          case "POST /faults": {
+            const body = await readJson(req);
+            const fault = body.fault;
+            const valid =
+              typeof fault === "number" || fault === "http500" || fault === "malformed" || fault === "hang";
+            if (!valid) {
+              send(res, 400, { error: "fault must be an errcode or http500|malformed|hang" });
+              return true;
+            }
+            sandbox.failNext(fault as SandboxFault, typeof body.times === "number" ? body.times : 1);
+            send(res, 200, { queued: faults.length });
+            return true;
+          }
+          case "POST /latency": {
+            const body = await readJson(req);
+            if (typeof body.ms !== "number" || body.ms < 0) {
+              send(res, 400, { error: "ms must be >= 0" });
+              return true;
+            }
+            latencyMs = body.ms;
+            send(res, 200, { ms: latencyMs });
+            return true;
+          }
+          case "GET /stats":
+            send(res, 200, stats);
+            return true;
+          default:
+            return false;
+        }
+      } catch (err) {
+        send(res, 400, { error: err instanceof Error ? err.message : "bad request" });
+        return true;
+      }
+    },
+  };
+  return sandbox;
+}
+
+/** Runs a sandbox as its own HTTP server (tests, benchmarks); its base URL is WeChat's stand-in. */
+export async function startSandboxServer(
+  options: SandboxOptions & { port?: number; host?: string },
+): Promise<{ sandbox: WechatSandbox; baseUrl: string; close(): Promise<void> }> {
+  const sandbox = createWechatSandbox(options);
+  const server: Server = createServer((req, res) => {
+    void sandbox.handle(req, res, req.url ?? "/").then((served) => {
+      if (!served) send(res, 404, { errcode: 404, errmsg: "not found" });
+    });
+  });
+  const host = options.host ?? "127.0.0.1";
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    sandbox,
+    baseUrl: `http://${host}:${port}`,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
