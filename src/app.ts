@@ -82,9 +82,9 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
   try {
     const kek = await keyEncryptionKey(config, log);
 
-    const database: DatabaseHandle = config.databaseUrl
-      ? openPostgres(config.databaseUrl)
-      : await openPglite(join(config.dataDir, "pglite"));
+    // DATA_DIR=memory:// keeps the embedded database in memory (tests, throwaway demos).
+    const pgliteDir = config.dataDir === "memory://" ? "memory://" : join(config.dataDir, "pglite");
+    const database: DatabaseHandle = config.databaseUrl ? openPostgres(config.databaseUrl) : await openPglite(pgliteDir);
     cleanups.push(() => database.close());
     await database.migrate();
 

@@ -1,0 +1,50 @@
+import { create, type DescMessage, fromBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import * as grpc from "@grpc/grpc-js";
+import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import { grpcMethodDefinition } from "../../src/transport/grpc.js";
+
+type Methods = typeof IdentityService.method;
+
+/** A real grpc-js client of IdentityService over a socket, promise-based for tests. */
+export function createGrpcClient(address: string) {
+  const definition = Object.fromEntries(
+    IdentityService.methods.map((m) => [m.localName, grpcMethodDefinition(IdentityService, m)]),
+  );
+  const Client = grpc.makeGenericClientConstructor(definition as grpc.ServiceDefinition, "IdentityService");
+  const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<
+    string,
+    (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
+  >;
+
+  function call<K extends keyof Methods>(
+    method: K,
+    request: MessageInitShape<Methods[K]["input"]>,
+    deadlineMs = 10_000,
+  ): Promise<MessageShape<Methods[K]["output"]>> {
+    const desc = IdentityService.method[method];
+    const message = create(desc.input as DescMessage, request as never);
+    return new Promise((resolve, reject) => {
+      const fn = client[method as string] as NonNullable<(typeof client)[string]>;
+      fn.call(client, message, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
+        err ? reject(err) : resolve(res as MessageShape<Methods[K]["output"]>),
+      );
+    });
+  }
+
+  return { call, raw: client as unknown as grpc.Client, close: () => (client as unknown as grpc.Client).close() };
+}
+
+/** The google.rpc.ErrorInfo reason carried in a grpc-js error's trailers, if any. */
+export function grpcReason(err: unknown): string | undefined {
+  const bin = (err as grpc.ServiceError).metadata?.get("grpc-status-details-bin")[0];
+  if (!(bin instanceof Buffer)) return undefined;
+  const status = fromBinary(StatusSchema, bin);
+  for (const detail of status.details) {
+    const info = anyUnpack(detail, ErrorInfoSchema);
+    if (info) return info.reason;
+  }
+  return undefined;
+}

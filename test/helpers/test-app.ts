@@ -1,0 +1,89 @@
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { type RunningApp, startApp } from "../../src/app.js";
+import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import type { Logger } from "../../src/util/logger.js";
+import { startSandboxServer, type WechatSandbox } from "../../src/wechat/sandbox.js";
+import { createTestDatabase, REAL_DATABASE_URL, REAL_REDIS_URL, uniqueName } from "./backends.js";
+import { createGrpcClient } from "./grpc-client.js";
+
+export type Backend = "embedded" | "real";
+
+/** The backends a suite runs on: always the embedded ones, the real ones when configured. */
+export const BACKENDS: Backend[] = REAL_DATABASE_URL && REAL_REDIS_URL ? ["embedded", "real"] : ["embedded"];
+
+export const TEST_APPS = [
+  { appId: "wxtestapp0000001", appSecret: "secret-one-never-logged" },
+  { appId: "wxtestapp0000002", appSecret: "secret-two-never-logged" },
+];
+
+export interface LogLine {
+  level: string;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+/** A logger that keeps lines in memory, so tests can check what would be logged. */
+export function memoryLogger(): Logger & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: string) => (message: string, fields?: Record<string, unknown>) => {
+    lines.push({ level, message, fields });
+  };
+  return { lines, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+}
+
+export interface TestApp {
+  app: RunningApp;
+  config: Readonly<Config>;
+  sandbox: WechatSandbox;
+  sandboxUrl: string;
+  connect: ReturnType<typeof createClient<typeof IdentityService>>;
+  grpc: ReturnType<typeof createGrpcClient>;
+  log: ReturnType<typeof memoryLogger>;
+  httpUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole service on free ports, against a WeChat sandbox server reached over a socket with
+ * the real WeChat client. "real" uses a fresh database on the real Postgres and a unique key
+ * prefix on the real Redis; "embedded" uses in-memory PGlite and the in-process store.
+ */
+export async function startTestApp(backend: Backend, env: RawEnv = {}): Promise<TestApp> {
+  const wechat = await startSandboxServer({ apps: TEST_APPS });
+  const database = backend === "real" ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
+  const config = parseConfig({
+    GRPC_PORT: "0",
+    HTTP_PORT: "0",
+    HOST: "127.0.0.1",
+    DATA_DIR: "memory://",
+    WECHAT_APPS: JSON.stringify(TEST_APPS),
+    WECHAT_API_BASE_URL: wechat.baseUrl,
+    WECHAT_TIMEOUT_MS: "1000",
+    KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
+    ...(database ? { DATABASE_URL: database.url, REDIS_URL: REAL_REDIS_URL, REDIS_KEY_PREFIX: `${uniqueName("t")}:` } : {}),
+    ...env,
+  });
+  const log = memoryLogger();
+  const app = await startApp(config, { log });
+  const httpUrl = `http://127.0.0.1:${app.httpPort}`;
+  const connect = createClient(IdentityService, createConnectTransport({ baseUrl: httpUrl, httpVersion: "1.1" }));
+  const grpc = createGrpcClient(`127.0.0.1:${app.grpcPort}`);
+  return {
+    app,
+    config,
+    sandbox: wechat.sandbox,
+    sandboxUrl: wechat.baseUrl,
+    connect,
+    grpc,
+    log,
+    httpUrl,
+    async stop() {
+      grpc.close();
+      await app.stop();
+      await wechat.close();
+      await database?.drop();
+    },
+  };
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, parseConfig, readEnv } from "../../src/config.js";
+
+function problems(raw: Record<string, string>): string[] {
+  try {
+    parseConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe("configuration", () => {
+  it("runs with nothing set: embedded database, in-process store, WeChat sandbox", () => {
+    const config = parseConfig({});
+    expect(config).toMatchObject({
+      grpcPort: 50051,
+      httpPort: 8080,
+      databaseUrl: null,
+      redisUrl: null,
+      dataDir: "./.data",
+      wechat: { mode: "sandbox" },
+      tokens: { accessTokenTtlSeconds: 7200, refreshIdleTtlSeconds: 7 * 86400, sessionAbsoluteTtlSeconds: 30 * 86400 },
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it("uses real WeChat with one app's credentials", () => {
+    const config = parseConfig({ WECHAT_APP_ID: "wx123", WECHAT_APP_SECRET: "s" });
+    expect(config.wechat).toEqual({
+      mode: "real",
+      apps: [{ appId: "wx123", appSecret: "s" }],
+      baseUrl: "https://api.weixin.qq.com",
+      timeoutMs: 5000,
+    });
+  });
+
+  it("takes several apps from WECHAT_APPS", () => {
+    const apps = [
+      { appId: "wxa", appSecret: "1" },
+      { appId: "wxb", appSecret: "2" },
+    ];
+    expect(parseConfig({ WECHAT_APPS: JSON.stringify(apps) }).wechat.apps).toEqual(apps);
+  });
+
+  it("parses durations with units", () => {
+    const config = parseConfig({ ACCESS_TOKEN_TTL: "15m", REFRESH_TOKEN_IDLE_TTL: "2d", SESSION_ABSOLUTE_TTL: "90d" });
+    expect(config.tokens).toMatchObject({ accessTokenTtlSeconds: 900, refreshIdleTtlSeconds: 172800 });
+  });
+
+  it.each([
+    [{ GRPC_PORT: "http" }, "GRPC_PORT"],
+    [{ HTTP_PORT: "70000" }, "HTTP_PORT"],
+    [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
+    [{ REDIS_URL: "nonsense" }, "REDIS_URL"],
+    [{ WECHAT_APP_ID: "wx1" }, "WECHAT_APP_SECRET"],
+    [{ WECHAT_APP_SECRET: "s" }, "WECHAT_APP_ID"],
+    [{ WECHAT_APPS: "[{}]" }, "WECHAT_APPS"],
+    [{ WECHAT_APPS: "not json" }, "WECHAT_APPS"],
+    [{ ACCESS_TOKEN_TTL: "soon" }, "ACCESS_TOKEN_TTL"],
+    [{ ACCESS_TOKEN_TTL: "2d" }, "ACCESS_TOKEN_TTL"],
+    [{ REFRESH_TOKEN_IDLE_TTL: "60d" }, "REFRESH_TOKEN_IDLE_TTL"],
+    [{ KEY_ENCRYPTION_KEY: "c2hvcnQ=" }, "KEY_ENCRYPTION_KEY"],
+    [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ NODE_ENV: "production" }, "WECHAT_APP_ID"],
+    [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "KEY_ENCRYPTION_KEY"],
+  ])("refuses %o naming %s", (raw, variable) => {
+    expect(problems(raw as Record<string, string>).some((p) => p.startsWith(`${variable}:`))).toBe(true);
+  });
+
+  it("reports every problem at once", () => {
+    expect(problems({ GRPC_PORT: "x", HTTP_PORT: "y" })).toHaveLength(2);
+  });
+
+  it("never echoes a URL that may hold a password", () => {
+    const text = problems({ DATABASE_URL: "mysql://user:hunter2@db/x" }).join("\n");
+    expect(text).not.toContain("hunter2");
+  });
+
+  it("never starts the sandbox in production", () => {
+    expect(() => parseConfig({ NODE_ENV: "production", KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64") })).toThrow(
+      ConfigError,
+    );
+  });
+
+  it("reads only its own variables from the environment, treating empty as unset", () => {
+    expect(readEnv({ GRPC_PORT: "1", HOME: "/root", HTTP_PORT: "" })).toEqual({ GRPC_PORT: "1" });
+  });
+});
