@@ -91,7 +91,13 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     let redis: Redis | undefined;
     let kv: KeyValueStore;
     if (config.redisUrl) {
-      redis = connectRedis(config.redisUrl);
+      let lastLogged = 0;
+      redis = connectRedis(config.redisUrl, (err) => {
+        // One line per 10 s is enough to see an outage without flooding the log.
+        if (clock.now() - lastLogged < 10_000) return;
+        lastLogged = clock.now();
+        log.warn("redis connection error", { error: (err as NodeJS.ErrnoException).code ?? err.name });
+      });
       cleanups.push(() => (redis as Redis).quit());
       await redis.connect();
       kv = guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis");

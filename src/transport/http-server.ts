@@ -5,6 +5,7 @@ import {
   type Http2ServerResponse,
 } from "node:http2";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 
 export type RequestHandler = (
   req: IncomingMessage | Http2ServerRequest,
@@ -40,10 +41,13 @@ export function createDualProtocolServer(handler: RequestHandler): {
       if (!decided) return;
       socket.off("data", onData);
       socket.pause();
-      socket.unshift(received);
-      const isHttp2 = received.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE);
-      (isHttp2 ? http2 : http1).emit("connection", socket);
-      socket.resume();
+      if (received.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE)) {
+        http2.emit("connection", replaying(socket, received));
+      } else {
+        socket.unshift(received);
+        http1.emit("connection", socket);
+        socket.resume();
+      }
     };
     socket.on("data", onData);
   });
@@ -54,4 +58,33 @@ export function createDualProtocolServer(handler: RequestHandler): {
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+/**
+ * The socket as a stream that first yields the bytes already read from it. The http2 session
+ * reads a net.Socket's native handle directly and would miss bytes put back with unshift().
+ */
+function replaying(socket: Socket, head: Buffer): Duplex {
+  const stream: Duplex = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk, encoding, callback) {
+      socket.write(chunk, encoding, callback);
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(err, callback) {
+      socket.destroy(err ?? undefined);
+      callback(err);
+    },
+  });
+  stream.push(head);
+  socket.on("data", (chunk: Buffer) => {
+    if (!stream.push(chunk)) socket.pause();
+  });
+  socket.on("end", () => stream.push(null));
+  socket.on("close", () => stream.destroy());
+  return stream;
 }

@@ -21,10 +21,6 @@ export interface UseCases {
   verifyToken: VerifyToken;
 }
 
-const notImplemented = (rpc: string) => async (): Promise<never> => {
-  throw new IdentityError("NOT_IMPLEMENTED", `${rpc} is not implemented yet`);
-};
-
 /**
  * The IdentityService, written once and mounted on both transports. Each method decodes the
  * request into a use-case input, calls one use case and encodes the result; errors go through
@@ -43,6 +39,11 @@ export function createIdentityServiceImpl(
       }
     };
   }
+
+  const notImplemented = (rpc: string) =>
+    guard(rpc, (): never => {
+      throw new IdentityError("NOT_IMPLEMENTED", `${rpc} is not implemented yet`);
+    });
 
   // Claims objects are cached by VerifyToken, so the encoded response can be cached with them.
   const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();

@@ -4,8 +4,8 @@ import { Redis } from "ioredis";
  * A Redis client tuned to fail fast: during an outage a command errors within about a second
  * (the service answers UNAVAILABLE) instead of queueing for the default 20 retries.
  */
-export function connectRedis(url: string): Redis {
-  return new Redis(url, {
+export function connectRedis(url: string, onError: (err: Error) => void = () => {}): Redis {
+  const redis = new Redis(url, {
     lazyConnect: true,
     enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
@@ -13,4 +13,7 @@ export function connectRedis(url: string): Redis {
     connectTimeout: 2000,
     retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
   });
+  // Without a listener ioredis prints every reconnect failure; the caller decides what to log.
+  redis.on("error", onError);
+  return redis;
 }
