@@ -50,6 +50,7 @@ const KEK_FILE = "key-encryption-key";
 /** The key-encryption key: from the config, or (outside production) a file in the data folder. */
 async function keyEncryptionKey(config: Config, log: Logger): Promise<Buffer> {
   if (config.keyEncryptionKey) return config.keyEncryptionKey;
+  if (config.dataDir === "memory://") return randomBytes(32); // nothing is kept, so neither is the key
   const file = join(config.dataDir, KEK_FILE);
   try {
     const key = Buffer.from((await readFile(file, "utf8")).trim(), "base64");
@@ -84,7 +85,9 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
 
     // DATA_DIR=memory:// keeps the embedded database in memory (tests, throwaway demos).
     const pgliteDir = config.dataDir === "memory://" ? "memory://" : join(config.dataDir, "pglite");
-    const database: DatabaseHandle = config.databaseUrl ? openPostgres(config.databaseUrl) : await openPglite(pgliteDir);
+    const database: DatabaseHandle = config.databaseUrl
+      ? openPostgres(config.databaseUrl)
+      : await openPglite(pgliteDir);
     cleanups.push(() => database.close());
     await database.migrate();
 

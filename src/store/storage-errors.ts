@@ -21,9 +21,12 @@ const NETWORK_CODES = new Set([
   "CONNECTION_ENDED",
 ]);
 
-/** SQLSTATE classes/codes that mean "the database cannot serve right now". */
+/**
+ * SQLSTATE classes/codes that mean "the database cannot serve right now": connection (08),
+ * authorization (28), missing database (3D000), resources (53), shutdown (57P), lock timeout.
+ */
 function isPostgresOutage(code: string): boolean {
-  return code.startsWith("08") || code.startsWith("53") || code.startsWith("57P") || code === "55P03";
+  return /^(08|28|53|57P)/.test(code) || code === "3D000" || code === "55P03";
 }
 
 function errorCodes(err: unknown): string[] {

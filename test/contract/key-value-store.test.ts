@@ -35,7 +35,9 @@ function keyValueContract(name: string, open: () => Promise<{ kv: KeyValueStore;
     });
 
     it("setIfAbsent lets exactly one of many concurrent callers win", async () => {
-      const results = await Promise.all(Array.from({ length: 30 }, (_, i) => kv.setIfAbsent("race", `v${i}`, 10_000)));
+      const results = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => kv.setIfAbsent("race", `v${i}`, 10_000)),
+      );
       expect(results.filter(Boolean)).toHaveLength(1);
       const winner = results.indexOf(true);
       expect(await kv.get("race")).toBe(`v${winner}`);
@@ -62,7 +64,10 @@ if (REAL_REDIS_URL) {
   keyValueContract("redis", async () => {
     const redis = connectRedis(REAL_REDIS_URL as string);
     await redis.connect();
-    return { kv: createRedisKeyValueStore(redis, `${uniqueName("kvtest")}:`), close: async () => void (await redis.quit()) };
+    return {
+      kv: createRedisKeyValueStore(redis, `${uniqueName("kvtest")}:`),
+      close: async () => void (await redis.quit()),
+    };
   });
 
   describe("KeyValueStore: redis outage", () => {

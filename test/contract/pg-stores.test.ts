@@ -8,7 +8,10 @@ import { createPgUserStore } from "../../src/store/pg/user-store.js";
 import { createTestDatabase, REAL_DATABASE_URL, uniqueName } from "../helpers/backends.js";
 
 /** The Postgres stores, run against embedded PGlite and against the real server. */
-function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHandle; drop(): Promise<void> }>) {
+function pgStoresContract(
+  name: string,
+  open: () => Promise<{ handle: DatabaseHandle; drop(): Promise<void> }>,
+) {
   describe(`Postgres stores: ${name}`, () => {
     let handle: DatabaseHandle;
     let drop: () => Promise<void>;
@@ -42,7 +45,9 @@ function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHa
 
       it("creates one user for 40 parallel first logins, and exactly one says created", async () => {
         const identity = { appId: "wxa", openid: uniqueName("race"), unionid: null };
-        const results = await Promise.all(Array.from({ length: 40 }, () => users.findOrCreateByWechat(identity)));
+        const results = await Promise.all(
+          Array.from({ length: 40 }, () => users.findOrCreateByWechat(identity)),
+        );
         expect(new Set(results.map((r) => r.user.id)).size).toBe(1);
         expect(results.filter((r) => r.created)).toHaveLength(1);
       });
@@ -72,7 +77,11 @@ function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHa
 
     describe("SessionStore", () => {
       it("creates a session with its first refresh token hash in one write", async () => {
-        const { user } = await users.findOrCreateByWechat({ appId: "wxa", openid: uniqueName("o"), unionid: null });
+        const { user } = await users.findOrCreateByWechat({
+          appId: "wxa",
+          openid: uniqueName("o"),
+          unionid: null,
+        });
         const id = crypto.randomUUID();
         const now = new Date();
         await sessions.create({
@@ -86,7 +95,9 @@ function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHa
           absoluteExpiresAt: new Date(now.getTime() + 2000),
           client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
         });
-        const rows = await handle.db.query.refreshTokens.findMany({ where: (t, { eq }) => eq(t.sessionId, id) });
+        const rows = await handle.db.query.refreshTokens.findMany({
+          where: (t, { eq }) => eq(t.sessionId, id),
+        });
         expect(rows).toHaveLength(1);
         expect(Buffer.from(rows[0]?.tokenHash as Buffer)).toEqual(hashRefreshToken("rt"));
         expect(rows[0]?.generation).toBe(0);
@@ -112,7 +123,9 @@ function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHa
             retiresAt: null,
           };
         };
-        const results = await Promise.all(Array.from({ length: 5 }, () => keys.ensureSigningKey(now, generate)));
+        const results = await Promise.all(
+          Array.from({ length: 5 }, () => keys.ensureSigningKey(now, generate)),
+        );
         expect(generated).toBe(1);
         for (const result of results) expect(result.map((k) => k.kid)).toEqual(results[0]?.map((k) => k.kid));
         expect(await keys.ensureSigningKey(now, generate)).toHaveLength(1);
@@ -121,7 +134,10 @@ function pgStoresContract(name: string, open: () => Promise<{ handle: DatabaseHa
   });
 }
 
-pgStoresContract("PGlite (embedded)", async () => ({ handle: await openPglite("memory://"), drop: async () => {} }));
+pgStoresContract("PGlite (embedded)", async () => ({
+  handle: await openPglite("memory://"),
+  drop: async () => {},
+}));
 
 if (REAL_DATABASE_URL) {
   pgStoresContract("PostgreSQL", async () => {

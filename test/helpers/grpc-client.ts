@@ -1,4 +1,10 @@
-import { create, type DescMessage, fromBinary, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
@@ -16,7 +22,12 @@ export function createGrpcClient(address: string) {
   const Client = grpc.makeGenericClientConstructor(definition as grpc.ServiceDefinition, "IdentityService");
   const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<
     string,
-    (req: unknown, meta: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void
+    (
+      req: unknown,
+      meta: grpc.Metadata,
+      opts: grpc.CallOptions,
+      cb: (err: grpc.ServiceError | null, res: unknown) => void,
+    ) => void
   >;
 
   function call<K extends keyof Methods>(
@@ -34,7 +45,11 @@ export function createGrpcClient(address: string) {
     });
   }
 
-  return { call, raw: client as unknown as grpc.Client, close: () => (client as unknown as grpc.Client).close() };
+  return {
+    call,
+    raw: client as unknown as grpc.Client,
+    close: () => (client as unknown as grpc.Client).close(),
+  };
 }
 
 /** The google.rpc.ErrorInfo reason carried in a grpc-js error's trailers, if any. */

@@ -62,13 +62,18 @@ export async function startTestApp(backend: Backend, env: RawEnv = {}): Promise<
     WECHAT_API_BASE_URL: wechat.baseUrl,
     WECHAT_TIMEOUT_MS: "1000",
     KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
-    ...(database ? { DATABASE_URL: database.url, REDIS_URL: REAL_REDIS_URL, REDIS_KEY_PREFIX: `${uniqueName("t")}:` } : {}),
+    ...(database
+      ? { DATABASE_URL: database.url, REDIS_URL: REAL_REDIS_URL, REDIS_KEY_PREFIX: `${uniqueName("t")}:` }
+      : {}),
     ...env,
   });
   const log = memoryLogger();
   const app = await startApp(config, { log });
   const httpUrl = `http://127.0.0.1:${app.httpPort}`;
-  const connect = createClient(IdentityService, createConnectTransport({ baseUrl: httpUrl, httpVersion: "1.1" }));
+  const connect = createClient(
+    IdentityService,
+    createConnectTransport({ baseUrl: httpUrl, httpVersion: "1.1" }),
+  );
   const grpc = createGrpcClient(`127.0.0.1:${app.grpcPort}`);
   return {
     app,

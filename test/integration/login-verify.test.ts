@@ -13,7 +13,9 @@ import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test
 const [APP_ONE, APP_TWO] = TEST_APPS as [(typeof TEST_APPS)[0], (typeof TEST_APPS)[0]];
 
 /** The status code and ErrorInfo reason of a failed Connect call. */
-async function connectFailure(promise: Promise<unknown>): Promise<{ code: Code; reason?: string; field?: string; message: string }> {
+async function connectFailure(
+  promise: Promise<unknown>,
+): Promise<{ code: Code; reason?: string; field?: string; message: string }> {
   try {
     await promise;
   } catch (err) {
@@ -43,13 +45,22 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
 
   const login = (openid?: string, appId = APP_ONE.appId, unionid?: string) => {
     const { code } = t.sandbox.issueCode({ appId, openid, unionid });
-    return t.connect.login({ appId, code, client: { ip: "203.0.113.9", userAgent: "test", deviceId: "dev-1" } });
+    return t.connect.login({
+      appId,
+      code,
+      client: { ip: "203.0.113.9", userAgent: "test", deviceId: "dev-1" },
+    });
   };
 
   it("logs a user in over Connect and verifies the token over gRPC", async () => {
     const response = await login("o-alice", APP_ONE.appId, "u-alice");
     expect(response.newUser).toBe(true);
-    expect(response.user).toMatchObject({ appId: APP_ONE.appId, openid: "o-alice", unionid: "u-alice", roles: [] });
+    expect(response.user).toMatchObject({
+      appId: APP_ONE.appId,
+      openid: "o-alice",
+      unionid: "u-alice",
+      roles: [],
+    });
     expect(response.tokens?.tokenType).toBe("Bearer");
     expect(response.tokens?.refreshToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const accessExpiry = Number(response.tokens?.accessTokenExpiresAt?.seconds) * 1000 - Date.now();
@@ -108,7 +119,9 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     t.sandbox.setLatency(100);
     const { code } = t.sandbox.issueCode({ appId: APP_ONE.appId, openid: "o-dupes" });
     const before = t.sandbox.stats.code2SessionCalls;
-    const results = await Promise.all(Array.from({ length: 10 }, () => t.connect.login({ appId: APP_ONE.appId, code })));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => t.connect.login({ appId: APP_ONE.appId, code })),
+    );
     t.sandbox.setLatency(0);
     expect(new Set(results.map((r) => r.user?.id)).size).toBe(1);
     expect(t.sandbox.stats.code2SessionCalls - before).toBe(1);
@@ -131,7 +144,10 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
 
   it("answers WeChat busy twice (-1, retried once) with UNAVAILABLE", async () => {
     t.sandbox.failNext(-1, 2);
-    expect(await connectFailure(login())).toMatchObject({ code: Code.Unavailable, reason: "WECHAT_UNAVAILABLE" });
+    expect(await connectFailure(login())).toMatchObject({
+      code: Code.Unavailable,
+      reason: "WECHAT_UNAVAILABLE",
+    });
   });
 
   it("refuses a used code with CODE_USED once its remembered exchange is for another app", async () => {
@@ -150,18 +166,26 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     ["code with spaces", { appId: APP_ONE.appId, code: "abc def" }, "code", "INVALID_ARGUMENT"],
     ["unknown app", { appId: "wxnotours", code: "abc" }, "app_id", "UNKNOWN_APP"],
     ["no app with two configured", { code: "abc" }, "app_id", "INVALID_ARGUMENT"],
-    ["oversized client ip", { appId: APP_ONE.appId, code: "abc", client: { ip: "1".repeat(65) } }, "client.ip", "INVALID_ARGUMENT"],
+    [
+      "oversized client ip",
+      { appId: APP_ONE.appId, code: "abc", client: { ip: "1".repeat(65) } },
+      "client.ip",
+      "INVALID_ARGUMENT",
+    ],
     [
       "oversized device id",
       { appId: APP_ONE.appId, code: "abc", client: { deviceId: "d".repeat(129) } },
       "client.device_id",
       "INVALID_ARGUMENT",
     ],
-  ])("refuses a login with %s as INVALID_ARGUMENT naming the field", async (_name, request, field, reason) => {
-    const failure = await connectFailure(t.connect.login(request));
-    expect(failure).toMatchObject({ code: Code.InvalidArgument, field, reason });
-    expect(failure.message).toContain(field);
-  });
+  ])(
+    "refuses a login with %s as INVALID_ARGUMENT naming the field",
+    async (_name, request, field, reason) => {
+      const failure = await connectFailure(t.connect.login(request));
+      expect(failure).toMatchObject({ code: Code.InvalidArgument, field, reason });
+      expect(failure.message).toContain(field);
+    },
+  );
 
   it("refuses an empty token as INVALID_ARGUMENT and garbage as UNAUTHENTICATED, over gRPC", async () => {
     expect(await grpcFailure(t.grpc.call("verifyToken", { accessToken: "" }))).toEqual({
@@ -178,10 +202,16 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
 
   it("refuses a token forged with another key under our kid", async () => {
     const real = await login();
-    const header = JSON.parse(Buffer.from(real.tokens?.accessToken.split(".")[0] ?? "", "base64url").toString());
-    const payload = JSON.parse(Buffer.from(real.tokens?.accessToken.split(".")[1] ?? "", "base64url").toString());
+    const header = JSON.parse(
+      Buffer.from(real.tokens?.accessToken.split(".")[0] ?? "", "base64url").toString(),
+    );
+    const payload = JSON.parse(
+      Buffer.from(real.tokens?.accessToken.split(".")[1] ?? "", "base64url").toString(),
+    );
     const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const forged = await new SignJWT({ ...payload, roles: ["admin"] }).setProtectedHeader(header).sign(privateKey);
+    const forged = await new SignJWT({ ...payload, roles: ["admin"] })
+      .setProtectedHeader(header)
+      .sign(privateKey);
     expect(await grpcFailure(t.grpc.call("verifyToken", { accessToken: forged }))).toEqual({
       code: grpc.status.UNAUTHENTICATED,
       reason: "TOKEN_INVALID",
@@ -203,7 +233,9 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
   });
 
   it("refuses oversized gRPC messages in the transport, and undecodable ones as INVALID_ARGUMENT", async () => {
-    const huge = await grpcFailure(t.grpc.call("verifyToken", { accessToken: "x".repeat(t.config.maxRequestBytes + 10) }));
+    const huge = await grpcFailure(
+      t.grpc.call("verifyToken", { accessToken: "x".repeat(t.config.maxRequestBytes + 10) }),
+    );
     expect(huge.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
 
     const raw = new grpc.Client(`127.0.0.1:${t.app.grpcPort}`, grpc.credentials.createInsecure());
@@ -221,15 +253,23 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
   });
 
   it("refuses an oversized Connect body", async () => {
-    const failure = await t.connect.verifyToken({ accessToken: "x".repeat(t.config.maxRequestBytes + 10) }).catch((e) => e);
+    const failure = await t.connect
+      .verifyToken({ accessToken: "x".repeat(t.config.maxRequestBytes + 10) })
+      .catch((e) => e);
     expect(ConnectError.from(failure).code).toBe(Code.ResourceExhausted);
   });
 
   it("serves Connect over h2c and gRPC-Web too", async () => {
     const token = (await login()).tokens?.accessToken ?? "";
-    const h2c = createClient(IdentityService, createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "2" }));
+    const h2c = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "2" }),
+    );
     expect((await h2c.verifyToken({ accessToken: token })).claims?.appId).toBe(APP_ONE.appId);
-    const web = createClient(IdentityService, createGrpcWebTransport({ baseUrl: t.httpUrl, httpVersion: "1.1" }));
+    const web = createClient(
+      IdentityService,
+      createGrpcWebTransport({ baseUrl: t.httpUrl, httpVersion: "1.1" }),
+    );
     expect((await web.verifyToken({ accessToken: token })).claims?.appId).toBe(APP_ONE.appId);
   });
 
@@ -241,7 +281,12 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     const jwks = (await jwksResponse.json()) as { keys: Array<Record<string, string>> };
     const token = (await login()).tokens?.accessToken ?? "";
     const kid = JSON.parse(Buffer.from(token.split(".")[0] ?? "", "base64url").toString()).kid;
-    expect(jwks.keys.find((k) => k.kid === kid)).toMatchObject({ kty: "EC", crv: "P-256", alg: "ES256", use: "sig" });
+    expect(jwks.keys.find((k) => k.kid === kid)).toMatchObject({
+      kty: "EC",
+      crv: "P-256",
+      alg: "ES256",
+      use: "sig",
+    });
     expect(JSON.stringify(jwks)).not.toMatch(/"d"/); // public parts only
   });
 

@@ -13,7 +13,10 @@ beforeAll(async () => {
 });
 afterAll(() => server.close());
 
-function exchangeOn(kv: ReturnType<typeof createMemoryKeyValueStore>, sealer = createSealer(randomBytes(32), "c")) {
+function exchangeOn(
+  kv: ReturnType<typeof createMemoryKeyValueStore>,
+  sealer = createSealer(randomBytes(32), "c"),
+) {
   return createCodeExchange({
     wechat: createWechatClient({ baseUrl: server.baseUrl, timeoutMs: 1000 }),
     kv,

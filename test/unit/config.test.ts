@@ -21,7 +21,11 @@ describe("configuration", () => {
       redisUrl: null,
       dataDir: "./.data",
       wechat: { mode: "sandbox" },
-      tokens: { accessTokenTtlSeconds: 7200, refreshIdleTtlSeconds: 7 * 86400, sessionAbsoluteTtlSeconds: 30 * 86400 },
+      tokens: {
+        accessTokenTtlSeconds: 7200,
+        refreshIdleTtlSeconds: 7 * 86400,
+        sessionAbsoluteTtlSeconds: 30 * 86400,
+      },
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -45,7 +49,11 @@ describe("configuration", () => {
   });
 
   it("parses durations with units", () => {
-    const config = parseConfig({ ACCESS_TOKEN_TTL: "15m", REFRESH_TOKEN_IDLE_TTL: "2d", SESSION_ABSOLUTE_TTL: "90d" });
+    const config = parseConfig({
+      ACCESS_TOKEN_TTL: "15m",
+      REFRESH_TOKEN_IDLE_TTL: "2d",
+      SESSION_ABSOLUTE_TTL: "90d",
+    });
     expect(config.tokens).toMatchObject({ accessTokenTtlSeconds: 900, refreshIdleTtlSeconds: 172800 });
   });
 
@@ -79,9 +87,9 @@ describe("configuration", () => {
   });
 
   it("never starts the sandbox in production", () => {
-    expect(() => parseConfig({ NODE_ENV: "production", KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64") })).toThrow(
-      ConfigError,
-    );
+    expect(() =>
+      parseConfig({ NODE_ENV: "production", KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64") }),
+    ).toThrow(ConfigError);
   });
 
   it("reads only its own variables from the environment, treating empty as unset", () => {

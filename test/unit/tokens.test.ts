@@ -14,7 +14,14 @@ const settings = { issuer: "iss-test", audience: "aud-test", accessTokenTtlSecon
 const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const keys = new Map<string, KeyObject>([["k1", publicKey]]);
 const NOW = Date.UTC(2026, 0, 1);
-const subject = { userId: "u1", sessionId: "s1", appId: "wxapp", openid: "o1", unionid: "", roles: ["member"] };
+const subject = {
+  userId: "u1",
+  sessionId: "s1",
+  appId: "wxapp",
+  openid: "o1",
+  unionid: "",
+  roles: ["member"],
+};
 
 function issue(nowMs = NOW) {
   return signAccessToken(settings, { kid: "k1", privateKey }, subject, nowMs).token;
@@ -30,7 +37,8 @@ function reasonOf(fn: () => unknown): string {
   throw new Error("expected an IdentityError");
 }
 
-const b64 = (value: unknown) => Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
+const b64 = (value: unknown) =>
+  Buffer.from(typeof value === "string" ? value : JSON.stringify(value)).toString("base64url");
 
 /** A token with our real signature over a header and payload of the test's choosing. */
 function signed(header: Record<string, unknown>, payload: Record<string, unknown>) {
@@ -61,11 +69,15 @@ describe("access tokens", () => {
 
   it("are standard JWTs that jose verifies against our JWKS (offline verifiers)", async () => {
     const jwk = { ...publicKey.export({ format: "jwk" }), kid: "k1", alg: "ES256", use: "sig" };
-    const { payload, protectedHeader } = await jwtVerify(issue(Date.now()), createLocalJWKSet({ keys: [jwk] }), {
-      issuer: "iss-test",
-      audience: "aud-test",
-      typ: "at+jwt",
-    });
+    const { payload, protectedHeader } = await jwtVerify(
+      issue(Date.now()),
+      createLocalJWKSet({ keys: [jwk] }),
+      {
+        issuer: "iss-test",
+        audience: "aud-test",
+        typ: "at+jwt",
+      },
+    );
     expect(protectedHeader.kid).toBe("k1");
     expect(payload.sub).toBe("u1");
   });
@@ -77,7 +89,9 @@ describe("access tokens", () => {
   it("expire after exp, with the configured leeway", () => {
     const token = issue();
     expect(verifyAccessToken(settings, keys, token, NOW + 3600_000 + 4_000).userId).toBe("u1");
-    expect(reasonOf(() => verifyAccessToken(settings, keys, token, NOW + 3600_000 + 5_000))).toBe("TOKEN_EXPIRED");
+    expect(reasonOf(() => verifyAccessToken(settings, keys, token, NOW + 3600_000 + 5_000))).toBe(
+      "TOKEN_EXPIRED",
+    );
   });
 
   it("refuse a flipped bit anywhere", () => {
@@ -102,7 +116,9 @@ describe("access tokens", () => {
     expect(Buffer.from(token.slice(token.lastIndexOf(".") + 1).slice(0, -1) + sibling, "base64url")).toEqual(
       Buffer.from(token.slice(token.lastIndexOf(".") + 1), "base64url"),
     );
-    expect(reasonOf(() => verifyAccessToken(settings, keys, token.slice(0, -1) + sibling, NOW))).toBe("TOKEN_INVALID");
+    expect(reasonOf(() => verifyAccessToken(settings, keys, token.slice(0, -1) + sibling, NOW))).toBe(
+      "TOKEN_INVALID",
+    );
   });
 
   it.each([
@@ -117,7 +133,9 @@ describe("access tokens", () => {
     ["kid path-like", { ...goodHeader, kid: "../../etc/passwd" }],
     ["crit", { ...goodHeader, crit: ["exp"] }],
   ])("refuse a header with %s", (_name, header) => {
-    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe("TOKEN_INVALID");
+    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe(
+      "TOKEN_INVALID",
+    );
   });
 
   it("ignore jku/x5u/jwk/x5c: the key comes from our set only", () => {
@@ -129,7 +147,9 @@ describe("access tokens", () => {
       jku: "http://127.0.0.1:1/jwks",
       x5u: "http://127.0.0.1:1/cert",
     };
-    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe("TOKEN_INVALID");
+    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe(
+      "TOKEN_INVALID",
+    );
   });
 
   it("refuse alg none with an empty signature", () => {
@@ -171,7 +191,9 @@ describe("access tokens", () => {
     ["roles not strings", { roles: [1, 2] }],
   ])("refuse a payload with %s", (_name, change) => {
     const payload = JSON.parse(JSON.stringify({ ...goodPayload, ...change }));
-    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(goodHeader, payload), NOW))).toBe("TOKEN_INVALID");
+    expect(reasonOf(() => verifyAccessToken(settings, keys, signed(goodHeader, payload), NOW))).toBe(
+      "TOKEN_INVALID",
+    );
   });
 
   it("accept an aud list that names us", () => {

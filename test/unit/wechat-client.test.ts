@@ -29,7 +29,9 @@ async function failure(promise: Promise<unknown>): Promise<IdentityError> {
   expect(err).toBeInstanceOf(IdentityError);
   const identityError = err as IdentityError;
   // Whatever went wrong, the app secret and the code never appear in what we report.
-  expect(JSON.stringify({ m: identityError.message, d: identityError.metadata })).not.toContain(app.appSecret);
+  expect(JSON.stringify({ m: identityError.message, d: identityError.metadata })).not.toContain(
+    app.appSecret,
+  );
   return identityError;
 }
 

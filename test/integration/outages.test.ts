@@ -1,0 +1,118 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { connect, createServer } from "node:net";
+import { Code, ConnectError } from "@connectrpc/connect";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { REAL_DATABASE_URL } from "../helpers/backends.js";
+import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+
+const APP_ID = TEST_APPS[0]?.appId as string;
+
+async function loginFailure(t: TestApp): Promise<{ code: Code; reason?: string }> {
+  const { code } = t.sandbox.issueCode({ appId: APP_ID });
+  const err = await t.connect.login({ appId: APP_ID, code }).then(
+    () => null,
+    (e: unknown) => ConnectError.from(e),
+  );
+  if (!err) throw new Error("expected the login to fail");
+  return { code: err.code, reason: err.findDetails(ErrorInfoSchema)[0]?.reason };
+}
+
+async function loginToken(t: TestApp): Promise<string> {
+  const { code } = t.sandbox.issueCode({ appId: APP_ID });
+  return (await t.connect.login({ appId: APP_ID, code })).tokens?.accessToken ?? "";
+}
+
+/** Our own outages must look like outages (UNAVAILABLE), never like bad credentials. */
+describe.runIf(REAL_DATABASE_URL)("a Postgres outage", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp("real");
+  });
+  afterAll(() => t.stop());
+
+  it("fails logins with UNAVAILABLE while tokens keep verifying without I/O", async () => {
+    const warm = await loginToken(t);
+    const cold = await loginToken(t);
+    await t.grpc.call("verifyToken", { accessToken: warm });
+
+    const database = new URL(t.config.databaseUrl as string).pathname.slice(1);
+    const admin = postgres(REAL_DATABASE_URL as string, { max: 1, onnotice: () => {} });
+    await admin.unsafe(`drop database "${database}" with (force)`);
+    await admin.end();
+
+    expect(await loginFailure(t)).toEqual({ code: Code.Unavailable, reason: "STORAGE_UNAVAILABLE" });
+    expect((await t.grpc.call("verifyToken", { accessToken: warm })).claims?.appId).toBe(APP_ID);
+    expect((await t.grpc.call("verifyToken", { accessToken: cold })).claims?.appId).toBe(APP_ID);
+  });
+});
+
+const hasRedisServer = spawnSync("redis-server", ["--version"]).status === 0;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function startRedis(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    "redis-server",
+    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdio: "ignore",
+    },
+  );
+  for (let i = 0; i < 50; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, "127.0.0.1");
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+    });
+    if (up) return child;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("redis-server did not start");
+}
+
+describe.runIf(hasRedisServer)("a Redis outage", () => {
+  let t: TestApp;
+  let redis: ChildProcess;
+  let port: number;
+  beforeAll(async () => {
+    port = await freePort();
+    redis = await startRedis(port);
+    t = await startTestApp("embedded", { REDIS_URL: `redis://127.0.0.1:${port}` });
+  });
+  afterAll(async () => {
+    await t.stop();
+    redis.kill("SIGKILL");
+  });
+
+  it("fails logins with UNAVAILABLE, keeps verifying, and recovers when Redis is back", async () => {
+    const token = await loginToken(t);
+    redis.kill("SIGKILL");
+    await new Promise((resolve) => redis.once("exit", resolve));
+
+    expect(await loginFailure(t)).toEqual({ code: Code.Unavailable, reason: "STORAGE_UNAVAILABLE" });
+    expect((await t.grpc.call("verifyToken", { accessToken: token })).claims?.appId).toBe(APP_ID);
+
+    redis = await startRedis(port);
+    let recovered = false;
+    for (let i = 0; i < 50 && !recovered; i++) {
+      recovered = await loginToken(t).then(
+        () => true,
+        () => false,
+      );
+      if (!recovered) await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(recovered).toBe(true);
+  });
+});
