@@ -1,0 +1,43 @@
+/**
+ * A closed-loop load runner: `concurrency` workers each await one call at a time, for a fixed
+ * number of calls. Reports throughput and latency percentiles. Bounded in count by design.
+ */
+export interface LoadResult {
+  calls: number;
+  errors: number;
+  seconds: number;
+  perSecond: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export async function runLoad(
+  total: number,
+  concurrency: number,
+  call: (i: number) => Promise<unknown>,
+): Promise<LoadResult> {
+  const latencies = new Float64Array(total);
+  let next = 0;
+  let errors = 0;
+  const started = performance.now();
+  const worker = async () => {
+    for (let i = next++; i < total; i = next++) {
+      const t0 = performance.now();
+      try {
+        await call(i);
+      } catch {
+        errors++;
+      }
+      latencies[i] = performance.now() - t0;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  const sorted = latencies.sort();
+  const at = (q: number) => sorted[Math.min(total - 1, Math.floor(q * total))] ?? 0;
+  return { calls: total, errors, seconds, perSecond: total / seconds, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+export function formatLoad(name: string, r: LoadResult): string {
+  return `${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.calls} calls, ${r.errors} errors)`;
+}

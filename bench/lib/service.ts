@@ -1,0 +1,72 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The built entry point (bench scripts run from dist/bench after `npm run build`). */
+const MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "main.js");
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export interface ServiceProcess {
+  grpcPort: number;
+  httpPort: number;
+  stop(): Promise<void>;
+}
+
+/** Starts the real service (`node dist/src/main.js`) in its own process, as production runs it. */
+export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [MAIN], {
+    env: {
+      ...process.env,
+      ...env,
+      GRPC_PORT: String(grpcPort),
+      HTTP_PORT: String(httpPort),
+      HOST: "127.0.0.1",
+    },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let output = "";
+    child.stdout?.on("data", (chunk: Buffer) => {
+      output += chunk.toString();
+      if (output.includes("identity service started")) resolve();
+    });
+    child.once("exit", (code) => reject(new Error(`service exited with ${code}: ${output}`)));
+  });
+  child.stdout?.resume();
+  return {
+    grpcPort,
+    httpPort,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once("exit", () => resolve());
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
+/** Settings shared by the benchmarks: the real servers when the environment names them. */
+export function backendEnv(): Record<string, string> {
+  return {
+    LOG_LEVEL: "info", // startService waits for the "started" line
+    KEY_ENCRYPTION_KEY: Buffer.alloc(32, 3).toString("base64"),
+    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : { DATA_DIR: "memory://" }),
+    ...(process.env.REDIS_URL
+      ? { REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: `bench${Date.now()}:` }
+      : {}),
+  };
+}
+
+export function describeBackends(): string {
+  return `${process.env.DATABASE_URL ? "PostgreSQL" : "embedded PGlite"} + ${process.env.REDIS_URL ? "Redis" : "in-process store"}`;
+}

@@ -1,0 +1,112 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { IdentityService, VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
+import { startSandboxServer } from "../src/wechat/sandbox.js";
+import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
+import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
+import { formatLoad, runLoad } from "./lib/load.js";
+import { backendEnv, describeBackends, freePort, startService } from "./lib/service.js";
+
+/**
+ * VerifyToken over gRPC against a bare grpc-js server answering a fixed reply, on this machine in
+ * this run. Usage: npm run bench:verify (DATABASE_URL / REDIS_URL select the real servers).
+ */
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200_000);
+const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 20_000);
+const PATH = "/identity.v1.IdentityService/VerifyToken";
+const APP = { appId: "wxbench000000001", appSecret: "bench-secret" };
+
+async function startBare(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [join(dirname(fileURLToPath(import.meta.url)), "bare-grpc-server.js"), String(port)],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  await new Promise<void>((resolve) => child.stdout?.once("data", () => resolve()));
+  return child;
+}
+
+const frameOf = (token: string) =>
+  grpcFrame(toBinary(VerifyTokenRequestSchema, create(VerifyTokenRequestSchema, { accessToken: token })));
+
+async function main() {
+  if (!ensureH2load()) throw new Error("h2load is not available (apt-get install nghttp2-client)");
+  const wechat = await startSandboxServer({ apps: [APP] });
+  const service = await startService({
+    ...backendEnv(),
+    WECHAT_APPS: JSON.stringify([APP]),
+    WECHAT_API_BASE_URL: wechat.baseUrl,
+  });
+  const connect = createClient(
+    IdentityService,
+    createConnectTransport({ baseUrl: `http://127.0.0.1:${service.httpPort}`, httpVersion: "2" }),
+  );
+  const login = async () => {
+    const { code } = wechat.sandbox.issueCode({ appId: APP.appId });
+    return (await connect.login({ appId: APP.appId, code })).tokens?.accessToken ?? "";
+  };
+  console.log(
+    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32)`,
+  );
+
+  const token = await login();
+  const hot = frameOf(token);
+  const barePort = await freePort();
+  const bare = await startBare(barePort);
+  const ours = `http://127.0.0.1:${service.grpcPort}${PATH}`;
+  const baseline = `http://127.0.0.1:${barePort}${PATH}`;
+
+  // Warm both up, then alternate runs so neither gets a quieter moment of the machine.
+  h2loadGrpc(baseline, hot, 20_000, 4, 32);
+  h2loadGrpc(ours, hot, 20_000, 4, 32);
+  const runs: Array<{ bare: number; ours: number }> = [];
+  for (let i = 0; i < 3; i++) {
+    const b = h2loadGrpc(baseline, hot, REQUESTS, 4, 32);
+    const o = h2loadGrpc(ours, hot, REQUESTS, 4, 32);
+    if (o.failed > 0 || b.failed > 0) throw new Error("h2load saw failed requests");
+    runs.push({ bare: b.perSecond, ours: o.perSecond });
+    console.log(
+      `  run ${i + 1}: bare grpc-js ${b.perSecond.toFixed(0)} req/s, VerifyToken (one token) ${o.perSecond.toFixed(0)} req/s, ratio ${(o.perSecond / b.perSecond).toFixed(2)}`,
+    );
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+  const bareMedian = median(runs.map((r) => r.bare));
+  const oursMedian = median(runs.map((r) => r.ours));
+  console.log(
+    `h2load median: bare ${bareMedian.toFixed(0)} req/s, VerifyToken warm ${oursMedian.toFixed(0)} req/s, ratio ${(oursMedian / bareMedian).toFixed(2)} (goal >= 0.90)`,
+  );
+  bare.kill("SIGTERM");
+
+  // Percentiles with our own caller (h2load reports no percentiles).
+  const caller = createRawGrpcCaller(`127.0.0.1:${service.grpcPort}`);
+  console.log(
+    formatLoad("warm, one token, 64 in flight", await runLoad(50_000, 64, () => caller.call(PATH, hot))),
+  );
+
+  process.stdout.write(`minting ${COLD_TOKENS} distinct tokens by logging in...\n`);
+  const tokens: Buffer[] = [];
+  const mint = await runLoad(COLD_TOKENS, 64, async () => {
+    tokens.push(frameOf(await login()));
+  });
+  console.log(formatLoad("(Login over Connect while minting)", mint));
+  console.log(
+    formatLoad(
+      "cold, distinct tokens, 64 in flight",
+      await runLoad(tokens.length, 64, (i) => caller.call(PATH, tokens[i] as Buffer)),
+    ),
+  );
+  caller.close();
+  await service.stop();
+  await wechat.close();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
