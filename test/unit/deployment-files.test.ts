@@ -1,0 +1,76 @@
+import { readFileSync } from "node:fs";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { CONFIG_VARIABLES, parseConfig } from "../../src/config.js";
+
+/** No Docker engine runs here, so the deployment files are checked by reading them. */
+const compose = parse(readFileSync("docker-compose.yml", "utf8")) as {
+  services: Record<
+    string,
+    {
+      environment?: Record<string, string>;
+      ports?: string[];
+      healthcheck?: unknown;
+      depends_on?: Record<string, { condition: string }>;
+    }
+  >;
+};
+const dockerfile = readFileSync("Dockerfile", "utf8");
+
+describe("docker-compose.yml", () => {
+  const identity = compose.services.identity;
+  const env = identity?.environment ?? {};
+
+  it("brings up Postgres, Redis and the service, each with a health check", () => {
+    expect(Object.keys(compose.services).sort()).toEqual(["identity", "postgres", "redis"]);
+    for (const service of Object.values(compose.services)) expect(service.healthcheck).toBeDefined();
+    expect(identity?.depends_on).toEqual({
+      postgres: { condition: "service_healthy" },
+      redis: { condition: "service_healthy" },
+    });
+  });
+
+  it("sets only variables the service reads", () => {
+    for (const name of Object.keys(env)) expect(CONFIG_VARIABLES as readonly string[]).toContain(name);
+  });
+
+  it("points the service at the compose Postgres and Redis", () => {
+    const pg = compose.services.postgres?.environment ?? {};
+    expect(new URL(env.DATABASE_URL ?? "").hostname).toBe("postgres");
+    expect(env.DATABASE_URL).toBe(
+      `postgres://${pg.POSTGRES_USER}:${pg.POSTGRES_PASSWORD}@postgres:5432/${pg.POSTGRES_DB}`,
+    );
+    expect(new URL(env.REDIS_URL ?? "").hostname).toBe("redis");
+  });
+
+  it("publishes the ports the configuration listens on", () => {
+    const config = parseConfig({
+      ...env,
+      WECHAT_APP_ID: "wxcompose",
+      WECHAT_APP_SECRET: "s",
+      KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64"),
+      TOKEN_ISSUER: "i",
+      TOKEN_AUDIENCE: "a",
+    });
+    expect(identity?.ports).toEqual([
+      `${config.grpcPort}:${config.grpcPort}`,
+      `${config.httpPort}:${config.httpPort}`,
+    ]);
+  });
+
+  it("runs in production mode, which requires real WeChat credentials and a key-encryption key", () => {
+    expect(env.NODE_ENV).toBe("production");
+    for (const name of ["WECHAT_APP_ID", "WECHAT_APP_SECRET", "KEY_ENCRYPTION_KEY"])
+      expect(env[name]).toMatch(/\$\{.+:\?/);
+  });
+});
+
+describe("Dockerfile", () => {
+  it("builds in stages and runs as a non-root user with a health check on /healthz", () => {
+    expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
+    expect(dockerfile).toMatch(/^USER node$/m);
+    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*\/healthz/);
+    expect(dockerfile).toMatch(/COPY drizzle/); // migrations run at start
+    expect(dockerfile).toMatch(/EXPOSE 50051 8080/);
+  });
+});
