@@ -1,6 +1,12 @@
 import { create, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createHandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
@@ -32,10 +38,64 @@ export function toGrpcStatus(err: ConnectError): Partial<grpc.StatusObject> {
   return { code: err.code as number as grpc.status, details: err.rawMessage, metadata };
 }
 
+/**
+ * The HandlerContext a gRPC call hands to the ServiceImpl, built lazily: creating a full Connect
+ * context (abort signal, three Headers) costs ~15 µs, a sixth of a warm VerifyToken, and
+ * handlers that never look at it should not pay for it.
+ */
+class LazyGrpcContext {
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  #full: HandlerContext | undefined;
+
+  constructor(
+    readonly service: DescService,
+    readonly method: DescMethod,
+    readonly url: string,
+    private readonly serverCall: grpc.ServerUnaryCall<unknown, unknown>,
+  ) {}
+
+  get #context(): HandlerContext {
+    if (!this.#full) {
+      const deadline = this.serverCall.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+      const controller = createHandlerContext({
+        service: this.service,
+        method: this.method,
+        protocolName: this.protocolName,
+        requestMethod: this.requestMethod,
+        url: this.url,
+        timeoutMs: Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined,
+      });
+      this.serverCall.once("cancelled", () => controller.abort());
+      this.#full = controller;
+    }
+    return this.#full;
+  }
+  get signal() {
+    return this.#context.signal;
+  }
+  get timeoutMs() {
+    return this.#context.timeoutMs;
+  }
+  get requestHeader() {
+    return this.#context.requestHeader;
+  }
+  get responseHeader() {
+    return this.#context.responseHeader;
+  }
+  get responseTrailer() {
+    return this.#context.responseTrailer;
+  }
+  get values() {
+    return this.#context.values;
+  }
+}
+
 function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImpl<DescService>) {
   const call = (impl as Record<string, unknown>)[method.localName] as (
     req: unknown,
-    ctx: unknown,
+    ctx: HandlerContext,
   ) => Promise<unknown>;
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -45,21 +105,7 @@ function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImp
       );
       return;
     }
-    const deadline = serverCall.getDeadline();
-    const timeoutMs =
-      deadline instanceof Date
-        ? deadline.getTime() - Date.now()
-        : Number.isFinite(deadline)
-          ? Number(deadline) - Date.now()
-          : undefined;
-    const context = createHandlerContext({
-      service,
-      method,
-      protocolName: "grpc",
-      requestMethod: "POST",
-      url,
-      timeoutMs,
-    });
+    const context = new LazyGrpcContext(service, method, url, serverCall) as HandlerContext;
     Promise.resolve(call(serverCall.request, context)).then(
       (response) => callback(null, response),
       (err: unknown) => {
@@ -76,6 +122,7 @@ export function grpcMethodDefinition(
   service: DescService,
   method: DescMethod,
 ): grpc.MethodDefinition<unknown, unknown> {
+  const encoded = new WeakMap<object, Buffer>();
   return {
     path: `/${service.typeName}/${method.name}`,
     originalName: method.localName,
@@ -91,7 +138,16 @@ export function grpcMethodDefinition(
       }
     },
     // biome-ignore lint/suspicious/noExplicitAny: grpc-js passes messages untyped
-    responseSerialize: (message: any) => Buffer.from(toBinary(method.output, message)),
+    responseSerialize: (message: any) => {
+      // A handler that answers with the same (unchanged) message object again, like VerifyToken
+      // for a cached token, gets its encoding reused.
+      let bytes = encoded.get(message);
+      if (!bytes) {
+        bytes = Buffer.from(toBinary(method.output, message));
+        encoded.set(message, bytes);
+      }
+      return bytes;
+    },
     responseDeserialize: (bytes: Buffer) => fromBinary(method.output, bytes),
   };
 }
