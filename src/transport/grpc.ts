@@ -96,7 +96,7 @@ function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImp
   const call = (impl as Record<string, unknown>)[method.localName] as (
     req: unknown,
     ctx: HandlerContext,
-  ) => Promise<unknown>;
+  ) => Promise<unknown> | unknown;
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
@@ -106,14 +106,20 @@ function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImp
       return;
     }
     const context = new LazyGrpcContext(service, method, url, serverCall) as HandlerContext;
-    Promise.resolve(call(serverCall.request, context)).then(
-      (response) => callback(null, response),
-      (err: unknown) => {
-        const connectError =
-          err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
-        callback(toGrpcStatus(connectError));
-      },
-    );
+    const fail = (err: unknown) => {
+      const connectError =
+        err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
+      callback(toGrpcStatus(connectError));
+    };
+    let result: unknown;
+    try {
+      result = call(serverCall.request, context);
+    } catch (err) {
+      return fail(err);
+    }
+    // Synchronous answers (VerifyToken from the cache) go out without a promise round trip.
+    if (result instanceof Promise) result.then((response) => callback(null, response), fail);
+    else callback(null, result);
   };
 }
 

@@ -30,10 +30,16 @@ export function createIdentityServiceImpl(
   useCases: UseCases,
   log: Logger,
 ): ServiceImpl<typeof IdentityService> {
+  /** Maps errors of a handler; a synchronous handler's answer stays synchronous (no promise hops). */
   function guard<Req, Res>(rpc: string, handler: (req: Req) => Promise<Res> | Res) {
-    return async (req: Req): Promise<Res> => {
+    return (req: Req): Promise<Res> | Res => {
       try {
-        return await handler(req);
+        const result = handler(req);
+        return result instanceof Promise
+          ? result.catch((err: unknown) => {
+              throw toConnectError(err, log, rpc);
+            })
+          : result;
       } catch (err) {
         throw toConnectError(err, log, rpc);
       }
