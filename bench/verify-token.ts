@@ -2,14 +2,11 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
-import { IdentityService, VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
-import { startSandboxServer } from "../src/wechat/sandbox.js";
+import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
 import { formatLoad, runLoad } from "./lib/load.js";
-import { backendEnv, describeBackends, freePort, startService } from "./lib/service.js";
+import { describeBackends, freePort, startBenchStack } from "./lib/service.js";
 
 /**
  * VerifyToken over gRPC against a bare grpc-js server answering a fixed reply, on this machine in
@@ -18,7 +15,6 @@ import { backendEnv, describeBackends, freePort, startService } from "./lib/serv
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 200_000);
 const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 20_000);
 const PATH = "/identity.v1.IdentityService/VerifyToken";
-const APP = { appId: "wxbench000000001", appSecret: "bench-secret" };
 
 async function startBare(port: number): Promise<ChildProcess> {
   const child = spawn(
@@ -37,20 +33,9 @@ const frameOf = (token: string) =>
 
 async function main() {
   if (!ensureH2load()) throw new Error("h2load is not available (apt-get install nghttp2-client)");
-  const wechat = await startSandboxServer({ apps: [APP] });
-  const service = await startService({
-    ...backendEnv(),
-    WECHAT_APPS: JSON.stringify([APP]),
-    WECHAT_API_BASE_URL: wechat.baseUrl,
-  });
-  const connect = createClient(
-    IdentityService,
-    createConnectTransport({ baseUrl: `http://127.0.0.1:${service.httpPort}`, httpVersion: "2" }),
-  );
-  const login = async () => {
-    const { code } = wechat.sandbox.issueCode({ appId: APP.appId });
-    return (await connect.login({ appId: APP.appId, code })).tokens?.accessToken ?? "";
-  };
+  const stack = await startBenchStack();
+  const service = stack.service;
+  const login = async () => (await stack.login(stack.issueCode())).tokens?.accessToken ?? "";
   console.log(
     `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32)`,
   );
@@ -102,8 +87,7 @@ async function main() {
     ),
   );
   caller.close();
-  await service.stop();
-  await wechat.close();
+  await stack.stop();
 }
 
 main().catch((err) => {

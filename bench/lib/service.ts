@@ -2,6 +2,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import { startSandboxServer } from "../../src/wechat/sandbox.js";
 
 /** The built entry point (bench scripts run from dist/bench after `npm run build`). */
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "main.js");
@@ -71,4 +75,37 @@ export function backendEnv(): Record<string, string> {
 
 export function describeBackends(): string {
   return `${process.env.DATABASE_URL ? "PostgreSQL" : "embedded PGlite"} + ${process.env.REDIS_URL ? "Redis" : "in-process store"}`;
+}
+
+export const BENCH_APP = { appId: "wxbench000000001", appSecret: "bench-secret" };
+
+/**
+ * What every benchmark needs: a WeChat sandbox in this process, the service in its own process
+ * pointed at it, and a BFF-like Connect client (h2c, binary) to log users in.
+ */
+export async function startBenchStack() {
+  const wechat = await startSandboxServer({ apps: [BENCH_APP] });
+  const service = await startService({
+    ...backendEnv(),
+    WECHAT_APPS: JSON.stringify([BENCH_APP]),
+    WECHAT_API_BASE_URL: wechat.baseUrl,
+  });
+  const connect = createClient(
+    IdentityService,
+    createConnectTransport({
+      baseUrl: `http://127.0.0.1:${service.httpPort}`,
+      httpVersion: "2",
+      useBinaryFormat: true,
+    }),
+  );
+  return {
+    service,
+    /** A wx.login() code for a user (a new one when openid is omitted). */
+    issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
+    login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
+    async stop() {
+      await service.stop();
+      await wechat.close();
+    },
+  };
 }
