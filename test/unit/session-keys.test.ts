@@ -1,0 +1,43 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { createSealer } from "../../src/domain/sealing.js";
+import { createSessionKeyVault } from "../../src/identity/session-keys.js";
+import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
+
+describe("session key vault", () => {
+  let now = 1_000_000;
+  const clock = { now: () => now };
+  const kv = createMemoryKeyValueStore(clock);
+  const vault = createSessionKeyVault({
+    kv,
+    sealer: createSealer(randomBytes(32), "session-key"),
+    now: clock.now,
+    ttlMs: 3600_000,
+    previousKeyGraceMs: 600_000,
+  });
+
+  it("keeps the session_key sealed at rest", async () => {
+    await vault.put("wxa", "o1", "HyVFkGl5F5OQWJZZaNzBBg==");
+    const stored = await kv.get("sk:{wxa:o1}");
+    expect(stored).toBeTruthy();
+    expect(stored).not.toContain("HyVFkGl5F5OQWJZZaNzBBg");
+    expect(await vault.get("wxa", "o1")).toEqual({ current: "HyVFkGl5F5OQWJZZaNzBBg==", previous: null });
+  });
+
+  it("keeps the previous key for the grace period after WeChat rotates it", async () => {
+    await vault.put("wxa", "o2", "old-key");
+    await vault.put("wxa", "o2", "new-key");
+    expect(await vault.get("wxa", "o2")).toEqual({ current: "new-key", previous: "old-key" });
+    await vault.put("wxa", "o2", "new-key"); // the same key again does not drop the previous one
+    expect((await vault.get("wxa", "o2"))?.previous).toBe("old-key");
+    now += 600_001;
+    expect(await vault.get("wxa", "o2")).toEqual({ current: "new-key", previous: null });
+  });
+
+  it("forgets keys after their time to live", async () => {
+    await vault.put("wxa", "o3", "k");
+    now += 3600_001;
+    expect(await vault.get("wxa", "o3")).toBeNull();
+    expect(await vault.get("wxa", "never")).toBeNull();
+  });
+});
