@@ -5,14 +5,12 @@ import type { AppCredentials } from "../domain/ports.js";
 export interface AppRegistry {
   /** The app a request names, or the only one when it names none. */
   resolve(appId: string): AppCredentials;
-  readonly appIds: readonly string[];
 }
 
 export function createAppRegistry(apps: readonly AppCredentials[]): AppRegistry {
   const byId = new Map(apps.map((app) => [app.appId, app]));
   const only = apps.length === 1 ? apps[0] : undefined;
   return {
-    appIds: apps.map((app) => app.appId),
     resolve(appId) {
       if (appId === "") {
         if (only) return only;

@@ -46,7 +46,7 @@ export function createVerifyToken(deps: {
     return claims;
   }
 
-  return { verify, cacheSize: () => cache.size, clearCache: () => cache.clear() };
+  return { verify };
 }
 
 export type VerifyToken = ReturnType<typeof createVerifyToken>;

@@ -31,10 +31,6 @@ export class LruCache<K, V> {
     this.#entries.delete(key);
   }
 
-  clear(): void {
-    this.#entries.clear();
-  }
-
   get size(): number {
     return this.#entries.size;
   }

@@ -9,7 +9,7 @@ interface Entry {
  * KeyValueStore in this process's memory: the embedded default. Right for one instance; several
  * instances need Redis to share code exchanges and session keys.
  */
-export function createMemoryKeyValueStore(clock: Clock = systemClock): KeyValueStore & { size(): number } {
+export function createMemoryKeyValueStore(clock: Clock = systemClock): KeyValueStore {
   const entries = new Map<string, Entry>();
 
   function live(key: string): Entry | undefined {
@@ -43,6 +43,5 @@ export function createMemoryKeyValueStore(clock: Clock = systemClock): KeyValueS
     async delete(key) {
       entries.delete(key);
     },
-    size: () => entries.size,
   };
 }
