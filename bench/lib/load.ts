@@ -9,6 +9,8 @@ export interface LoadResult {
   perSecond: number;
   p50Ms: number;
   p99Ms: number;
+  /** The first failure's message, so errors in a run are explained, not just counted. */
+  firstError?: string;
 }
 
 export async function runLoad(
@@ -19,14 +21,16 @@ export async function runLoad(
   const latencies = new Float64Array(total);
   let next = 0;
   let errors = 0;
+  let firstError: string | undefined;
   const started = performance.now();
   const worker = async () => {
     for (let i = next++; i < total; i = next++) {
       const t0 = performance.now();
       try {
         await call(i);
-      } catch {
+      } catch (err) {
         errors++;
+        firstError ??= err instanceof Error ? err.message : String(err);
       }
       latencies[i] = performance.now() - t0;
     }
@@ -35,9 +39,17 @@ export async function runLoad(
   const seconds = (performance.now() - started) / 1000;
   const sorted = latencies.sort();
   const at = (q: number) => sorted[Math.min(total - 1, Math.floor(q * total))] ?? 0;
-  return { calls: total, errors, seconds, perSecond: total / seconds, p50Ms: at(0.5), p99Ms: at(0.99) };
+  return {
+    calls: total,
+    errors,
+    seconds,
+    perSecond: total / seconds,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    firstError,
+  };
 }
 
 export function formatLoad(name: string, r: LoadResult): string {
-  return `${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.calls} calls, ${r.errors} errors)`;
+  return `${name.padEnd(44)} ${r.perSecond.toFixed(0).padStart(7)}/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms  (${r.calls} calls, ${r.errors} errors${r.firstError ? `, first: ${r.firstError}` : ""})`;
 }

@@ -29,12 +29,13 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
   const baseUrl = () =>
     (typeof options.baseUrl === "string" ? options.baseUrl : options.baseUrl()).replace(/\/+$/, "");
   const jitterMs = options.retryJitterMs ?? 200;
+  // Idle sockets are dropped after 4 s, before the usual 5 s server keep-alive runs out.
   const agents = {
-    http: new HttpAgent({ keepAlive: true, maxSockets: 128 }),
-    https: new HttpsAgent({ keepAlive: true, maxSockets: 128 }),
+    http: new HttpAgent({ keepAlive: true, maxSockets: 128, timeout: 4000 }),
+    https: new HttpsAgent({ keepAlive: true, maxSockets: 128, timeout: 4000 }),
   };
 
-  function getJson(url: string): Promise<Record<string, unknown>> {
+  function getJson(url: string, reusedSocketRetry = true): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (fn: () => void) => {
@@ -78,7 +79,17 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
           });
         },
       );
-      request.on("error", () => fail("connection failed"));
+      request.on("error", (err: NodeJS.ErrnoException) => {
+        // A kept-alive socket the server had just closed: the request was never read, so it is
+        // safe to send once more on a fresh connection.
+        if (reusedSocketRetry && request.reusedSocket && err.code === "ECONNRESET" && !settled) {
+          settled = true;
+          clearTimeout(timer);
+          getJson(url, false).then(resolve, reject);
+          return;
+        }
+        fail("connection failed");
+      });
       const timer = setTimeout(() => {
         fail(`no answer within ${options.timeoutMs} ms`);
         request.destroy();

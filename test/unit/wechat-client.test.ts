@@ -141,3 +141,28 @@ describe("WeChat client against the sandbox", () => {
     expect(bad.status).toBe(400);
   });
 });
+
+describe("WeChat client keep-alive", () => {
+  it("resends once when a reused connection was closed by the server before reading the request", async () => {
+    const { createServer } = await import("node:http");
+    let requests = 0;
+    // Answers the first request, then drops the kept-alive connection as the next one arrives.
+    const flaky = createServer((req, res) => {
+      requests++;
+      if (requests === 2) {
+        req.socket.destroy();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ openid: `o${requests}`, session_key: "k" }));
+    });
+    await new Promise<void>((resolve) => flaky.listen(0, "127.0.0.1", resolve));
+    const { port } = flaky.address() as { port: number };
+    const wechat = createWechatClient({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 1000 });
+    expect((await wechat.code2Session(app, "c1")).openid).toBe("o1");
+    expect((await wechat.code2Session(app, "c2")).openid).toBe("o3");
+    expect(requests).toBe(3);
+    wechat.close();
+    flaky.close();
+  });
+});
