@@ -6,7 +6,7 @@ import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js"
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
 import { formatLoad, runLoad } from "./lib/load.js";
-import { describeBackends, freePort, startBenchStack } from "./lib/service.js";
+import { describeBackends, freePort, PINNED, pinToServerCpu, startBenchStack } from "./lib/service.js";
 
 /**
  * VerifyToken over gRPC against a bare grpc-js server answering a fixed reply, on this machine in
@@ -25,6 +25,7 @@ async function startBare(port: number): Promise<ChildProcess> {
     },
   );
   await new Promise<void>((resolve) => child.stdout?.once("data", () => resolve()));
+  pinToServerCpu(child.pid as number);
   return child;
 }
 
@@ -35,9 +36,10 @@ async function main() {
   if (!ensureH2load()) throw new Error("h2load is not available (apt-get install nghttp2-client)");
   const stack = await startBenchStack();
   const service = stack.service;
+  pinToServerCpu(service.pid);
   const login = async () => (await stack.login(stack.issueCode())).tokens?.accessToken ?? "";
   console.log(
-    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32)`,
+    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32)${PINNED ? ", servers on CPU 1, h2load on CPU 0" : ""}`,
   );
 
   const token = await login();

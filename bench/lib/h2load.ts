@@ -37,9 +37,12 @@ export function h2loadGrpc(
 ): H2loadResult {
   const file = join(tmpdir(), `h2load-body-${process.pid}.bin`);
   writeFileSync(file, body);
+  // With BENCH_PIN=1 the load generator keeps to CPU 0 (servers are pinned to CPU 1).
+  const command = process.env.BENCH_PIN === "1" ? ["taskset", "-c", "0", "h2load"] : ["h2load"];
   const out = execFileSync(
-    "h2load",
+    command[0] as string,
     [
+      ...command.slice(1),
       "-n",
       String(requests),
       "-c",

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -20,6 +20,7 @@ export function freePort(): Promise<number> {
 }
 
 export interface ServiceProcess {
+  pid: number;
   grpcPort: number;
   httpPort: number;
   stop(): Promise<void>;
@@ -51,6 +52,7 @@ export async function startService(env: Record<string, string>): Promise<Service
   });
   child.stdout?.resume();
   return {
+    pid: child.pid as number,
     grpcPort,
     httpPort,
     stop: () =>
@@ -108,4 +110,14 @@ export async function startBenchStack() {
       await wechat.close();
     },
   };
+}
+
+/**
+ * With BENCH_PIN=1, servers run on CPU 1 and the load generator on CPU 0, so they stop trading
+ * places on this 2-core machine (run-to-run variance was ±40% unpinned).
+ */
+export const PINNED = process.env.BENCH_PIN === "1";
+
+export function pinToServerCpu(pid: number): void {
+  if (PINNED) spawnSync("taskset", ["-a", "-cp", "1", String(pid)], { stdio: "ignore" });
 }
