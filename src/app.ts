@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.js";
 import { type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
-import { createSealer } from "./domain/sealing.js";
+import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
@@ -121,7 +121,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     try {
       await keyRing.load();
     } catch (err) {
-      if ((err as Error).message?.includes("unable to authenticate data")) {
+      if (err instanceof SealedValueError) {
         throw new Error(
           "the signing keys cannot be decrypted: KEY_ENCRYPTION_KEY is not the key that sealed them",
         );

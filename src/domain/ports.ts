@@ -101,6 +101,9 @@ export interface KeyValueStore {
   delete(key: string): Promise<void>;
 }
 
+/** A wx.login() code can be exchanged once, within five minutes of being issued (WECHAT.md). */
+export const WECHAT_CODE_LIFETIME_MS = 5 * 60 * 1000;
+
 export interface AppCredentials {
   appId: string;
   appSecret: string;

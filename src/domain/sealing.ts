@@ -7,8 +7,13 @@ import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:cr
  */
 export interface Sealer {
   seal(plaintext: string): string;
-  /** Throws when the value was not sealed by this key and purpose. */
+  /** Throws SealedValueError when the value was not sealed by this key and purpose. */
   open(sealed: string): string;
+}
+
+/** A sealed value that does not open: another key-encryption key, another purpose, or tampering. */
+export class SealedValueError extends Error {
+  override readonly name = "SealedValueError";
 }
 
 export function createSealer(keyEncryptionKey: Buffer, purpose: string): Sealer {
@@ -25,11 +30,15 @@ export function createSealer(keyEncryptionKey: Buffer, purpose: string): Sealer 
     },
     open(sealed) {
       const raw = Buffer.from(sealed, "base64url");
-      if (raw.length < 28) throw new Error("sealed value too short");
-      const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12));
-      decipher.setAAD(aad);
-      decipher.setAuthTag(raw.subarray(12, 28));
-      return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8");
+      if (raw.length < 28) throw new SealedValueError("sealed value too short");
+      try {
+        const decipher = createDecipheriv("aes-256-gcm", key, raw.subarray(0, 12));
+        decipher.setAAD(aad);
+        decipher.setAuthTag(raw.subarray(12, 28));
+        return Buffer.concat([decipher.update(raw.subarray(28)), decipher.final()]).toString("utf8");
+      } catch {
+        throw new SealedValueError(`a value sealed for ${purpose} does not open with this key`);
+      }
     },
   };
 }

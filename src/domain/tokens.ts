@@ -41,6 +41,16 @@ export interface SigningKey {
   privateKey: KeyObject;
 }
 
+/**
+ * The one expiry rule: a token whose exp lies more than the leeway in the past has expired. Both
+ * the full verification and VerifyToken's cache of verified claims apply it.
+ */
+export function checkNotExpired(expiresAtSeconds: number, nowMs: number, leewaySeconds: number): void {
+  if (expiresAtSeconds * 1000 <= nowMs - leewaySeconds * 1000) {
+    throw new IdentityError("TOKEN_EXPIRED", "access token has expired");
+  }
+}
+
 function b64url(input: string | Buffer): string {
   return Buffer.from(input).toString("base64url");
 }
@@ -167,9 +177,7 @@ export function verifyAccessToken(
   if (payload.nbf !== undefined && requireNumber(payload, "nbf") > nowSeconds + settings.leewaySeconds) {
     throw invalid("not yet valid");
   }
-  if (exp <= nowSeconds - settings.leewaySeconds) {
-    throw new IdentityError("TOKEN_EXPIRED", "access token has expired");
-  }
+  checkNotExpired(exp, nowMs, settings.leewaySeconds);
   const roles = payload.roles;
   if (roles !== undefined && !(Array.isArray(roles) && roles.every((r) => typeof r === "string"))) {
     throw invalid("claim roles is malformed");

@@ -1,9 +1,14 @@
 import { createHash } from "node:crypto";
-import type { AppCredentials, Clock, Code2SessionResult, KeyValueStore, WechatApi } from "../domain/ports.js";
+import {
+  type AppCredentials,
+  type Clock,
+  type Code2SessionResult,
+  type KeyValueStore,
+  WECHAT_CODE_LIFETIME_MS,
+  type WechatApi,
+} from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
 
-/** WeChat codes live five minutes; a remembered exchange need not outlive that. */
-const CODE_LIFETIME_MS = 5 * 60 * 1000;
 const PENDING = "pending";
 const POLL_INTERVAL_MS = 20;
 
@@ -37,7 +42,7 @@ export function createCodeExchange(deps: {
           await deps.kv.delete(key).catch(() => {});
           throw err;
         }
-        await deps.kv.set(key, deps.sealer.seal(JSON.stringify(result)), CODE_LIFETIME_MS);
+        await deps.kv.set(key, deps.sealer.seal(JSON.stringify(result)), WECHAT_CODE_LIFETIME_MS); // a remembered exchange need not outlive its code
         return result;
       }
       const value = await deps.kv.get(key);

@@ -9,15 +9,8 @@ import type { Clock, SigningKeyStore, StoredSigningKey } from "../domain/ports.j
 import type { Sealer } from "../domain/sealing.js";
 import { SIGNING_ALG, type SigningKey } from "../domain/tokens.js";
 
-export interface PublicJwk {
-  kty: string;
-  crv: string;
-  x: string;
-  y: string;
-  kid: string;
-  alg: string;
-  use: "sig";
-}
+/** A published verification key: the stored public JWK plus kid, alg and use. */
+export type PublicJwk = Record<string, string> & { kid: string; alg: string; use: "sig" };
 
 /**
  * The signing keys in memory: which key signs now, which keys verify (by kid), and the JWKS that
@@ -30,11 +23,11 @@ export function createKeyRing(deps: { store: SigningKeyStore; sealer: Sealer; cl
 
   function generate(now: Date): StoredSigningKey {
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const jwk = publicKey.export({ format: "jwk" }) as Record<string, string>;
+    const { kty, crv, x, y } = publicKey.export({ format: "jwk" }) as Record<string, string>;
     return {
       kid: `${now.toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(6).toString("base64url")}`,
       alg: SIGNING_ALG,
-      publicJwk: { kty: jwk.kty ?? "EC", crv: jwk.crv ?? "P-256", x: jwk.x ?? "", y: jwk.y ?? "" },
+      publicJwk: { kty, crv, x, y } as Record<string, string>,
       sealedPrivateKey: deps.sealer.seal(privateKey.export({ format: "pem", type: "pkcs8" }).toString()),
       createdAt: now,
       activatesAt: now,
@@ -53,17 +46,7 @@ export function createKeyRing(deps: { store: SigningKeyStore; sealer: Sealer; cl
       verification = new Map(
         keys.map((k) => [k.kid, createPublicKey({ key: { ...k.publicJwk }, format: "jwk" })] as const),
       );
-      jwks = {
-        keys: keys.map((k) => ({
-          kty: k.publicJwk.kty ?? "EC",
-          crv: k.publicJwk.crv ?? "P-256",
-          x: k.publicJwk.x ?? "",
-          y: k.publicJwk.y ?? "",
-          kid: k.kid,
-          alg: k.alg,
-          use: "sig" as const,
-        })),
-      };
+      jwks = { keys: keys.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" as const })) };
     },
     signingKey(): SigningKey {
       if (!signing) throw new Error("key ring not loaded");

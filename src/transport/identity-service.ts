@@ -51,7 +51,8 @@ export function createIdentityServiceImpl(
       throw new IdentityError("NOT_IMPLEMENTED", `${rpc} is not implemented yet`);
     });
 
-  // Claims objects are cached by VerifyToken, so the encoded response can be cached with them.
+  // VerifyToken hands back the same claims object for a cached token, so the same response
+  // message goes out again (and the gRPC adapter reuses its encoding).
   const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();
 
   return {

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { type AppCredentials, type Clock, systemClock } from "../domain/ports.js";
+import { type AppCredentials, type Clock, systemClock, WECHAT_CODE_LIFETIME_MS } from "../domain/ports.js";
 import { WECHAT_ERRCODES } from "./errcodes.js";
 
 /**
@@ -18,8 +18,6 @@ import { WECHAT_ERRCODES } from "./errcodes.js";
  *   POST /latency {"ms": 250}
  *   GET  /stats   {"code2SessionCalls": N}
  */
-
-export const CODE_LIFETIME_MS = 5 * 60 * 1000;
 
 export type SandboxFault = number | "http500" | "malformed" | "hang";
 
@@ -97,7 +95,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
 
   function forgetExpiredCodes(now: number) {
     for (const [code, issued] of codes) {
-      if (now - issued.issuedAt > CODE_LIFETIME_MS) codes.delete(code);
+      if (now - issued.issuedAt > WECHAT_CODE_LIFETIME_MS) codes.delete(code);
       else break; // Map keeps insertion order, so the rest are younger.
     }
   }
@@ -129,7 +127,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     const code = query.get("js_code") ?? "";
     const issued = codes.get(code);
     const now = clock.now();
-    if (!issued || issued.appId !== appId || now - issued.issuedAt > CODE_LIFETIME_MS) {
+    if (!issued || issued.appId !== appId || now - issued.issuedAt > WECHAT_CODE_LIFETIME_MS) {
       return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_CODE, errmsg: "invalid code" } };
     }
     if (issued.used)
