@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -117,6 +118,22 @@ export async function startBenchStack() {
  * places on this 2-core machine (run-to-run variance was ±40% unpinned).
  */
 export const PINNED = process.env.BENCH_PIN === "1";
+
+/**
+ * CPU time (user + system, ms) a process has used so far, from /proc; undefined off Linux.
+ * Throughput on a shared 2-core VM swings ±40% between runs; CPU per request does not.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
+    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux build
 
 export function pinToServerCpu(pid: number): void {
   if (PINNED) spawnSync("taskset", ["-a", "-cp", "1", String(pid)], { stdio: "ignore" });

@@ -204,6 +204,8 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveBytes,
     "grpc.max_send_message_length": 4 * 1024 * 1024,
+    // channelz bookkeeping runs on every call (about 7% of a warm VerifyToken) and nothing here reads it.
+    "grpc.enable_channelz": 0,
   });
   addConnectService(server, options.service, options.impl);
 
