@@ -18,7 +18,6 @@ import { createMemoryKeyValueStore } from "./store/memory/key-value-store.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "./store/pg/database.js";
 import { createPgSessionStore } from "./store/pg/session-store.js";
 import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
-import { createPgUserStore } from "./store/pg/user-store.js";
 import { connectRedis } from "./store/redis/connection.js";
 import { createRedisKeyValueStore } from "./store/redis/key-value-store.js";
 import { guardPort } from "./store/storage-errors.js";
@@ -108,7 +107,6 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       kv = createMemoryKeyValueStore(clock);
     }
 
-    const users = guardPort(createPgUserStore(database.db), "postgres");
     const sessions = guardPort(
       createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlSeconds * 1000 }),
       "postgres",
@@ -162,7 +160,6 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
         clock,
         waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
       }),
-      users,
       sessions,
       sessionKeys: createSessionKeyVault({
         kv,

@@ -25,33 +25,24 @@ export interface WechatIdentity {
   unionid: string | null;
 }
 
-export interface FindOrCreateResult {
-  user: UserRecord;
-  /** The identity's unionid as now stored (WeChat may add it on a later login). */
-  unionid: string | null;
-  /** True only for the one call that created this (app, openid) identity. */
-  created: boolean;
-}
-
-export interface UserStore {
-  /**
-   * Finds the user behind a WeChat identity, creating identity (and user) atomically on first
-   * sight. When the identity is new and carries a unionid already known from another app, it is
-   * linked to that user. Concurrent calls for one identity create it once.
-   */
-  findOrCreateByWechat(identity: WechatIdentity): Promise<FindOrCreateResult>;
-}
-
-export interface NewSession {
+/** The new session a login stores, with the hash of its first refresh token. */
+export interface SessionStart {
   id: string;
-  userId: string;
-  appId: string;
-  openid: string;
   refreshTokenHash: Buffer;
   createdAt: Date;
   idleExpiresAt: Date;
   absoluteExpiresAt: Date;
   client: { ip: string; userAgent: string; deviceId: string };
+}
+
+export interface StartedSession {
+  user: UserRecord;
+  /** The identity's unionid as now stored (WeChat may add it on a later login). */
+  unionid: string | null;
+  /** True only for the one login that created this (app, openid) identity. */
+  created: boolean;
+  /** False when the user is disabled: then no session was stored. */
+  sessionStored: boolean;
 }
 
 export interface RevokedSession {
@@ -61,8 +52,13 @@ export interface RevokedSession {
 }
 
 export interface SessionStore {
-  /** Stores a new session and its first refresh token (generation 0) as one write. */
-  create(session: NewSession): Promise<void>;
+  /**
+   * Records a login as one atomic write: finds the user behind the WeChat identity, creating
+   * identity and user on first sight (linked to the person already known by this unionid from
+   * another app), then stores the session with its first refresh token (generation 0) unless
+   * the user is disabled. Concurrent first logins of one identity create it once.
+   */
+  start(identity: WechatIdentity, session: SessionStart): Promise<StartedSession>;
   /** Sessions revoked whose access tokens may still be unexpired at `since`. */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
-import type { Clock, SessionStore, UserRecord, UserStore } from "../domain/ports.js";
+import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
 import { type AccessClaims, newRefreshToken, signAccessToken, type TokenSettings } from "../domain/tokens.js";
 import type { AppRegistry } from "./apps.js";
 import type { CodeExchange } from "./code-exchange.js";
@@ -53,7 +53,6 @@ function checkInput(input: LoginInput): LoginInput {
 export function createLogin(deps: {
   apps: AppRegistry;
   codeExchange: CodeExchange;
-  users: UserStore;
   sessions: SessionStore;
   sessionKeys: SessionKeyVault;
   keyRing: KeyRing;
@@ -65,32 +64,27 @@ export function createLogin(deps: {
     const input = checkInput(rawInput);
     const app = deps.apps.resolve(input.appId);
     const wechat = await deps.codeExchange.exchange(app, input.code);
-    const found = await deps.users.findOrCreateByWechat({
-      appId: app.appId,
-      openid: wechat.openid,
-      unionid: wechat.unionid,
-    });
-    if (found.user.disabledAt) throw new IdentityError("USER_DISABLED", "this user has been disabled");
-
     const now = deps.clock.now();
     const refresh = newRefreshToken();
     const idleExpiresAt = new Date(now + deps.sessionSettings.refreshIdleTtlMs);
     const absoluteExpiresAt = new Date(now + deps.sessionSettings.sessionAbsoluteTtlMs);
     const sessionId = randomUUID();
-    await Promise.all([
-      deps.sessions.create({
-        id: sessionId,
-        userId: found.user.id,
-        appId: app.appId,
-        openid: wechat.openid,
-        refreshTokenHash: refresh.hash,
-        createdAt: new Date(now),
-        idleExpiresAt,
-        absoluteExpiresAt,
-        client: input.client,
-      }),
+    const [found] = await Promise.all([
+      deps.sessions.start(
+        { appId: app.appId, openid: wechat.openid, unionid: wechat.unionid },
+        {
+          id: sessionId,
+          refreshTokenHash: refresh.hash,
+          createdAt: new Date(now),
+          idleExpiresAt,
+          absoluteExpiresAt,
+          client: input.client,
+        },
+      ),
+      // The session_key is WeChat's fact about this login, kept even when the user is disabled.
       deps.sessionKeys.put(app.appId, wechat.openid, wechat.sessionKey),
     ]);
+    if (!found.sessionStored) throw new IdentityError("USER_DISABLED", "this user has been disabled");
 
     const access = signAccessToken(
       deps.tokenSettings,

@@ -28,7 +28,9 @@ export function createDualProtocolServer(handler: RequestHandler): {
   const http2 = createHttp2Server(handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
   const sockets = new Set<Socket>();
 
-  const server = createNetServer((socket) => {
+  // No Nagle: a small response written behind another unacknowledged one would otherwise wait
+  // for the client's delayed ACK (http.createServer does the same by default; net does not).
+  const server = createNetServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());

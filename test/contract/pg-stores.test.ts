@@ -1,10 +1,17 @@
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SessionStore, SigningKeyStore, StoredSigningKey, UserStore } from "../../src/domain/ports.js";
+import type {
+  SessionStart,
+  SessionStore,
+  SigningKeyStore,
+  StoredSigningKey,
+  WechatIdentity,
+} from "../../src/domain/ports.js";
 import { hashRefreshToken } from "../../src/domain/tokens.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/pg/database.js";
+import { users as usersTable, wechatIdentities } from "../../src/store/pg/schema.js";
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
-import { createPgUserStore } from "../../src/store/pg/user-store.js";
 import { createTestDatabase, REAL_DATABASE_URL, uniqueName } from "../helpers/backends.js";
 
 /** The Postgres stores, run against embedded PGlite and against the real server. */
@@ -15,7 +22,6 @@ function pgStoresContract(
   describe(`Postgres stores: ${name}`, () => {
     let handle: DatabaseHandle;
     let drop: () => Promise<void>;
-    let users: UserStore;
     let sessions: SessionStore;
     let keys: SigningKeyStore;
 
@@ -23,7 +29,6 @@ function pgStoresContract(
       ({ handle, drop } = await open());
       await handle.migrate();
       await handle.migrate(); // applying twice is a no-op
-      users = createPgUserStore(handle.db);
       sessions = createPgSessionStore(handle.db, { maxAccessTokenTtlMs: 3600_000 });
       keys = createPgSigningKeyStore(handle.db);
     });
@@ -32,78 +37,128 @@ function pgStoresContract(
       await drop();
     });
 
-    describe("UserStore", () => {
+    /** A login's session, each with its own id and refresh token hash. */
+    const newSession = (): SessionStart => {
+      const now = new Date();
+      return {
+        id: crypto.randomUUID(),
+        refreshTokenHash: hashRefreshToken(uniqueName("rt")),
+        createdAt: now,
+        idleExpiresAt: new Date(now.getTime() + 1000),
+        absoluteExpiresAt: new Date(now.getTime() + 2000),
+        client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
+      };
+    };
+    const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
+
+    describe("SessionStore.start (the login write)", () => {
       it("creates a user on first sight and finds the same one after", async () => {
         const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
-        const first = await users.findOrCreateByWechat(identity);
-        expect(first.created).toBe(true);
-        const again = await users.findOrCreateByWechat(identity);
+        const first = await login(identity);
+        expect(first).toMatchObject({ created: true, sessionStored: true, unionid: null });
+        const again = await login(identity);
         expect(again.created).toBe(false);
         expect(again.user.id).toBe(first.user.id);
         expect(again.user.roles).toEqual([]);
+        expect(Math.abs(again.user.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
       });
 
-      it("creates one user for 40 parallel first logins, and exactly one says created", async () => {
-        const identity = { appId: "wxa", openid: uniqueName("race"), unionid: null };
-        const results = await Promise.all(
-          Array.from({ length: 40 }, () => users.findOrCreateByWechat(identity)),
+      it("stores the session and its first refresh token hash (generation 0)", async () => {
+        const session = newSession();
+        const { user } = await sessions.start(
+          { appId: "wxa", openid: uniqueName("o"), unionid: null },
+          session,
         );
+        const tokens = await handle.db.query.refreshTokens.findMany({
+          where: (t, { eq }) => eq(t.sessionId, session.id),
+        });
+        expect(tokens).toHaveLength(1);
+        expect(Buffer.from(tokens[0]?.tokenHash as Buffer)).toEqual(session.refreshTokenHash);
+        expect(tokens[0]?.generation).toBe(0);
+        const stored = await handle.db.query.sessions.findFirst({
+          where: (t, { eq }) => eq(t.id, session.id),
+        });
+        expect(stored).toMatchObject({
+          userId: user.id,
+          appId: "wxa",
+          clientIp: "10.0.0.1",
+          revokedAt: null,
+        });
+        expect(stored?.idleExpiresAt.getTime()).toBe(session.idleExpiresAt.getTime());
+        expect(await sessions.listRevokedSince(new Date(0))).toEqual([]);
+      });
+
+      it("creates one user for 40 parallel first logins, exactly one says created, all get a session", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("race"), unionid: null };
+        const results = await Promise.all(Array.from({ length: 40 }, () => login(identity)));
         expect(new Set(results.map((r) => r.user.id)).size).toBe(1);
         expect(results.filter((r) => r.created)).toHaveLength(1);
+        expect(results.every((r) => r.sessionStored)).toBe(true);
+        const stored = await handle.db.query.sessions.findMany({
+          where: (t, { eq }) => eq(t.userId, results[0]?.user.id as string),
+        });
+        expect(stored).toHaveLength(40);
+      });
+
+      it("a login that waits on another's uncommitted first login joins the winner's user", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        let waiting: Promise<Awaited<ReturnType<SessionStore["start"]>>> | undefined;
+        const winner = await handle.db.transaction(async (tx) => {
+          const [user] = await tx.insert(usersTable).values({}).returning();
+          await tx.insert(wechatIdentities).values({ ...identity, userId: user?.id as string });
+          // On a server this login's insert waits for the open transaction (PGlite queues it).
+          waiting = login(identity);
+          await new Promise((resolve) => setTimeout(resolve, 200));
+          return user;
+        });
+        const joined = await waiting;
+        expect(joined?.user.id).toBe(winner?.id);
+        expect(joined?.created).toBe(false);
+        expect(joined?.sessionStored).toBe(true);
       });
 
       it("links one person's identities in two apps by unionid", async () => {
         const unionid = uniqueName("union");
-        const inA = await users.findOrCreateByWechat({ appId: "wxa", openid: uniqueName("o"), unionid });
-        const inB = await users.findOrCreateByWechat({ appId: "wxb", openid: uniqueName("o"), unionid });
+        const inA = await login({ appId: "wxa", openid: uniqueName("o"), unionid });
+        const inB = await login({ appId: "wxb", openid: uniqueName("o"), unionid });
         expect(inB.created).toBe(true); // new in app B...
         expect(inB.user.id).toBe(inA.user.id); // ...but the same person
         expect(inB.user.unionid).toBe(unionid);
       });
 
+      it("makes one person of parallel first logins in several apps with one unionid", async () => {
+        const unionid = uniqueName("union");
+        const results = await Promise.all(
+          ["wxa", "wxb", "wxc", "wxd"].map((appId) => login({ appId, openid: uniqueName("o"), unionid })),
+        );
+        expect(new Set(results.map((r) => r.user.id)).size).toBe(1);
+        expect(results.every((r) => r.created && r.sessionStored)).toBe(true);
+      });
+
       it("records a unionid that appears on a later login", async () => {
         const openid = uniqueName("o");
-        const before = await users.findOrCreateByWechat({ appId: "wxa", openid, unionid: null });
+        const before = await login({ appId: "wxa", openid, unionid: null });
         expect(before.unionid).toBeNull();
         const unionid = uniqueName("union");
-        const after = await users.findOrCreateByWechat({ appId: "wxa", openid, unionid });
+        const after = await login({ appId: "wxa", openid, unionid });
         expect(after.unionid).toBe(unionid);
         expect(after.user.unionid).toBe(unionid);
         // A later app login with that unionid now finds the same person.
-        const other = await users.findOrCreateByWechat({ appId: "wxc", openid: uniqueName("o"), unionid });
+        const other = await login({ appId: "wxc", openid: uniqueName("o"), unionid });
         expect(other.user.id).toBe(before.user.id);
       });
-    });
 
-    describe("SessionStore", () => {
-      it("creates a session with its first refresh token hash in one write", async () => {
-        const { user } = await users.findOrCreateByWechat({
-          appId: "wxa",
-          openid: uniqueName("o"),
-          unionid: null,
-        });
-        const id = crypto.randomUUID();
-        const now = new Date();
-        await sessions.create({
-          id,
-          userId: user.id,
-          appId: "wxa",
-          openid: "o",
-          refreshTokenHash: hashRefreshToken("rt"),
-          createdAt: now,
-          idleExpiresAt: new Date(now.getTime() + 1000),
-          absoluteExpiresAt: new Date(now.getTime() + 2000),
-          client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
-        });
-        const rows = await handle.db.query.refreshTokens.findMany({
-          where: (t, { eq }) => eq(t.sessionId, id),
-        });
-        expect(rows).toHaveLength(1);
-        expect(Buffer.from(rows[0]?.tokenHash as Buffer)).toEqual(hashRefreshToken("rt"));
-        expect(rows[0]?.generation).toBe(0);
-        const session = await handle.db.query.sessions.findFirst({ where: (t, { eq }) => eq(t.id, id) });
-        expect(session).toMatchObject({ userId: user.id, clientIp: "10.0.0.1", revokedAt: null });
-        expect(await sessions.listRevokedSince(new Date(0))).toEqual([]);
+      it("stores no session for a disabled user", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const { user } = await login(identity);
+        await handle.db.update(usersTable).set({ disabledAt: new Date() }).where(eq(usersTable.id, user.id));
+        const session = newSession();
+        const refused = await sessions.start(identity, session);
+        expect(refused.sessionStored).toBe(false);
+        expect(refused.user.disabledAt).toBeInstanceOf(Date);
+        expect(await handle.db.query.sessions.findFirst({ where: (t, { eq }) => eq(t.id, session.id) })).toBe(
+          undefined,
+        );
       });
     });
 
