@@ -11,6 +11,7 @@ import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
 import { createKeyRing } from "./identity/key-ring.js";
 import { createLogin } from "./identity/login.js";
+import { createRefresh } from "./identity/refresh.js";
 import { createRevocationMirror } from "./identity/revocations.js";
 import { createSessionKeyVault } from "./identity/session-keys.js";
 import { createVerifyToken } from "./identity/verify-token.js";
@@ -151,6 +152,11 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       accessTokenTtlSeconds: config.tokens.accessTokenTtlSeconds,
       leewaySeconds: config.tokens.leewaySeconds,
     };
+    const sessionSettings = {
+      refreshIdleTtlMs: config.tokens.refreshIdleTtlSeconds * 1000,
+      sessionAbsoluteTtlMs: config.tokens.sessionAbsoluteTtlSeconds * 1000,
+      reuseGraceMs: config.tokens.refreshReuseGraceSeconds * 1000,
+    };
     const login = createLogin({
       apps: createAppRegistry(config.wechat.apps),
       codeExchange: createCodeExchange({
@@ -170,10 +176,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       }),
       keyRing,
       tokenSettings,
-      sessionSettings: {
-        refreshIdleTtlMs: config.tokens.refreshIdleTtlSeconds * 1000,
-        sessionAbsoluteTtlMs: config.tokens.sessionAbsoluteTtlSeconds * 1000,
-      },
+      sessionSettings,
       clock,
     });
     const verifyToken = createVerifyToken({
@@ -183,7 +186,16 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       clock,
       cacheSize: config.verifyCacheSize,
     });
-    const impl = createIdentityServiceImpl({ login, verifyToken }, log);
+    const refresh = createRefresh({
+      sessions,
+      revocations,
+      keyRing,
+      sealer: createSealer(kek, "refresh-successor"),
+      tokenSettings,
+      sessionSettings,
+      clock,
+    });
+    const impl = createIdentityServiceImpl({ login, refresh, verifyToken }, log);
 
     let serving = false;
     const grpcServer = createGrpcServer({

@@ -31,6 +31,7 @@ export const CONFIG_VARIABLES = [
   "REFRESH_TOKEN_IDLE_TTL",
   "SESSION_ABSOLUTE_TTL",
   "TOKEN_LEEWAY",
+  "REFRESH_TOKEN_REUSE_GRACE",
   "KEY_ENCRYPTION_KEY",
   "VERIFY_CACHE_SIZE",
   "MAX_REQUEST_BYTES",
@@ -61,6 +62,8 @@ export interface Config {
     refreshIdleTtlSeconds: number;
     sessionAbsoluteTtlSeconds: number;
     leewaySeconds: number;
+    /** How long a just-spent refresh token may be presented again (parallel refreshes); 0 = never. */
+    refreshReuseGraceSeconds: number;
   };
   /** 32 bytes, or null to use (or create) the key file in dataDir (refused in production). */
   keyEncryptionKey: Buffer | null;
@@ -169,6 +172,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     refreshIdleTtlSeconds: duration("REFRESH_TOKEN_IDLE_TTL", 7 * 86400),
     sessionAbsoluteTtlSeconds: duration("SESSION_ABSOLUTE_TTL", 30 * 86400),
     leewaySeconds: integer("TOKEN_LEEWAY", 5, 0, 300),
+    refreshReuseGraceSeconds: integer("REFRESH_TOKEN_REUSE_GRACE", 10, 0, 120),
   };
   if (tokens.accessTokenTtlSeconds > 86400)
     problems.push("ACCESS_TOKEN_TTL: at most 24h (access tokens cannot be recalled offline)");

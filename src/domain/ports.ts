@@ -51,6 +51,35 @@ export interface RevokedSession {
   forgetAfter: Date;
 }
 
+/** A session as a refresh sees it: what a new access token needs, and whether it may have one. */
+export interface RefreshableSession {
+  id: string;
+  userId: string;
+  appId: string;
+  openid: string;
+  unionid: string | null;
+  roles: string[];
+  /** The generation of the session's newest refresh token. */
+  generation: number;
+  revokedAt: Date | null;
+  idleExpiresAt: Date;
+  absoluteExpiresAt: Date;
+  userDisabled: boolean;
+}
+
+export type RotationResult =
+  /** No refresh token has this hash. */
+  | { found: false }
+  | {
+      found: true;
+      /** True when this call spent the token and stored its successor. */
+      rotated: boolean;
+      /** The presented token's generation, when it was spent, and its successor (sealed). */
+      token: { generation: number; spentAt: Date | null; sealedSuccessor: string | null };
+      /** The session after this call (with the new generation and idle expiry when rotated). */
+      session: RefreshableSession;
+    };
+
 export interface SessionStore {
   /**
    * Records a login as one atomic write: finds the user behind the WeChat identity, creating
@@ -59,6 +88,19 @@ export interface SessionStore {
    * the user is disabled. Concurrent first logins of one identity create it once.
    */
   start(identity: WechatIdentity, session: SessionStart): Promise<StartedSession>;
+  /**
+   * Spends the refresh token with `tokenHash` and stores its successor (next generation), but
+   * only if it is the session's newest, unspent token, the session is neither revoked nor expired
+   * and the user is not disabled; atomically, so of parallel calls with one token one rotates.
+   * Otherwise changes nothing and reports what it found, for the caller to judge.
+   */
+  rotateRefreshToken(rotation: {
+    tokenHash: Buffer;
+    now: Date;
+    successor: { tokenHash: Buffer; sealedToken: string | null; idleExpiresAt: Date };
+  }): Promise<RotationResult>;
+  /** Ends sessions (no-op for ones already ended); returns those this call ended. */
+  revoke(sessionIds: readonly string[], reason: string, now: Date): Promise<RevokedSession[]>;
   /** Sessions revoked whose access tokens may still be unexpired at `since`. */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
 }

@@ -8,16 +8,21 @@ import {
   type IdentityService,
   type LoginResponse,
   LoginResponseSchema,
+  type RefreshResponse,
+  RefreshResponseSchema,
+  TokenPairSchema,
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
-import type { Login } from "../identity/login.js";
+import type { IssuedTokens, Login } from "../identity/login.js";
+import type { Refresh } from "../identity/refresh.js";
 import type { VerifyToken } from "../identity/verify-token.js";
 import type { Logger } from "../util/logger.js";
 import { toConnectError } from "./error-map.js";
 
 export interface UseCases {
   login: Login;
+  refresh: Refresh;
   verifyToken: VerifyToken;
 }
 
@@ -68,13 +73,7 @@ export function createIdentityServiceImpl(
       });
       const { tokens, user } = result;
       return create(LoginResponseSchema, {
-        tokens: {
-          accessToken: tokens.accessToken,
-          refreshToken: tokens.refreshToken,
-          tokenType: "Bearer",
-          accessTokenExpiresAt: timestampFromMs(tokens.accessClaims.expiresAt * 1000),
-          refreshTokenExpiresAt: timestampFromMs(tokens.refreshTokenExpiresAt.getTime()),
-        },
+        tokens: toTokenPair(tokens),
         user: {
           id: user.id,
           appId: user.appId,
@@ -95,10 +94,24 @@ export function createIdentityServiceImpl(
       }
       return response;
     }),
-    refresh: notImplemented("Refresh"),
+    refresh: guard(
+      "Refresh",
+      async (req): Promise<RefreshResponse> =>
+        create(RefreshResponseSchema, { tokens: toTokenPair(await useCases.refresh(req.refreshToken)) }),
+    ),
     logout: notImplemented("Logout"),
     decryptUserData: notImplemented("DecryptUserData"),
   };
+}
+
+function toTokenPair(tokens: IssuedTokens) {
+  return create(TokenPairSchema, {
+    accessToken: tokens.accessToken,
+    refreshToken: tokens.refreshToken,
+    tokenType: "Bearer",
+    accessTokenExpiresAt: timestampFromMs(tokens.accessClaims.expiresAt * 1000),
+    refreshTokenExpiresAt: timestampFromMs(tokens.refreshTokenExpiresAt.getTime()),
+  });
 }
 
 function toClaimsMessage(claims: AccessClaims) {

@@ -162,6 +162,68 @@ function pgStoresContract(
       });
     });
 
+    describe("SessionStore refresh and revoke", () => {
+      const rotate = (tokenHash: Buffer, now = new Date()) =>
+        sessions.rotateRefreshToken({
+          tokenHash,
+          now,
+          successor: {
+            tokenHash: hashRefreshToken(uniqueName("next")),
+            sealedToken: "sealed",
+            idleExpiresAt: new Date(now.getTime() + 1500),
+          },
+        });
+
+      it("rotates the newest token once, then reports it spent with its sealed successor", async () => {
+        const session = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, session);
+        const first = await rotate(session.refreshTokenHash);
+        expect(first).toMatchObject({
+          found: true,
+          rotated: true,
+          session: { id: session.id, generation: 1 },
+        });
+        const again = await rotate(session.refreshTokenHash);
+        expect(again).toMatchObject({
+          found: true,
+          rotated: false,
+          token: { generation: 0, sealedSuccessor: "sealed" },
+        });
+        expect(again.found && again.token.spentAt).toBeInstanceOf(Date);
+        expect(await rotate(hashRefreshToken("never issued"))).toEqual({ found: false });
+      });
+
+      it("does not rotate for a disabled user, a revoked or an expired session", async () => {
+        const disabled = newSession();
+        const { user } = await sessions.start(
+          { appId: "wxa", openid: uniqueName("o"), unionid: null },
+          disabled,
+        );
+        await handle.db.update(usersTable).set({ disabledAt: new Date() }).where(eq(usersTable.id, user.id));
+        expect(await rotate(disabled.refreshTokenHash)).toMatchObject({
+          rotated: false,
+          session: { userDisabled: true },
+        });
+
+        const revoked = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, revoked);
+        const ended = await sessions.revoke([revoked.id], "logout", new Date());
+        expect(ended.map((r) => r.id)).toEqual([revoked.id]);
+        expect(await sessions.revoke([revoked.id], "logout", new Date())).toEqual([]); // already ended
+        expect((await sessions.listRevokedSince(new Date(Date.now() - 60_000))).map((r) => r.id)).toContain(
+          revoked.id,
+        );
+        const result = await rotate(revoked.refreshTokenHash);
+        expect(result.found && !result.rotated && result.session.revokedAt).toBeInstanceOf(Date);
+
+        const expired = newSession(); // idle lifetime 1 s
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, expired);
+        expect(await rotate(expired.refreshTokenHash, new Date(Date.now() + 5000))).toMatchObject({
+          rotated: false,
+        });
+      });
+    });
+
     describe("SigningKeyStore", () => {
       it("creates exactly one key when instances start together", async () => {
         let generated = 0;

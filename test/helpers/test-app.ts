@@ -2,6 +2,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type RunningApp, startApp } from "../../src/app.js";
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
+import type { Clock } from "../../src/domain/ports.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import type { Logger } from "../../src/util/logger.js";
 import { startSandboxServer, type WechatSandbox } from "../../src/wechat/sandbox.js";
@@ -50,7 +51,11 @@ export interface TestApp {
  * the real WeChat client. "real" uses a fresh database on the real Postgres and a unique key
  * prefix on the real Redis; "embedded" uses in-memory PGlite and the in-process store.
  */
-export async function startTestApp(backend: Backend, env: RawEnv = {}): Promise<TestApp> {
+export async function startTestApp(
+  backend: Backend,
+  env: RawEnv = {},
+  options: { clock?: Clock } = {},
+): Promise<TestApp> {
   const wechat = await startSandboxServer({ apps: TEST_APPS });
   const database = backend === "real" ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
   const config = parseConfig({
@@ -68,7 +73,7 @@ export async function startTestApp(backend: Backend, env: RawEnv = {}): Promise<
     ...env,
   });
   const log = memoryLogger();
-  const app = await startApp(config, { log });
+  const app = await startApp(config, { log, clock: options.clock });
   const httpUrl = `http://127.0.0.1:${app.httpPort}`;
   const connect = createClient(
     IdentityService,

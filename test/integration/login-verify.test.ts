@@ -5,36 +5,11 @@ import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/conn
 import * as grpc from "@grpc/grpc-js";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { IdentityService, LoginResponseSchema } from "../../src/gen/identity/v1/identity_pb.js";
-import { grpcReason } from "../helpers/grpc-client.js";
+import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const [APP_ONE, APP_TWO] = TEST_APPS as [(typeof TEST_APPS)[0], (typeof TEST_APPS)[0]];
-
-/** The status code and ErrorInfo reason of a failed Connect call. */
-async function connectFailure(
-  promise: Promise<unknown>,
-): Promise<{ code: Code; reason?: string; field?: string; message: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    const info = e.findDetails(ErrorInfoSchema)[0];
-    expect(info?.domain).toBe("identity");
-    return { code: e.code, reason: info?.reason, field: info?.metadata.field, message: e.rawMessage };
-  }
-  throw new Error("expected the call to fail");
-}
-
-async function grpcFailure(promise: Promise<unknown>): Promise<{ code: grpc.status; reason?: string }> {
-  try {
-    await promise;
-  } catch (err) {
-    return { code: (err as grpc.ServiceError).code, reason: grpcReason(err) };
-  }
-  throw new Error("expected the call to fail");
-}
 
 describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
   let t: TestApp;
@@ -219,7 +194,7 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
   });
 
   it("answers the RPCs of later issues with UNIMPLEMENTED on both transports", async () => {
-    expect(await connectFailure(t.connect.refresh({ refreshToken: "x" }))).toMatchObject({
+    expect(await connectFailure(t.connect.logout({ refreshToken: "x" }))).toMatchObject({
       code: Code.Unimplemented,
       reason: "NOT_IMPLEMENTED",
     });

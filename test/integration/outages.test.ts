@@ -5,6 +5,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { REAL_DATABASE_URL } from "../helpers/backends.js";
+import { connectFailure } from "../helpers/failures.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP_ID = TEST_APPS[0]?.appId as string;
@@ -32,7 +33,9 @@ describe.runIf(REAL_DATABASE_URL)("a Postgres outage", () => {
   });
   afterAll(() => t.stop());
 
-  it("fails logins with UNAVAILABLE while tokens keep verifying without I/O", async () => {
+  it("fails logins and refreshes with UNAVAILABLE (never as reuse) while tokens keep verifying", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP_ID });
+    const refreshToken = (await t.connect.login({ appId: APP_ID, code })).tokens?.refreshToken ?? "";
     const warm = await loginToken(t);
     const cold = await loginToken(t);
     await t.grpc.call("verifyToken", { accessToken: warm });
@@ -43,6 +46,10 @@ describe.runIf(REAL_DATABASE_URL)("a Postgres outage", () => {
     await admin.end();
 
     expect(await loginFailure(t)).toEqual({ code: Code.Unavailable, reason: "STORAGE_UNAVAILABLE" });
+    expect(await connectFailure(t.connect.refresh({ refreshToken }))).toMatchObject({
+      code: Code.Unavailable,
+      reason: "STORAGE_UNAVAILABLE",
+    });
     expect((await t.grpc.call("verifyToken", { accessToken: warm })).claims?.appId).toBe(APP_ID);
     expect((await t.grpc.call("verifyToken", { accessToken: cold })).claims?.appId).toBe(APP_ID);
   });

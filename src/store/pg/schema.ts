@@ -81,6 +81,11 @@ export const refreshTokens = pgTable(
     generation: integer("generation").notNull(),
     createdAt: ts("created_at").notNull(),
     spentAt: ts("spent_at"),
+    /**
+     * The token that replaced this one, sealed, kept while parallel refreshes of this token may
+     * still arrive (REFRESH_TOKEN_REUSE_GRACE), so they all receive the same successor.
+     */
+    sealedSuccessor: text("sealed_successor"),
   },
   (t) => [index("refresh_tokens_session_idx").on(t.sessionId)],
 );

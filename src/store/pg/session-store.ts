@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { and, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
-import type { SessionStart, SessionStore, StartedSession, WechatIdentity } from "../../domain/ports.js";
+import type {
+  RefreshableSession,
+  SessionStart,
+  SessionStore,
+  StartedSession,
+  WechatIdentity,
+} from "../../domain/ports.js";
 import { type Database, preparedStatement } from "./database.js";
 
 /** A named value of a prepared statement. */
@@ -12,6 +18,25 @@ import { sessions, users, wechatIdentities } from "./schema.js";
 const UNIQUE_VIOLATION = "23505";
 /** Attempts of the login statement; each retry sees what the concurrent winner committed. */
 const START_ATTEMPTS = 3;
+
+interface RotateRow {
+  id: string;
+  user_id: string;
+  app_id: string;
+  openid: string;
+  unionid: string | null;
+  roles: string[];
+  refresh_generation: number;
+  revoked_at: Date | string | null;
+  idle_expires_at: Date | string;
+  absolute_expires_at: Date | string;
+  user_disabled: boolean;
+  token_generation: number;
+  spent_at: Date | string | null;
+  sealed_successor: string | null;
+  rotated_generation: number | null;
+  rotated_idle_expires_at: Date | string | null;
+}
 
 interface StartRow {
   id: string;
@@ -113,6 +138,100 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     return rows[0];
   }
 
+  /**
+   * A refresh in one statement. The UPDATE of the session is the gate: its WHERE is re-checked on
+   * the newest row version after any concurrent writer commits, so of parallel refreshes of one
+   * token exactly one matches the old generation, and a revoke or expiry that commits first wins.
+   */
+  const rotateStatement = preparedStatement<RotateRow>(
+    db,
+    "rotate_refresh_token",
+    sql`
+      with presented as (
+        select session_id, generation, spent_at, sealed_successor
+        from refresh_tokens where token_hash = decode(${p("tokenHash")}, 'hex')
+      ),
+      current as (
+        select s.id, s.user_id, s.app_id, s.openid, s.refresh_generation, s.revoked_at, s.idle_expires_at,
+               s.absolute_expires_at, u.roles, u.disabled_at is not null as user_disabled, i.unionid
+        from sessions s
+        join presented on presented.session_id = s.id
+        join users u on u.id = s.user_id
+        left join wechat_identities i on i.app_id = s.app_id and i.openid = s.openid
+      ),
+      rotated as (
+        update sessions
+        set refresh_generation = sessions.refresh_generation + 1,
+            last_refreshed_at = ${p("now")}::timestamptz,
+            idle_expires_at = least(${p("idleExpiresAt")}::timestamptz, sessions.absolute_expires_at)
+        from presented, current
+        where sessions.id = presented.session_id
+          and sessions.refresh_generation = presented.generation
+          and presented.spent_at is null
+          and not current.user_disabled
+          and sessions.revoked_at is null
+          and sessions.idle_expires_at > ${p("now")}::timestamptz
+          and sessions.absolute_expires_at > ${p("now")}::timestamptz
+        returning sessions.refresh_generation, sessions.idle_expires_at
+      ),
+      spent as (
+        update refresh_tokens
+        set spent_at = ${p("now")}::timestamptz, sealed_successor = ${p("sealedSuccessor")}::text
+        where token_hash = decode(${p("tokenHash")}, 'hex') and exists (select 1 from rotated)
+      ),
+      successor as (
+        insert into refresh_tokens (token_hash, session_id, generation, created_at)
+        select decode(${p("successorHash")}, 'hex'), current.id, rotated.refresh_generation, ${p("now")}::timestamptz
+        from rotated, current
+      )
+      select current.*, presented.generation as token_generation, presented.spent_at,
+             presented.sealed_successor,
+             rotated.refresh_generation as rotated_generation, rotated.idle_expires_at as rotated_idle_expires_at
+      from presented
+      join current on true
+      left join rotated on true`,
+  );
+
+  async function attemptRotation(rotation: Parameters<SessionStore["rotateRefreshToken"]>[0]) {
+    const [row] = await rotateStatement({
+      tokenHash: rotation.tokenHash.toString("hex"),
+      now: rotation.now.toISOString(),
+      idleExpiresAt: rotation.successor.idleExpiresAt.toISOString(),
+      sealedSuccessor: rotation.successor.sealedToken,
+      successorHash: rotation.successor.tokenHash.toString("hex"),
+    });
+    if (!row) return { found: false } as const;
+    const rotated = row.rotated_generation !== null;
+    const session: RefreshableSession = {
+      id: row.id,
+      userId: row.user_id,
+      appId: row.app_id,
+      openid: row.openid,
+      unionid: row.unionid,
+      roles: row.roles,
+      generation: rotated ? Number(row.rotated_generation) : Number(row.refresh_generation),
+      revokedAt: row.revoked_at === null ? null : asDate(row.revoked_at),
+      idleExpiresAt: asDate(rotated ? (row.rotated_idle_expires_at as Date | string) : row.idle_expires_at),
+      absoluteExpiresAt: asDate(row.absolute_expires_at),
+      userDisabled: row.user_disabled,
+    };
+    const token = {
+      generation: Number(row.token_generation),
+      spentAt: row.spent_at === null ? null : asDate(row.spent_at),
+      sealedSuccessor: row.sealed_successor,
+    };
+    return { found: true, rotated, token, session } as const;
+  }
+
+  const revokeStatement = preparedStatement<{ id: string; revoked_at: Date | string }>(
+    db,
+    "revoke_sessions",
+    sql`
+      update sessions set revoked_at = ${p("now")}::timestamptz, revoked_reason = ${p("reason")}
+      where id = any(${p("ids")}::uuid[]) and revoked_at is null
+      returning id, revoked_at`,
+  );
+
   /** WeChat gives a unionid once the app is bound to an Open Platform account: record it (rare). */
   async function recordLateUnionid(identity: WechatIdentity & { unionid: string }, userId: string) {
     await db
@@ -160,6 +279,31 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         if (attempt >= START_ATTEMPTS)
           throw new Error(`the login statement lost its race ${START_ATTEMPTS} times`);
       }
+    },
+
+    async rotateRefreshToken(rotation) {
+      const first = await attemptRotation(rotation);
+      // Not rotated although the statement's snapshot showed the token current and usable: a
+      // concurrent refresh or revoke committed in between. Look again at what it left.
+      const lostRace =
+        first.found &&
+        !first.rotated &&
+        first.token.spentAt === null &&
+        first.token.generation === first.session.generation &&
+        first.session.revokedAt === null &&
+        !first.session.userDisabled &&
+        first.session.idleExpiresAt > rotation.now &&
+        first.session.absoluteExpiresAt > rotation.now;
+      return lostRace ? attemptRotation(rotation) : first;
+    },
+
+    async revoke(sessionIds, reason, now) {
+      if (sessionIds.length === 0) return [];
+      const rows = await revokeStatement({ ids: sessionIds, reason, now: now.toISOString() });
+      return rows.map((r) => ({
+        id: r.id,
+        forgetAfter: new Date(asDate(r.revoked_at).getTime() + options.maxAccessTokenTtlMs),
+      }));
     },
 
     async listRevokedSince(since) {

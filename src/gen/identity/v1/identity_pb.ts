@@ -607,6 +607,11 @@ export const IdentityService: GenService<{
   },
   /**
    * Exchanges a refresh token for a new token pair; the presented refresh token is spent.
+   * Presenting a spent refresh token again ends the whole session (UNAUTHENTICATED,
+   * REFRESH_TOKEN_REUSED), except the token just replaced, within a short grace
+   * (REFRESH_TOKEN_REUSE_GRACE): parallel refreshes of one token all receive the same new
+   * refresh token. An ended or expired session is UNAUTHENTICATED (TOKEN_REVOKED, TOKEN_EXPIRED);
+   * an outage of ours is UNAVAILABLE and never counts as reuse.
    *
    * @generated from rpc identity.v1.IdentityService.Refresh
    */

@@ -1,0 +1,94 @@
+import { IdentityError, invalidArgument } from "../domain/errors.js";
+import type { Clock, RefreshableSession, SessionStore } from "../domain/ports.js";
+import type { Sealer } from "../domain/sealing.js";
+import { hashRefreshToken, newRefreshToken, signAccessToken, type TokenSettings } from "../domain/tokens.js";
+import type { KeyRing } from "./key-ring.js";
+import type { IssuedTokens, SessionSettings } from "./login.js";
+import type { RevocationMirror } from "./revocations.js";
+
+/** Refresh tokens are 32 random bytes in base64url; anything else cannot be one of ours. */
+const REFRESH_TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
+ * presented again means two parties hold it, so the whole session ends (REFRESH_TOKEN_REUSED),
+ * with one exception: the immediate predecessor of the newest token, within a short grace after
+ * it was spent, gets the same successor again. A mini-program fires several requests at once
+ * when its access token expires, and each may refresh; they all end up on one chain.
+ */
+export function createRefresh(deps: {
+  sessions: SessionStore;
+  revocations: RevocationMirror;
+  keyRing: KeyRing;
+  sealer: Sealer;
+  tokenSettings: TokenSettings;
+  sessionSettings: SessionSettings & { reuseGraceMs: number };
+  clock: Clock;
+}) {
+  function issue(session: RefreshableSession, refreshToken: string, now: number): IssuedTokens {
+    const access = signAccessToken(
+      deps.tokenSettings,
+      deps.keyRing.signingKey(),
+      {
+        userId: session.userId,
+        sessionId: session.id,
+        appId: session.appId,
+        openid: session.openid,
+        unionid: session.unionid ?? "",
+        roles: session.roles,
+      },
+      now,
+    );
+    return {
+      accessToken: access.token,
+      accessClaims: access.claims,
+      refreshToken,
+      // The store caps the idle expiry at the absolute one.
+      refreshTokenExpiresAt: session.idleExpiresAt,
+    };
+  }
+
+  return async function refresh(refreshToken: string): Promise<IssuedTokens> {
+    if (refreshToken.length === 0) throw invalidArgument("refresh_token", "required");
+    if (!REFRESH_TOKEN_SHAPE.test(refreshToken))
+      throw new IdentityError("TOKEN_INVALID", "this is not a refresh token issued by this service");
+
+    const now = deps.clock.now();
+    const successor = newRefreshToken();
+    const result = await deps.sessions.rotateRefreshToken({
+      tokenHash: hashRefreshToken(refreshToken),
+      now: new Date(now),
+      successor: {
+        tokenHash: successor.hash,
+        // Kept only when a parallel refresh may ask for it again.
+        sealedToken: deps.sessionSettings.reuseGraceMs > 0 ? deps.sealer.seal(successor.token) : null,
+        idleExpiresAt: new Date(now + deps.sessionSettings.refreshIdleTtlMs),
+      },
+    });
+    if (!result.found) throw new IdentityError("TOKEN_INVALID", "unknown refresh token");
+    const { session, token } = result;
+    if (result.rotated) return issue(session, successor.token, now);
+
+    if (session.revokedAt) throw new IdentityError("TOKEN_REVOKED", "this session has ended");
+    if (session.idleExpiresAt.getTime() <= now || session.absoluteExpiresAt.getTime() <= now)
+      throw new IdentityError("TOKEN_EXPIRED", "this session has expired: log in again");
+    if (session.userDisabled) throw new IdentityError("USER_DISABLED", "this user has been disabled");
+
+    const isParentOfNewest = token.generation === session.generation - 1;
+    const withinGrace =
+      token.spentAt !== null && now - token.spentAt.getTime() <= deps.sessionSettings.reuseGraceMs;
+    if (isParentOfNewest && withinGrace && token.sealedSuccessor) {
+      return issue(session, deps.sealer.open(token.sealedSuccessor), now);
+    }
+
+    // A spent token again, outside the grace: someone else holds this session's tokens.
+    const revoked = await deps.sessions.revoke([session.id], "refresh_token_reused", new Date(now));
+    for (const r of revoked) deps.revocations.add(r);
+    throw new IdentityError(
+      "REFRESH_TOKEN_REUSED",
+      "this refresh token was already used: the session has been ended, log in again",
+    );
+  };
+}
+
+export type Refresh = ReturnType<typeof createRefresh>;
