@@ -106,6 +106,7 @@ export async function startBenchStack() {
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
     login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
+    refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
     async stop() {
       await service.stop();
       await wechat.close();
