@@ -203,6 +203,11 @@ export function newRefreshToken(): { token: string; hash: Buffer } {
   return { token, hash: hashRefreshToken(token) };
 }
 
+/** The shape of newRefreshToken's tokens (32 bytes in base64url); anything else is not one of ours. */
+export function isRefreshTokenShaped(token: string): boolean {
+  return /^[A-Za-z0-9_-]{43}$/.test(token);
+}
+
 export function hashRefreshToken(token: string): Buffer {
   return createHash("sha256").update(token).digest();
 }

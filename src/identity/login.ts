@@ -1,23 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
-import { type AccessClaims, newRefreshToken, signAccessToken, type TokenSettings } from "../domain/tokens.js";
+import { newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { AppRegistry } from "./apps.js";
 import type { CodeExchange } from "./code-exchange.js";
 import type { KeyRing } from "./key-ring.js";
 import type { SessionKeyVault } from "./session-keys.js";
+import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
 
 export interface LoginInput {
   appId: string;
   code: string;
   client: { ip: string; userAgent: string; deviceId: string };
-}
-
-export interface IssuedTokens {
-  accessToken: string;
-  accessClaims: AccessClaims;
-  refreshToken: string;
-  refreshTokenExpiresAt: Date;
 }
 
 export interface LoginResult {
@@ -86,9 +80,8 @@ export function createLogin(deps: {
     ]);
     if (!found.sessionStored) throw new IdentityError("USER_DISABLED", "this user has been disabled");
 
-    const access = signAccessToken(
-      deps.tokenSettings,
-      deps.keyRing.signingKey(),
+    const tokens = issueTokenPair(
+      deps,
       {
         userId: found.user.id,
         sessionId,
@@ -97,15 +90,12 @@ export function createLogin(deps: {
         unionid: found.unionid ?? "",
         roles: found.user.roles,
       },
+      // Config keeps the idle lifetime within the absolute one.
+      { token: refresh.token, expiresAt: idleExpiresAt },
       now,
     );
     return {
-      tokens: {
-        accessToken: access.token,
-        accessClaims: access.claims,
-        refreshToken: refresh.token,
-        refreshTokenExpiresAt: idleExpiresAt < absoluteExpiresAt ? idleExpiresAt : absoluteExpiresAt,
-      },
+      tokens,
       user: { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
       newUser: found.created,
     };

@@ -1,13 +1,16 @@
 import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, RefreshableSession, SessionStore } from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
-import { hashRefreshToken, newRefreshToken, signAccessToken, type TokenSettings } from "../domain/tokens.js";
+import {
+  hashRefreshToken,
+  isRefreshTokenShaped,
+  newRefreshToken,
+  type TokenSettings,
+} from "../domain/tokens.js";
 import type { KeyRing } from "./key-ring.js";
-import type { IssuedTokens, SessionSettings } from "./login.js";
+import type { SessionSettings } from "./login.js";
 import type { RevocationMirror } from "./revocations.js";
-
-/** Refresh tokens are 32 random bytes in base64url; anything else cannot be one of ours. */
-const REFRESH_TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
 
 /**
  * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
@@ -25,10 +28,10 @@ export function createRefresh(deps: {
   sessionSettings: SessionSettings & { reuseGraceMs: number };
   clock: Clock;
 }) {
-  function issue(session: RefreshableSession, refreshToken: string, now: number): IssuedTokens {
-    const access = signAccessToken(
-      deps.tokenSettings,
-      deps.keyRing.signingKey(),
+  /** A new access token for the session, next to the refresh token it now holds. */
+  const issue = (session: RefreshableSession, refreshToken: string, now: number): IssuedTokens =>
+    issueTokenPair(
+      deps,
       {
         userId: session.userId,
         sessionId: session.id,
@@ -37,20 +40,14 @@ export function createRefresh(deps: {
         unionid: session.unionid ?? "",
         roles: session.roles,
       },
+      // The store caps the idle expiry at the absolute one.
+      { token: refreshToken, expiresAt: session.idleExpiresAt },
       now,
     );
-    return {
-      accessToken: access.token,
-      accessClaims: access.claims,
-      refreshToken,
-      // The store caps the idle expiry at the absolute one.
-      refreshTokenExpiresAt: session.idleExpiresAt,
-    };
-  }
 
   return async function refresh(refreshToken: string): Promise<IssuedTokens> {
     if (refreshToken.length === 0) throw invalidArgument("refresh_token", "required");
-    if (!REFRESH_TOKEN_SHAPE.test(refreshToken))
+    if (!isRefreshTokenShaped(refreshToken))
       throw new IdentityError("TOKEN_INVALID", "this is not a refresh token issued by this service");
 
     const now = deps.clock.now();

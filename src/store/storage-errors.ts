@@ -29,7 +29,8 @@ function isPostgresOutage(code: string): boolean {
   return /^(08|28|53|57P)/.test(code) || code === "3D000" || code === "55P03";
 }
 
-function errorCodes(err: unknown): string[] {
+/** The string `code`s along an error's cause chain (drivers wrap each other's errors). */
+export function errorCodes(err: unknown): string[] {
   const codes: string[] = [];
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
     const code = (e as { code?: unknown }).code;

@@ -14,8 +14,9 @@ import {
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
-import type { IssuedTokens, Login } from "../identity/login.js";
+import type { Login } from "../identity/login.js";
 import type { Refresh } from "../identity/refresh.js";
+import type { IssuedTokens } from "../identity/token-pair.js";
 import type { VerifyToken } from "../identity/verify-token.js";
 import type { Logger } from "../util/logger.js";
 import { toConnectError } from "./error-map.js";

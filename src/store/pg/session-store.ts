@@ -2,11 +2,13 @@ import { randomUUID } from "node:crypto";
 import { and, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
+  RevokedSession,
   SessionStart,
   SessionStore,
   StartedSession,
   WechatIdentity,
 } from "../../domain/ports.js";
+import { errorCodes } from "../storage-errors.js";
 import { type Database, preparedStatement } from "./database.js";
 
 /** A named value of a prepared statement. */
@@ -51,14 +53,15 @@ interface StartRow {
 
 const asDate = (value: Date | string) => (value instanceof Date ? value : new Date(value));
 
-function hasCode(err: unknown, code: string): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
-    if ((e as { code?: unknown }).code === code) return true;
-  }
-  return false;
-}
+const isUniqueViolation = (err: unknown) => errorCodes(err).includes(UNIQUE_VIOLATION);
 
 export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlMs: number }): SessionStore {
+  /** A revoked session is remembered until every access token it could have issued has expired. */
+  const revokedSession = (id: string, revokedAt: Date): RevokedSession => ({
+    id,
+    forgetAfter: new Date(revokedAt.getTime() + options.maxAccessTokenTtlMs),
+  });
+
   /**
    * A login's whole write in one statement, so one round trip whether the user is new or not:
    * find the identity, or create it (linked to the person with this unionid if another app knows
@@ -245,7 +248,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       .where(and(eq(users.id, userId), isNull(users.unionid)))
       .returning({ unionid: users.unionid })
       .catch((err: unknown) => {
-        if (hasCode(err, UNIQUE_VIOLATION)) return [];
+        if (isUniqueViolation(err)) return [];
         throw err;
       });
     return updated[0]?.unionid;
@@ -258,7 +261,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         try {
           row = await attemptStart(identity, session);
         } catch (err) {
-          if (!(hasCode(err, UNIQUE_VIOLATION) && attempt < START_ATTEMPTS)) throw err;
+          if (!(isUniqueViolation(err) && attempt < START_ATTEMPTS)) throw err;
         }
         if (row) {
           const user = {
@@ -283,27 +286,17 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
 
     async rotateRefreshToken(rotation) {
       const first = await attemptRotation(rotation);
-      // Not rotated although the statement's snapshot showed the token current and usable: a
-      // concurrent refresh or revoke committed in between. Look again at what it left.
-      const lostRace =
-        first.found &&
-        !first.rotated &&
-        first.token.spentAt === null &&
-        first.token.generation === first.session.generation &&
-        first.session.revokedAt === null &&
-        !first.session.userDisabled &&
-        first.session.idleExpiresAt > rotation.now &&
-        first.session.absoluteExpiresAt > rotation.now;
-      return lostRace ? attemptRotation(rotation) : first;
+      // Not rotated although the snapshot showed the token unspent: either the session cannot be
+      // refreshed, or a concurrent refresh or revoke committed in between. Look again at what it
+      // left, so the caller judges the committed state (a failure path: one more statement).
+      const unspentButNotRotated = first.found && !first.rotated && first.token.spentAt === null;
+      return unspentButNotRotated ? attemptRotation(rotation) : first;
     },
 
     async revoke(sessionIds, reason, now) {
       if (sessionIds.length === 0) return [];
       const rows = await revokeStatement({ ids: sessionIds, reason, now: now.toISOString() });
-      return rows.map((r) => ({
-        id: r.id,
-        forgetAfter: new Date(asDate(r.revoked_at).getTime() + options.maxAccessTokenTtlMs),
-      }));
+      return rows.map((r) => revokedSession(r.id, asDate(r.revoked_at)));
     },
 
     async listRevokedSince(since) {
@@ -311,10 +304,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         .select({ id: sessions.id, revokedAt: sessions.revokedAt })
         .from(sessions)
         .where(and(isNotNull(sessions.revokedAt), gt(sessions.revokedAt, since)));
-      return rows.map((r) => ({
-        id: r.id,
-        forgetAfter: new Date((r.revokedAt as Date).getTime() + options.maxAccessTokenTtlMs),
-      }));
+      return rows.map((r) => revokedSession(r.id, r.revokedAt as Date));
     },
   };
 }
