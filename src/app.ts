@@ -4,21 +4,24 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.js";
-import { type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
+import { type Broadcast, type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
 import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
 import { createKeyRing } from "./identity/key-ring.js";
 import { createLogin } from "./identity/login.js";
+import { createLogout } from "./identity/logout.js";
 import { createRefresh } from "./identity/refresh.js";
-import { createRevocationMirror } from "./identity/revocations.js";
+import { createRevocations } from "./identity/revocations.js";
 import { createSessionKeyVault } from "./identity/session-keys.js";
 import { createVerifyToken } from "./identity/verify-token.js";
+import { createLocalBroadcast } from "./store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "./store/memory/key-value-store.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "./store/pg/database.js";
 import { createPgSessionStore } from "./store/pg/session-store.js";
 import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
+import { createRedisBroadcast } from "./store/redis/broadcast.js";
 import { connectRedis } from "./store/redis/connection.js";
 import { createRedisKeyValueStore } from "./store/redis/key-value-store.js";
 import { guardPort } from "./store/storage-errors.js";
@@ -93,20 +96,31 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
 
     let redis: Redis | undefined;
     let kv: KeyValueStore;
+    let broadcast: Broadcast;
     if (config.redisUrl) {
       let lastLogged = 0;
-      redis = connectRedis(config.redisUrl, (err) => {
+      const onError = (err: Error) => {
         // One line per 10 s is enough to see an outage without flooding the log.
         if (clock.now() - lastLogged < 10_000) return;
         lastLogged = clock.now();
         log.warn("redis connection error", { error: (err as NodeJS.ErrnoException).code ?? err.name });
-      });
+      };
+      redis = connectRedis(config.redisUrl, onError);
       cleanups.push(() => (redis as Redis).quit());
       await redis.connect();
       kv = guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis");
+      // Pub/sub needs a connection of its own; it resubscribes itself after a reconnect.
+      const subscriber = connectRedis(config.redisUrl, onError, {
+        connectionName: `${config.redisKeyPrefix}broadcast`,
+        autoResubscribe: false,
+        enableAutoPipelining: false,
+      });
+      broadcast = createRedisBroadcast(redis, subscriber, config.redisKeyPrefix);
     } else {
       kv = createMemoryKeyValueStore(clock);
+      broadcast = createLocalBroadcast();
     }
+    cleanups.push(() => broadcast.close());
 
     const sessions = guardPort(
       createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlSeconds * 1000 }),
@@ -128,11 +142,15 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       throw err;
     }
 
-    const revocations = createRevocationMirror(clock);
+    const revocations = createRevocations({
+      sessions,
+      broadcast,
+      clock,
+      log,
+      maxAccessTokenTtlMs: config.tokens.accessTokenTtlSeconds * 1000,
+    });
+    await revocations.start();
     cleanups.push(async () => revocations.stop());
-    revocations.replace(
-      await sessions.listRevokedSince(new Date(clock.now() - config.tokens.accessTokenTtlSeconds * 1000)),
-    );
 
     const sandbox =
       config.wechat.mode === "sandbox" ? createWechatSandbox({ apps: config.wechat.apps, clock }) : undefined;
@@ -195,7 +213,8 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       sessionSettings,
       clock,
     });
-    const impl = createIdentityServiceImpl({ login, refresh, verifyToken }, log);
+    const logout = createLogout({ revocations, keyRing, tokenSettings, clock });
+    const impl = createIdentityServiceImpl({ login, refresh, logout, verifyToken }, log);
 
     let serving = false;
     const grpcServer = createGrpcServer({

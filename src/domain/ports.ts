@@ -67,6 +67,9 @@ export interface RefreshableSession {
   userDisabled: boolean;
 }
 
+/** How a revocation names its session: by id (from an access token) or by a refresh token. */
+export type SessionTarget = { sessionId: string } | { refreshTokenHash: Buffer };
+
 export type RotationResult =
   /** No refresh token has this hash. */
   | { found: false }
@@ -99,8 +102,15 @@ export interface SessionStore {
     now: Date;
     successor: { tokenHash: Buffer; sealedToken: string | null; idleExpiresAt: Date };
   }): Promise<RotationResult>;
-  /** Ends sessions (no-op for ones already ended); returns those this call ended. */
-  revoke(sessionIds: readonly string[], reason: string, now: Date): Promise<RevokedSession[]>;
+  /**
+   * Ends the session picked by `target` (by id, or by any refresh token of it, spent or not), or
+   * with `everySessionOfUser` every live session of its user. Sessions already ended and unknown
+   * targets are no-ops; returns the sessions this call ended.
+   */
+  revoke(
+    target: SessionTarget,
+    options: { everySessionOfUser: boolean; reason: string; now: Date },
+  ): Promise<RevokedSession[]>;
   /** Sessions revoked whose access tokens may still be unexpired at `since`. */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
 }
@@ -137,6 +147,23 @@ export interface KeyValueStore {
   /** Sets only when the key is absent; true when this call set it. */
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
   delete(key: string): Promise<void>;
+}
+
+/**
+ * Messages to every instance of the deployment: Redis pub/sub in production, this process alone
+ * in the embedded default. Delivery is best effort (a message published while an instance is
+ * disconnected is lost to it), so every subscriber is told when it may have missed some and
+ * rebuilds its state from Postgres, which stays the source of truth.
+ */
+export interface Broadcast {
+  publish(topic: string, message: string): Promise<void>;
+  /**
+   * Delivers the topic's messages from now on. `onGap` runs whenever delivery resumes after an
+   * interruption, once the subscription is in place again, so that a reload started from it
+   * cannot miss a message.
+   */
+  subscribe(topic: string, onMessage: (message: string) => void, onGap: () => void): Promise<void>;
+  close(): Promise<void>;
 }
 
 /** A wx.login() code can be exchanged once, within five minutes of being issued (WECHAT.md). */

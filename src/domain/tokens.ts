@@ -132,6 +132,8 @@ export function verifyAccessToken(
   publicKeys: ReadonlyMap<string, KeyObject>,
   token: string,
   nowMs: number,
+  /** Logout accepts our expired tokens: the session behind one may still be alive. */
+  options: { allowExpired?: boolean } = {},
 ): AccessClaims {
   if (token.length === 0) throw invalid("empty");
   if (token.length > MAX_ACCESS_TOKEN_LENGTH) throw invalid("too long");
@@ -177,7 +179,7 @@ export function verifyAccessToken(
   if (payload.nbf !== undefined && requireNumber(payload, "nbf") > nowSeconds + settings.leewaySeconds) {
     throw invalid("not yet valid");
   }
-  checkNotExpired(exp, nowMs, settings.leewaySeconds);
+  if (!options.allowExpired) checkNotExpired(exp, nowMs, settings.leewaySeconds);
   const roles = payload.roles;
   if (roles !== undefined && !(Array.isArray(roles) && roles.every((r) => typeof r === "string"))) {
     throw invalid("claim roles is malformed");

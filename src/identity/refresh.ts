@@ -9,7 +9,7 @@ import {
 } from "../domain/tokens.js";
 import type { KeyRing } from "./key-ring.js";
 import type { SessionSettings } from "./login.js";
-import type { RevocationMirror } from "./revocations.js";
+import type { Revocations } from "./revocations.js";
 import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
 
 /**
@@ -21,7 +21,7 @@ import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
  */
 export function createRefresh(deps: {
   sessions: SessionStore;
-  revocations: RevocationMirror;
+  revocations: Revocations;
   keyRing: KeyRing;
   sealer: Sealer;
   tokenSettings: TokenSettings;
@@ -79,8 +79,10 @@ export function createRefresh(deps: {
     }
 
     // A spent token again, outside the grace: someone else holds this session's tokens.
-    const revoked = await deps.sessions.revoke([session.id], "refresh_token_reused", new Date(now));
-    for (const r of revoked) deps.revocations.add(r);
+    await deps.revocations.revoke(
+      { sessionId: session.id },
+      { everySessionOfUser: false, reason: "refresh_token_reused" },
+    );
     throw new IdentityError(
       "REFRESH_TOKEN_REUSED",
       "this refresh token was already used: the session has been ended, log in again",

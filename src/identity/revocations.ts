@@ -1,35 +1,128 @@
-import type { Clock, RevokedSession } from "../domain/ports.js";
+import type { Broadcast, Clock, RevokedSession, SessionStore, SessionTarget } from "../domain/ports.js";
+import type { Logger } from "../util/logger.js";
+
+const TOPIC = "revocations";
+/** The safety net behind pub/sub: a revocation whose message was lost is seen within this. */
+export const REVOCATION_RESYNC_INTERVAL_MS = 5 * 60_000;
 
 /**
- * This instance's in-memory copy of the revoked sessions, so VerifyToken checks revocation
- * without I/O. An entry is forgotten once every access token of its session has expired anyway.
+ * Revoked sessions, as every instance sees them. A revocation is written to Postgres first (the
+ * source of truth), then added to this instance's in-memory mirror and published to the other
+ * instances' mirrors, so VerifyToken checks revocation with one map lookup and no I/O.
+ *
+ * The mirror is loaded from Postgres at start (after subscribing, so nothing falls in between),
+ * reloaded when the broadcast reports a gap (a Redis disconnect), and every few minutes in case
+ * a publish failed. Revocations are never undone, so a reload only adds. An entry is forgotten
+ * once every access token its session could have issued has expired anyway.
  */
-export function createRevocationMirror(clock: Clock) {
-  const revoked = new Map<string, number>();
+export function createRevocations(deps: {
+  sessions: SessionStore;
+  broadcast: Broadcast;
+  clock: Clock;
+  log: Logger;
+  maxAccessTokenTtlMs: number;
+}) {
+  const mirror = new Map<string, number>();
 
-  function sweep() {
-    const now = clock.now();
-    for (const [sessionId, forgetAfter] of revoked) if (forgetAfter <= now) revoked.delete(sessionId);
+  function add(sessions: readonly RevokedSession[]) {
+    const now = deps.clock.now();
+    for (const s of sessions) {
+      const forgetAfter = s.forgetAfter.getTime();
+      if (forgetAfter > now) mirror.set(s.id, forgetAfter);
+    }
   }
-  const sweeper = setInterval(sweep, 60_000);
-  sweeper.unref();
+
+  function forgetExpired() {
+    const now = deps.clock.now();
+    for (const [sessionId, forgetAfter] of mirror) if (forgetAfter <= now) mirror.delete(sessionId);
+  }
+
+  async function reload() {
+    add(await deps.sessions.listRevokedSince(new Date(deps.clock.now() - deps.maxAccessTokenTtlMs)));
+    forgetExpired();
+  }
+
+  const reloadInBackground = (why: string) => () => {
+    reload().catch((err: unknown) =>
+      deps.log.warn("revocations could not be reloaded; retrying at the next resync", {
+        why,
+        error: (err as Error).message,
+      }),
+    );
+  };
+
+  function receive(message: string) {
+    const sessions = decode(message);
+    if (sessions) add(sessions);
+    else deps.log.warn("ignored a malformed revocation message");
+  }
+
+  let timer: NodeJS.Timeout | undefined;
 
   return {
-    has: (sessionId: string): boolean => revoked.has(sessionId),
-    add(session: RevokedSession): void {
-      revoked.set(session.id, session.forgetAfter.getTime());
-    },
-    /** Replaces the mirror's content (at start, and after a resync). */
-    replace(sessions: readonly RevokedSession[]): void {
-      revoked.clear();
-      for (const s of sessions) revoked.set(s.id, s.forgetAfter.getTime());
-      sweep();
-    },
+    /** The hot path: has the session behind an access token ended? */
+    isRevoked: (sessionId: string): boolean => mirror.has(sessionId),
+
     get size() {
-      return revoked.size;
+      return mirror.size;
     },
-    stop: () => clearInterval(sweeper),
+
+    async start(): Promise<void> {
+      await deps.broadcast.subscribe(TOPIC, receive, reloadInBackground("broadcast reconnected"));
+      await reload();
+      timer = setInterval(reloadInBackground("periodic resync"), REVOCATION_RESYNC_INTERVAL_MS);
+      timer.unref();
+    },
+
+    /**
+     * Ends sessions durably, then everywhere: here at once, on the other instances as soon as
+     * they receive the message. Returns how many sessions this call ended.
+     */
+    async revoke(
+      target: SessionTarget,
+      options: { everySessionOfUser: boolean; reason: string },
+    ): Promise<number> {
+      const ended = await deps.sessions.revoke(target, { ...options, now: new Date(deps.clock.now()) });
+      if (ended.length === 0) return 0;
+      add(ended);
+      try {
+        await deps.broadcast.publish(TOPIC, encode(ended));
+      } catch (err) {
+        // Durable already; the other instances see it at their next reload.
+        deps.log.warn("a revocation could not be published; other instances see it at their next resync", {
+          sessions: ended.length,
+          error: (err as Error).message,
+        });
+      }
+      return ended.length;
+    },
+
+    stop(): void {
+      clearInterval(timer);
+    },
   };
 }
 
-export type RevocationMirror = ReturnType<typeof createRevocationMirror>;
+export type Revocations = ReturnType<typeof createRevocations>;
+
+/** The message: [[sessionId, forgetAfterMs], ...]. */
+function encode(sessions: readonly RevokedSession[]): string {
+  return JSON.stringify(sessions.map((s) => [s.id, s.forgetAfter.getTime()]));
+}
+
+function decode(message: string): RevokedSession[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(message);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value)) return undefined;
+  const sessions: RevokedSession[] = [];
+  for (const entry of value) {
+    if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number")
+      return undefined;
+    sessions.push({ id: entry[0], forgetAfter: new Date(entry[1]) });
+  }
+  return sessions;
+}

@@ -8,7 +8,7 @@ import {
 } from "../domain/tokens.js";
 import { LruCache } from "../util/lru-cache.js";
 import type { KeyRing } from "./key-ring.js";
-import type { RevocationMirror } from "./revocations.js";
+import type { Revocations } from "./revocations.js";
 
 /**
  * VerifyToken, the hot path. A token verified once is kept in a bounded LRU cache keyed by the
@@ -17,7 +17,7 @@ import type { RevocationMirror } from "./revocations.js";
  */
 export function createVerifyToken(deps: {
   keyRing: KeyRing;
-  revocations: RevocationMirror;
+  revocations: Pick<Revocations, "isRevoked">;
   settings: TokenSettings;
   clock: Clock;
   cacheSize: number;
@@ -35,7 +35,7 @@ export function createVerifyToken(deps: {
       claims = verifyAccessToken(deps.settings, deps.keyRing.verificationKeys(), token, now);
       cache.set(token, claims);
     }
-    if (deps.revocations.has(claims.sessionId)) {
+    if (deps.revocations.isRevoked(claims.sessionId)) {
       throw new IdentityError("TOKEN_REVOKED", "the session of this access token has ended");
     }
     return claims;

@@ -8,6 +8,8 @@ import {
   type IdentityService,
   type LoginResponse,
   LoginResponseSchema,
+  type LogoutResponse,
+  LogoutResponseSchema,
   type RefreshResponse,
   RefreshResponseSchema,
   TokenPairSchema,
@@ -15,6 +17,7 @@ import {
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
 import type { Login } from "../identity/login.js";
+import type { Logout } from "../identity/logout.js";
 import type { Refresh } from "../identity/refresh.js";
 import type { IssuedTokens } from "../identity/token-pair.js";
 import type { VerifyToken } from "../identity/verify-token.js";
@@ -24,6 +27,7 @@ import { toConnectError } from "./error-map.js";
 export interface UseCases {
   login: Login;
   refresh: Refresh;
+  logout: Logout;
   verifyToken: VerifyToken;
 }
 
@@ -100,7 +104,14 @@ export function createIdentityServiceImpl(
       async (req): Promise<RefreshResponse> =>
         create(RefreshResponseSchema, { tokens: toTokenPair(await useCases.refresh(req.refreshToken)) }),
     ),
-    logout: notImplemented("Logout"),
+    logout: guard("Logout", async (req): Promise<LogoutResponse> => {
+      await useCases.logout({
+        accessToken: req.accessToken,
+        refreshToken: req.refreshToken,
+        allSessions: req.allSessions,
+      });
+      return create(LogoutResponseSchema);
+    }),
     decryptUserData: notImplemented("DecryptUserData"),
   };
 }

@@ -50,6 +50,17 @@ function pgStoresContract(
       };
     };
     const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
+    const rotate = (tokenHash: Buffer, now = new Date()) =>
+      sessions.rotateRefreshToken({
+        tokenHash,
+        now,
+        successor: {
+          tokenHash: hashRefreshToken(uniqueName("next")),
+          sealedToken: "sealed",
+          idleExpiresAt: new Date(now.getTime() + 1500),
+        },
+      });
+    const logoutNow = () => ({ everySessionOfUser: false, reason: "logout", now: new Date() });
 
     describe("SessionStore.start (the login write)", () => {
       it("creates a user on first sight and finds the same one after", async () => {
@@ -163,17 +174,6 @@ function pgStoresContract(
     });
 
     describe("SessionStore refresh and revoke", () => {
-      const rotate = (tokenHash: Buffer, now = new Date()) =>
-        sessions.rotateRefreshToken({
-          tokenHash,
-          now,
-          successor: {
-            tokenHash: hashRefreshToken(uniqueName("next")),
-            sealedToken: "sealed",
-            idleExpiresAt: new Date(now.getTime() + 1500),
-          },
-        });
-
       it("rotates the newest token once, then reports it spent with its sealed successor", async () => {
         const session = newSession();
         await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, session);
@@ -207,12 +207,7 @@ function pgStoresContract(
 
         const revoked = newSession();
         await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, revoked);
-        const ended = await sessions.revoke([revoked.id], "logout", new Date());
-        expect(ended.map((r) => r.id)).toEqual([revoked.id]);
-        expect(await sessions.revoke([revoked.id], "logout", new Date())).toEqual([]); // already ended
-        expect((await sessions.listRevokedSince(new Date(Date.now() - 60_000))).map((r) => r.id)).toContain(
-          revoked.id,
-        );
+        await sessions.revoke({ sessionId: revoked.id }, logoutNow());
         const result = await rotate(revoked.refreshTokenHash);
         expect(result.found && !result.rotated && result.session.revokedAt).toBeInstanceOf(Date);
 
@@ -221,6 +216,50 @@ function pgStoresContract(
         expect(await rotate(expired.refreshTokenHash, new Date(Date.now() + 5000))).toMatchObject({
           rotated: false,
         });
+      });
+    });
+
+    describe("SessionStore.revoke (logout)", () => {
+      it("ends a session by id or by any of its refresh tokens, once", async () => {
+        const byId = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, byId);
+        const ended = await sessions.revoke({ sessionId: byId.id }, logoutNow());
+        expect(ended.map((r) => r.id)).toEqual([byId.id]);
+        // Remembered until an access token issued just before could have expired (1 h here).
+        expect(ended[0]?.forgetAfter.getTime()).toBeGreaterThan(Date.now() + 3500_000);
+        expect(await sessions.revoke({ sessionId: byId.id }, logoutNow())).toEqual([]); // already ended
+        expect((await sessions.listRevokedSince(new Date(Date.now() - 60_000))).map((r) => r.id)).toContain(
+          byId.id,
+        );
+
+        const byToken = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, byToken);
+        await rotate(byToken.refreshTokenHash); // the first token is now spent: it still names the session
+        expect(
+          (await sessions.revoke({ refreshTokenHash: byToken.refreshTokenHash }, logoutNow())).map(
+            (r) => r.id,
+          ),
+        ).toEqual([byToken.id]);
+
+        expect(await sessions.revoke({ sessionId: crypto.randomUUID() }, logoutNow())).toEqual([]);
+        expect(await sessions.revoke({ refreshTokenHash: hashRefreshToken("unknown") }, logoutNow())).toEqual(
+          [],
+        );
+      });
+
+      it("ends every live session of the user with everySessionOfUser, and no one else's", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const mine = [newSession(), newSession(), newSession()];
+        for (const s of mine) await sessions.start(identity, s);
+        const othersSession = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, othersSession);
+
+        const ended = await sessions.revoke(
+          { refreshTokenHash: (mine[0] as SessionStart).refreshTokenHash },
+          { ...logoutNow(), everySessionOfUser: true },
+        );
+        expect(ended.map((r) => r.id).sort()).toEqual(mine.map((s) => s.id).sort());
+        expect(await rotate(othersSession.refreshTokenHash)).toMatchObject({ rotated: true });
       });
     });
 

@@ -226,12 +226,30 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     return { found: true, rotated, token, session } as const;
   }
 
+  /**
+   * Ends the session picked by id or by any of its refresh tokens, or with everySession every
+   * live session of that session's user. Sessions idle-expired longer ago than an access token
+   * lives are left alone: no token of theirs can still be valid.
+   */
   const revokeStatement = preparedStatement<{ id: string; revoked_at: Date | string }>(
     db,
     "revoke_sessions",
     sql`
+      with target as (
+        select id, user_id from sessions where id = ${p("sessionId")}::uuid
+        union all
+        select s.id, s.user_id from refresh_tokens t join sessions s on s.id = t.session_id
+        where t.token_hash = decode(${p("tokenHash")}::text, 'hex')
+      ),
+      victims as (
+        select id from target
+        union
+        select s.id from sessions s
+        where ${p("everySession")}::boolean and s.user_id in (select user_id from target)
+          and s.revoked_at is null and s.idle_expires_at > ${p("liveSince")}::timestamptz
+      )
       update sessions set revoked_at = ${p("now")}::timestamptz, revoked_reason = ${p("reason")}
-      where id = any(${p("ids")}::uuid[]) and revoked_at is null
+      where id in (select id from victims) and revoked_at is null
       returning id, revoked_at`,
   );
 
@@ -293,9 +311,15 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       return unspentButNotRotated ? attemptRotation(rotation) : first;
     },
 
-    async revoke(sessionIds, reason, now) {
-      if (sessionIds.length === 0) return [];
-      const rows = await revokeStatement({ ids: sessionIds, reason, now: now.toISOString() });
+    async revoke(target, { everySessionOfUser, reason, now }) {
+      const rows = await revokeStatement({
+        sessionId: "sessionId" in target ? target.sessionId : null,
+        tokenHash: "refreshTokenHash" in target ? target.refreshTokenHash.toString("hex") : null,
+        everySession: everySessionOfUser,
+        liveSince: new Date(now.getTime() - options.maxAccessTokenTtlMs).toISOString(),
+        reason,
+        now: now.toISOString(),
+      });
       return rows.map((r) => revokedSession(r.id, asDate(r.revoked_at)));
     },
 
