@@ -109,13 +109,11 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       cleanups.push(() => (redis as Redis).quit());
       await redis.connect();
       kv = guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis");
-      // Pub/sub needs a connection of its own; it resubscribes itself after a reconnect.
-      const subscriber = connectRedis(config.redisUrl, onError, {
-        connectionName: `${config.redisKeyPrefix}broadcast`,
-        autoResubscribe: false,
-        enableAutoPipelining: false,
+      broadcast = createRedisBroadcast(redis, {
+        url: config.redisUrl,
+        prefix: config.redisKeyPrefix,
+        onError,
       });
-      broadcast = createRedisBroadcast(redis, subscriber, config.redisKeyPrefix);
     } else {
       kv = createMemoryKeyValueStore(clock);
       broadcast = createLocalBroadcast();

@@ -54,10 +54,16 @@ export interface TestApp {
 export async function startTestApp(
   backend: Backend,
   env: RawEnv = {},
-  options: { clock?: Clock } = {},
+  options: {
+    clock?: Clock;
+    /** Another instance of the same deployment: its database and Redis key prefix, not new ones. */
+    shareStorageWith?: TestApp;
+  } = {},
 ): Promise<TestApp> {
   const wechat = await startSandboxServer({ apps: TEST_APPS });
-  const database = backend === "real" ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
+  const shared = options.shareStorageWith?.config;
+  const database =
+    backend === "real" && !shared ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
   const config = parseConfig({
     GRPC_PORT: "0",
     HTTP_PORT: "0",
@@ -69,6 +75,13 @@ export async function startTestApp(
     KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
     ...(database
       ? { DATABASE_URL: database.url, REDIS_URL: REAL_REDIS_URL, REDIS_KEY_PREFIX: `${uniqueName("t")}:` }
+      : {}),
+    ...(shared
+      ? {
+          DATABASE_URL: shared.databaseUrl ?? undefined,
+          REDIS_URL: shared.redisUrl ?? undefined,
+          REDIS_KEY_PREFIX: shared.redisKeyPrefix,
+        }
       : {}),
     ...env,
   });

@@ -1,5 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Broadcast } from "../../domain/ports.js";
+import { connectRedis } from "./connection.js";
 
 interface Subscription {
   onMessage: (message: string) => void;
@@ -7,13 +8,22 @@ interface Subscription {
 }
 
 /**
- * Broadcast on Redis pub/sub. `subscriber` is a connection of its own (a subscribed connection
- * can run no other command) created with autoResubscribe off: after a reconnect this code
- * subscribes again itself and only then reports the gap, so a reload started from onGap cannot
- * miss a message published while the subscription was being restored. Channels carry the
- * deployment's prefix, like keys.
+ * Broadcast on Redis pub/sub. Publishing uses the service's connection; subscribing needs one of
+ * its own (a subscribed connection can run no other command), opened here with autoResubscribe
+ * off: after a reconnect this code subscribes again itself and only then reports the gap, so a
+ * reload started from onGap cannot miss a message published while the subscription was being
+ * restored. Channels carry the deployment's prefix, like keys.
  */
-export function createRedisBroadcast(publisher: Redis, subscriber: Redis, prefix: string): Broadcast {
+export function createRedisBroadcast(
+  publisher: Redis,
+  options: { url: string; prefix: string; onError?: (err: Error) => void },
+): Broadcast {
+  const { prefix } = options;
+  const subscriber = connectRedis(options.url, options.onError, {
+    connectionName: `${prefix}broadcast`,
+    autoResubscribe: false,
+    enableAutoPipelining: false,
+  });
   const subscriptions = new Map<string, Subscription[]>();
   let connectedBefore = false;
 
