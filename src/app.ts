@@ -256,6 +256,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       database:
         database.kind === "pglite" ? `embedded PGlite in ${join(config.dataDir, "pglite")}` : "postgres",
       store: redis ? "redis" : "in-process (single instance only)",
+      revokedSessions: revocations.size,
       wechat: sandbox
         ? `built-in sandbox at http://127.0.0.1:${httpPort}${SANDBOX_MOUNT} (app ${config.wechat.apps[0]?.appId})`
         : config.wechat.mode === "real"

@@ -17,12 +17,16 @@ export function createRawGrpcCaller(address: string, sessions = 4) {
           "content-type": "application/grpc",
           te: "trailers",
         });
-        stream.on("data", () => {});
-        stream.on("trailers", (trailers) => {
-          const status = trailers["grpc-status"];
+        const settle = (fields: Record<string, unknown>) => {
+          const status = fields["grpc-status"];
+          if (status === undefined) return;
           if (status === "0") resolve();
-          else reject(new Error(`grpc-status ${status}: ${trailers["grpc-message"]}`));
-        });
+          else reject(new Error(`grpc-status ${status}: ${fields["grpc-message"]}`));
+        };
+        stream.on("data", () => {});
+        // A failure may come as "trailers-only": the status in the response headers.
+        stream.on("response", settle);
+        stream.on("trailers", settle);
         stream.on("error", reject);
         stream.end(frame);
       });

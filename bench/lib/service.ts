@@ -24,6 +24,8 @@ export interface ServiceProcess {
   pid: number;
   grpcPort: number;
   httpPort: number;
+  /** The fields of the service's "identity service started" log line. */
+  started: Record<string, unknown>;
   stop(): Promise<void>;
 }
 
@@ -43,11 +45,12 @@ export async function startService(env: Record<string, string>): Promise<Service
     },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  await new Promise<void>((resolve, reject) => {
+  const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
     let output = "";
     child.stdout?.on("data", (chunk: Buffer) => {
       output += chunk.toString();
-      if (output.includes("identity service started")) resolve();
+      const line = output.split("\n").find((l) => l.includes("identity service started"));
+      if (line) resolve(JSON.parse(line));
     });
     child.once("exit", (code) => reject(new Error(`service exited with ${code}: ${output}`)));
   });
@@ -56,6 +59,7 @@ export async function startService(env: Record<string, string>): Promise<Service
     pid: child.pid as number,
     grpcPort,
     httpPort,
+    started,
     stop: () =>
       new Promise((resolve) => {
         child.once("exit", () => resolve());
@@ -84,31 +88,45 @@ export const BENCH_APP = { appId: "wxbench000000001", appSecret: "bench-secret" 
 
 /**
  * What every benchmark needs: a WeChat sandbox in this process, the service in its own process
- * pointed at it, and a BFF-like Connect client (h2c, binary) to log users in.
+ * pointed at it, and a BFF-like Connect client (h2c, binary) to log users in. With `instances`,
+ * several service processes of one deployment (same database and Redis prefix); `env` adds to or
+ * overrides the backend settings.
  */
-export async function startBenchStack() {
+export async function startBenchStack(options: { instances?: number; env?: Record<string, string> } = {}) {
   const wechat = await startSandboxServer({ apps: [BENCH_APP] });
-  const service = await startService({
+  const env = {
     ...backendEnv(),
     WECHAT_APPS: JSON.stringify([BENCH_APP]),
     WECHAT_API_BASE_URL: wechat.baseUrl,
-  });
-  const connect = createClient(
-    IdentityService,
-    createConnectTransport({
-      baseUrl: `http://127.0.0.1:${service.httpPort}`,
-      httpVersion: "2",
-      useBinaryFormat: true,
+    ...options.env,
+  };
+  const instances = await Promise.all(
+    Array.from({ length: options.instances ?? 1 }, async () => {
+      const service = await startService(env);
+      const connect = createClient(
+        IdentityService,
+        createConnectTransport({
+          baseUrl: `http://127.0.0.1:${service.httpPort}`,
+          httpVersion: "2",
+          useBinaryFormat: true,
+        }),
+      );
+      return {
+        service,
+        login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
+        refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
+        logout: (accessToken: string) => connect.logout({ accessToken }),
+      };
     }),
   );
+  const first = instances[0] as (typeof instances)[0];
   return {
-    service,
+    ...first,
+    instances,
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
-    login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
-    refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
     async stop() {
-      await service.stop();
+      await Promise.all(instances.map((i) => i.service.stop()));
       await wechat.close();
     },
   };
