@@ -9,7 +9,7 @@ import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
-import { createKeyRing } from "./identity/key-ring.js";
+import { createKeyRing, type KeyRotationSettings, keepKeyRingFresh } from "./identity/key-ring.js";
 import { createLogin } from "./identity/login.js";
 import { createLogout } from "./identity/logout.js";
 import { createRefresh } from "./identity/refresh.js";
@@ -51,7 +51,7 @@ export interface RunningApp {
 const KEK_FILE = "key-encryption-key";
 
 /** The key-encryption key: from the config, or (outside production) a file in the data folder. */
-async function keyEncryptionKey(config: Config, log: Logger): Promise<Buffer> {
+export async function keyEncryptionKey(config: Readonly<Config>, log: Logger): Promise<Buffer> {
   if (config.keyEncryptionKey) return config.keyEncryptionKey;
   if (config.dataDir === "memory://") return randomBytes(32); // nothing is kept, so neither is the key
   const file = join(config.dataDir, KEK_FILE);
@@ -72,6 +72,16 @@ async function keyEncryptionKey(config: Config, log: Logger): Promise<Buffer> {
     },
   );
   return key;
+}
+
+/** The key schedule the config implies (also used by the rotation command). */
+export function signingKeySettings(config: Readonly<Config>): KeyRotationSettings {
+  return {
+    publishAheadMs: config.signingKeys.publishAheadSeconds * 1000,
+    // A token signed just before the switch lives this long (plus the clock-skew leeway).
+    retireAfterMs: (config.tokens.accessTokenTtlSeconds + config.tokens.leewaySeconds) * 1000,
+    rotationIntervalMs: config.signingKeys.rotationIntervalSeconds * 1000,
+  };
 }
 
 /** The one place that wires everything: config in, running servers out. */
@@ -128,6 +138,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       store: guardPort(createPgSigningKeyStore(database.db), "postgres"),
       sealer: createSealer(kek, "signing-key"),
       clock,
+      settings: signingKeySettings(config),
     });
     try {
       await keyRing.load();
@@ -139,6 +150,8 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       }
       throw err;
     }
+    const stopKeyReloads = await keepKeyRingFresh({ keyRing, broadcast, log });
+    cleanups.push(async () => stopKeyReloads());
 
     const revocations = createRevocations({
       sessions,

@@ -33,6 +33,8 @@ export const CONFIG_VARIABLES = [
   "TOKEN_LEEWAY",
   "REFRESH_TOKEN_REUSE_GRACE",
   "KEY_ENCRYPTION_KEY",
+  "SIGNING_KEY_ROTATION_INTERVAL",
+  "SIGNING_KEY_PUBLISH_AHEAD",
   "VERIFY_CACHE_SIZE",
   "MAX_REQUEST_BYTES",
 ] as const;
@@ -67,6 +69,12 @@ export interface Config {
   };
   /** 32 bytes, or null to use (or create) the key file in dataDir (refused in production). */
   keyEncryptionKey: Buffer | null;
+  signingKeys: {
+    /** A new signing key is made when the newest is this old; 0 = only by `npm run keys:rotate`. */
+    rotationIntervalSeconds: number;
+    /** How long a new key is published in JWKS before it signs. */
+    publishAheadSeconds: number;
+  };
   verifyCacheSize: number;
   maxRequestBytes: number;
 }
@@ -180,6 +188,18 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     problems.push("REFRESH_TOKEN_IDLE_TTL: must not exceed SESSION_ABSOLUTE_TTL");
   }
 
+  const signingKeys = {
+    rotationIntervalSeconds:
+      raw.SIGNING_KEY_ROTATION_INTERVAL === undefined ? 0 : duration("SIGNING_KEY_ROTATION_INTERVAL", 0),
+    publishAheadSeconds: duration("SIGNING_KEY_PUBLISH_AHEAD", 900),
+  };
+  if (signingKeys.rotationIntervalSeconds !== 0 && signingKeys.rotationIntervalSeconds < 3600)
+    problems.push("SIGNING_KEY_ROTATION_INTERVAL: at least 1h (or unset for rotation by command only)");
+  // Every instance reloads keys within a minute and JWKS may be cached for five: a new key must be
+  // known everywhere before anything signed with it reaches a verifier.
+  if (signingKeys.publishAheadSeconds < 360)
+    problems.push("SIGNING_KEY_PUBLISH_AHEAD: at least 6m (JWKS max-age 5m + key reload 1m)");
+
   const config: Config = {
     production,
     logLevel,
@@ -193,6 +213,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     wechat,
     tokens,
     keyEncryptionKey,
+    signingKeys,
     verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
   };

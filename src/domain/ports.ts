@@ -135,6 +135,16 @@ export interface SigningKeyStore {
    * can sign. Instances starting together agree on one key (the creation is serialized).
    */
   ensureSigningKey(now: Date, generate: () => StoredSigningKey): Promise<StoredSigningKey[]>;
+  /**
+   * Adds `next` (which activates later) and sets every current key to retire at
+   * `retireCurrentAt`, unless a key is still waiting to activate: then changes nothing. Returns
+   * the keys not retired at `now`, as ensureSigningKey does. Serialized with ensureSigningKey.
+   */
+  rotate(
+    now: Date,
+    next: StoredSigningKey,
+    retireCurrentAt: Date,
+  ): Promise<{ rotated: boolean; keys: StoredSigningKey[] }>;
 }
 
 /**

@@ -5,56 +5,190 @@ import {
   type KeyObject,
   randomBytes,
 } from "node:crypto";
-import type { Clock, SigningKeyStore, StoredSigningKey } from "../domain/ports.js";
+import type { Broadcast, Clock, SigningKeyStore, StoredSigningKey } from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
 import { SIGNING_ALG, type SigningKey } from "../domain/tokens.js";
+import type { Logger } from "../util/logger.js";
 
 /** A published verification key: the stored public JWK plus kid, alg and use. */
 export type PublicJwk = Record<string, string> & { kid: string; alg: string; use: "sig" };
 
-/**
- * The signing keys in memory: which key signs now, which keys verify (by kid), and the JWKS that
- * publishes them. Loaded from Postgres; the first instance to start creates the first key.
- */
-export function createKeyRing(deps: { store: SigningKeyStore; sealer: Sealer; clock: Clock }) {
-  let signing: SigningKey | null = null;
-  let verification = new Map<string, KeyObject>();
-  let jwks: { keys: PublicJwk[] } = { keys: [] };
+export interface KeyRotationSettings {
+  /** A new key is published this long before it signs (every instance and JWKS cache sees it first). */
+  publishAheadMs: number;
+  /** The replaced key keeps verifying this long after the new one activates: the longest access-token life. */
+  retireAfterMs: number;
+  /** With a schedule, load() rotates when the newest key is this old; 0 = by command only. */
+  rotationIntervalMs: number;
+}
 
-  function generate(now: Date): StoredSigningKey {
+/** What is true of the keys at one instant; recomputed when the instant passes a key's activation or retirement. */
+interface KeyView {
+  signing: SigningKey;
+  verification: Map<string, KeyObject>;
+  jwks: { keys: PublicJwk[] };
+  /** The next activation or retirement: the view holds until then. */
+  validUntil: number;
+}
+
+/**
+ * The signing keys in memory. Which key signs and which verify is a function of the stored keys
+ * and the time, so instances that have loaded the same keys agree without talking: the newest
+ * key whose activation has passed signs; every key not yet retired verifies and is in JWKS,
+ * including one published ahead of its activation.
+ *
+ * Rotation adds a key that activates `publishAheadMs` later and retires the current ones
+ * `retireAfterMs` after that, so a token signed just before the switch verifies until it expires.
+ * Instances reload (load()) every minute and when told, well within `publishAheadMs`.
+ */
+export function createKeyRing(deps: {
+  store: SigningKeyStore;
+  sealer: Sealer;
+  clock: Clock;
+  settings: KeyRotationSettings;
+}) {
+  let stored: StoredSigningKey[] = [];
+  let view: KeyView | null = null;
+  const publicKeys = new Map<string, KeyObject>();
+  const privateKeys = new Map<string, KeyObject>();
+
+  function generate(now: Date, activatesAt: Date): StoredSigningKey {
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
     const { kty, crv, x, y } = publicKey.export({ format: "jwk" }) as Record<string, string>;
     return {
-      kid: `${now.toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(6).toString("base64url")}`,
+      kid: `${activatesAt.toISOString().slice(0, 10).replaceAll("-", "")}-${randomBytes(6).toString("base64url")}`,
       alg: SIGNING_ALG,
       publicJwk: { kty, crv, x, y } as Record<string, string>,
       sealedPrivateKey: deps.sealer.seal(privateKey.export({ format: "pem", type: "pkcs8" }).toString()),
       createdAt: now,
-      activatesAt: now,
+      activatesAt,
       retiresAt: null,
     };
   }
 
-  return {
-    /** Reloads the keys from the store (creating the first one if needed). */
-    async load(): Promise<void> {
+  function publicKeyOf(key: StoredSigningKey): KeyObject {
+    let object = publicKeys.get(key.kid);
+    if (!object) {
+      object = createPublicKey({ key: { ...key.publicJwk }, format: "jwk" });
+      publicKeys.set(key.kid, object);
+    }
+    return object;
+  }
+
+  function privateKeyOf(key: StoredSigningKey): KeyObject {
+    let object = privateKeys.get(key.kid);
+    if (!object) {
+      object = createPrivateKey(deps.sealer.open(key.sealedPrivateKey));
+      privateKeys.set(key.kid, object);
+    }
+    return object;
+  }
+
+  function viewAt(now: number): KeyView {
+    if (view && now < view.validUntil) return view;
+    const live = stored.filter((k) => k.retiresAt === null || k.retiresAt.getTime() > now);
+    const active = live.filter((k) => k.activatesAt.getTime() <= now).at(-1);
+    if (!active) throw new Error("no signing key is active");
+    const boundaries = live
+      .flatMap((k) => [k.activatesAt.getTime(), k.retiresAt?.getTime() ?? Number.POSITIVE_INFINITY])
+      .filter((t) => t > now);
+    view = {
+      signing: { kid: active.kid, privateKey: privateKeyOf(active) },
+      verification: new Map(live.map((k) => [k.kid, publicKeyOf(k)] as const)),
+      jwks: { keys: live.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" as const })) },
+      validUntil: Math.min(...boundaries),
+    };
+    return view;
+  }
+
+  function accept(keys: StoredSigningKey[]) {
+    stored = [...keys].sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime());
+    view = null;
+    viewAt(deps.clock.now()); // fails now, not at the first sign, if no key can sign or open
+  }
+
+  const ring = {
+    /**
+     * Reloads the keys from the store, creating the first one if there is none, and rotating
+     * first when a schedule is set and the newest key has reached its age. Returns true when this
+     * call rotated (the caller tells the other instances).
+     */
+    async load(): Promise<boolean> {
       const now = new Date(deps.clock.now());
-      const keys = await deps.store.ensureSigningKey(now, () => generate(now));
-      const active = keys.filter((k) => k.activatesAt <= now).at(-1);
-      if (!active) throw new Error("no signing key is active");
-      signing = { kid: active.kid, privateKey: createPrivateKey(deps.sealer.open(active.sealedPrivateKey)) };
-      verification = new Map(
-        keys.map((k) => [k.kid, createPublicKey({ key: { ...k.publicJwk }, format: "jwk" })] as const),
+      accept(await deps.store.ensureSigningKey(now, () => generate(now, now)));
+      const { rotationIntervalMs } = deps.settings;
+      const newest = stored.reduce((a, b) => (a.createdAt > b.createdAt ? a : b));
+      if (rotationIntervalMs > 0 && newest.createdAt.getTime() + rotationIntervalMs <= now.getTime()) {
+        return (await ring.rotate()).rotated;
+      }
+      return false;
+    },
+
+    /**
+     * Publishes a new key that signs from `publishAheadMs` on; the current keys retire
+     * `retireAfterMs` after that. Does nothing while another new key is still waiting.
+     */
+    async rotate(): Promise<{ rotated: boolean; next: StoredSigningKey }> {
+      const now = new Date(deps.clock.now());
+      const activatesAt = new Date(now.getTime() + deps.settings.publishAheadMs);
+      const result = await deps.store.rotate(
+        now,
+        generate(now, activatesAt),
+        new Date(activatesAt.getTime() + deps.settings.retireAfterMs),
       );
-      jwks = { keys: keys.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" as const })) };
+      accept(result.keys);
+      return { rotated: result.rotated, next: stored.at(-1) as StoredSigningKey };
     },
-    signingKey(): SigningKey {
-      if (!signing) throw new Error("key ring not loaded");
-      return signing;
-    },
-    verificationKeys: (): ReadonlyMap<string, KeyObject> => verification,
-    jwks: () => jwks,
+
+    signingKey: (): SigningKey => viewAt(deps.clock.now()).signing,
+    verificationKeys: (): ReadonlyMap<string, KeyObject> => viewAt(deps.clock.now()).verification,
+    jwks: () => viewAt(deps.clock.now()).jwks,
+    /** The stored keys with their schedule (for the rotation command's report). */
+    keys: (): readonly StoredSigningKey[] => stored,
   };
+  return ring;
 }
 
 export type KeyRing = ReturnType<typeof createKeyRing>;
+
+/** Tells every instance to reload the keys (after a rotation). */
+export const SIGNING_KEYS_TOPIC = "signing-keys";
+export const KEY_RELOAD_INTERVAL_MS = 60_000;
+
+/**
+ * Keeps an instance's key ring current: reloads every minute (which is also when a scheduled
+ * rotation happens), at once when another instance or the rotation command announces a new key,
+ * and after a broadcast gap. Returns the function that stops it.
+ */
+export async function keepKeyRingFresh(deps: {
+  keyRing: KeyRing;
+  broadcast: Broadcast;
+  log: Logger;
+}): Promise<() => void> {
+  const reload = (why: string) => () => {
+    deps.keyRing.load().then(
+      async (rotated) => {
+        if (!rotated) return;
+        const next = deps.keyRing.keys().at(-1);
+        deps.log.info("rotated the signing key on schedule", {
+          kid: next?.kid,
+          activatesAt: next?.activatesAt.toISOString(),
+        });
+        await deps.broadcast.publish(SIGNING_KEYS_TOPIC, "rotated");
+      },
+      (err: unknown) =>
+        deps.log.warn("signing keys could not be reloaded; keeping the ones loaded", {
+          why,
+          error: (err as Error).message,
+        }),
+    );
+  };
+  await deps.broadcast.subscribe(
+    SIGNING_KEYS_TOPIC,
+    reload("a new key was announced"),
+    reload("broadcast gap"),
+  );
+  const timer = setInterval(reload("periodic reload"), KEY_RELOAD_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}

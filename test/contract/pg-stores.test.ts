@@ -286,6 +286,34 @@ function pgStoresContract(
         for (const result of results) expect(result.map((k) => k.kid)).toEqual(results[0]?.map((k) => k.kid));
         expect(await keys.ensureSigningKey(now, generate)).toHaveLength(1);
       });
+
+      it("rotates once: the next key is added, the current ones retire, a second rotation waits", async () => {
+        const now = new Date();
+        const later = (ms: number) => new Date(now.getTime() + ms);
+        const key = (activatesAt: Date): StoredSigningKey => ({
+          kid: uniqueName("kid"),
+          alg: "ES256",
+          publicJwk: { kty: "EC" },
+          sealedPrivateKey: "sealed",
+          createdAt: now,
+          activatesAt,
+          retiresAt: null,
+        });
+        const before = await keys.ensureSigningKey(now, () => key(now));
+        // Parallel rotations (two instances on schedule, or the command twice): one wins.
+        const results = await Promise.all(
+          [1, 2, 3].map(() => keys.rotate(now, key(later(600_000)), later(8_000_000))),
+        );
+        expect(results.filter((r) => r.rotated)).toHaveLength(1);
+        const after = (results.find((r) => r.rotated) as (typeof results)[0]).keys;
+        expect(after).toHaveLength(before.length + 1);
+        expect(after.at(-1)?.activatesAt).toEqual(later(600_000));
+        for (const old of after.slice(0, -1)) expect(old.retiresAt).toEqual(later(8_000_000));
+        // Once retired, a key is no longer listed.
+        expect(await keys.ensureSigningKey(later(8_000_001), () => key(now))).toEqual([
+          { ...(after.at(-1) as StoredSigningKey), retiresAt: null },
+        ]);
+      });
     });
   });
 }

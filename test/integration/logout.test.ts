@@ -1,14 +1,14 @@
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { movableClock } from "../helpers/clock.js";
 import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
 
 describe.each(BACKENDS)("Logout (%s backends)", (backend) => {
-  let offsetMs = 0;
-  const clock = { now: () => Date.now() + offsetMs };
+  const clock = movableClock();
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp(backend, { ACCESS_TOKEN_TTL: "300" }, { clock });
@@ -66,14 +66,10 @@ describe.each(BACKENDS)("Logout (%s backends)", (backend) => {
 
     // An expired access token still ends its session, which could otherwise be refreshed.
     const expiring = await login();
-    offsetMs += 400_000;
-    try {
-      expect(await grpcFailure(verify(expiring.accessToken))).toMatchObject({ reason: "TOKEN_EXPIRED" });
-      await t.connect.logout({ accessToken: expiring.accessToken });
-      await revokedRefresh(expiring.refreshToken);
-    } finally {
-      offsetMs -= 400_000;
-    }
+    clock.advance(400_000);
+    expect(await grpcFailure(verify(expiring.accessToken))).toMatchObject({ reason: "TOKEN_EXPIRED" });
+    await t.connect.logout({ accessToken: expiring.accessToken });
+    await revokedRefresh(expiring.refreshToken);
   });
 
   it("with all_sessions ends every session of the user, and nobody else's", async () => {

@@ -1,16 +1,11 @@
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { movableClock } from "../helpers/clock.js";
 import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
-
-/** A clock the test moves forward; the service reads it for every expiry decision. */
-function movableClock() {
-  let offsetMs = 0;
-  return { now: () => Date.now() + offsetMs, advance: (ms: number) => (offsetMs += ms) };
-}
 
 describe.each(BACKENDS)("Refresh (%s backends)", (backend) => {
   const clock = movableClock();
