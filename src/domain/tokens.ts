@@ -124,7 +124,7 @@ function requireNumber(payload: Record<string, unknown>, claim: string): number 
 
 /**
  * Fully verifies an access token: size, structure, header (alg allow-list, typ, kid from our key
- * set, no crit), signature, then iss, aud, exp, nbf, iat. Keys are looked up by kid only; header
+ * set, no crit, no nesting or encryption), signature, then iss, aud, exp, nbf, iat. Keys are looked up by kid only; header
  * parameters that point elsewhere (jku, x5u, jwk, x5c) are never used.
  */
 export function verifyAccessToken(
@@ -147,6 +147,9 @@ export function verifyAccessToken(
     throw invalid("not an access token (typ)");
   }
   if (header.crit !== undefined) throw invalid("unsupported critical header");
+  // We never nest, encrypt or compress: a header saying so is not one of our access tokens.
+  if (header.cty !== undefined || header.enc !== undefined || header.zip !== undefined)
+    throw invalid("nested or encrypted tokens are not accepted");
   if (typeof header.kid !== "string") throw invalid("kid missing");
   const key = header.kid.length <= 64 ? publicKeys.get(header.kid) : undefined;
   if (!key) throw invalid("unknown key");

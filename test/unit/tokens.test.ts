@@ -124,14 +124,25 @@ describe("access tokens", () => {
   it.each([
     ["alg none", { ...goodHeader, alg: "none" }],
     ["alg NoNe", { ...goodHeader, alg: "NoNe" }],
-    ["alg ES384", { ...goodHeader, alg: "ES384" }],
+    ["alg NONE", { ...goodHeader, alg: "NONE" }],
+    ["alg nOnE", { ...goodHeader, alg: "nOnE" }],
+    ["alg es256 (case matters)", { ...goodHeader, alg: "es256" }],
+    ["alg ES384 (not our key's)", { ...goodHeader, alg: "ES384" }],
+    ["alg RS256 (not our key's)", { ...goodHeader, alg: "RS256" }],
+    ["alg EdDSA (not our key's)", { ...goodHeader, alg: "EdDSA" }],
+    ["alg missing", { typ: "at+jwt", kid: "k1" }],
     ["typ JWT", { ...goodHeader, typ: "JWT" }],
     ["typ missing", { alg: "ES256", kid: "k1" }],
     ["kid unknown", { ...goodHeader, kid: "k2" }],
     ["kid missing", { alg: "ES256", typ: "at+jwt" }],
     ["kid very long", { ...goodHeader, kid: "k".repeat(10_000) }],
     ["kid path-like", { ...goodHeader, kid: "../../etc/passwd" }],
+    ["kid not a string", { ...goodHeader, kid: 1 }],
+    ["kid empty", { ...goodHeader, kid: "" }],
     ["crit", { ...goodHeader, crit: ["exp"] }],
+    ["crit with an unknown extension", { ...goodHeader, crit: ["urn:x:ext"], "urn:x:ext": true }],
+    ["cty JWT (nested)", { ...goodHeader, cty: "JWT" }],
+    ["enc (encrypted)", { ...goodHeader, enc: "A256GCM" }],
   ])("refuse a header with %s", (_name, header) => {
     expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe(
       "TOKEN_INVALID",
@@ -146,6 +157,7 @@ describe("access tokens", () => {
       jwk: other.publicKey.export({ format: "jwk" }),
       jku: "http://127.0.0.1:1/jwks",
       x5u: "http://127.0.0.1:1/cert",
+      x5c: ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"],
     };
     expect(reasonOf(() => verifyAccessToken(settings, keys, signed(header, goodPayload), NOW))).toBe(
       "TOKEN_INVALID",
