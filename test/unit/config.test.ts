@@ -30,6 +30,19 @@ describe("configuration", () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it("rotates signing keys by command only unless a schedule is set, and publishes them ahead", () => {
+    expect(parseConfig({}).signingKeys).toEqual({ rotationIntervalSeconds: 0, publishAheadSeconds: 900 });
+    expect(parseConfig({ SIGNING_KEY_ROTATION_INTERVAL: "30d" }).signingKeys.rotationIntervalSeconds).toBe(
+      30 * 86400,
+    );
+    expect(problems({ SIGNING_KEY_ROTATION_INTERVAL: "10m" })).toEqual([
+      expect.stringMatching(/^SIGNING_KEY_ROTATION_INTERVAL: at least 1h/),
+    ]);
+    expect(problems({ SIGNING_KEY_PUBLISH_AHEAD: "1m" })).toEqual([
+      expect.stringMatching(/^SIGNING_KEY_PUBLISH_AHEAD: at least 6m/),
+    ]);
+  });
+
   it("uses real WeChat with one app's credentials", () => {
     const config = parseConfig({ WECHAT_APP_ID: "wx123", WECHAT_APP_SECRET: "s" });
     expect(config.wechat).toEqual({

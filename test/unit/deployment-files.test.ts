@@ -44,14 +44,17 @@ describe("docker-compose.yml", () => {
   });
 
   it("publishes the ports the configuration listens on", () => {
+    // What compose makes of ${NAME:-default} when NAME is unset; the required ${NAME:?} ones are given.
+    const withDefaults = Object.fromEntries(
+      Object.entries(env).map(([name, value]) => [name, value.replace(/^\$\{[A-Z_]+:-(.*)\}$/, "$1")]),
+    );
     const config = parseConfig({
-      ...env,
+      ...withDefaults,
       WECHAT_APP_ID: "wxcompose",
       WECHAT_APP_SECRET: "s",
       KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64"),
-      TOKEN_ISSUER: "i",
-      TOKEN_AUDIENCE: "a",
     });
+    expect(config.signingKeys.rotationIntervalSeconds).toBe(30 * 86400);
     expect(identity?.ports).toEqual([
       `${config.grpcPort}:${config.grpcPort}`,
       `${config.httpPort}:${config.httpPort}`,
