@@ -199,7 +199,6 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       sessionKeys: createSessionKeyVault({
         kv,
         sealer: createSealer(kek, "session-key"),
-        now: () => clock.now(),
         ttlMs: config.tokens.refreshIdleTtlSeconds * 1000,
         previousKeyGraceMs: 10 * 60 * 1000,
       }),

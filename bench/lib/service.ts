@@ -3,10 +3,20 @@ import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { create, type DescMethod, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import {
+  IdentityService,
+  LoginRequestSchema,
+  LoginResponseSchema,
+  LogoutRequestSchema,
+  LogoutResponseSchema,
+  RefreshRequestSchema,
+  RefreshResponseSchema,
+} from "../../src/gen/identity/v1/identity_pb.js";
 import { startSandboxServer } from "../../src/wechat/sandbox.js";
+import { createRawConnectClient } from "./connect-raw-client.js";
 
 /** The built entry point (bench scripts run from dist/bench after `npm run build`). */
 const MAIN = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "src", "main.js");
@@ -81,10 +91,56 @@ export function backendEnv(): Record<string, string> {
 }
 
 export function describeBackends(): string {
-  return `${process.env.DATABASE_URL ? "PostgreSQL" : "embedded PGlite"} + ${process.env.REDIS_URL ? "Redis" : "in-process store"}`;
+  return `${process.env.DATABASE_URL ? "PostgreSQL" : "embedded PGlite"} + ${process.env.REDIS_URL ? "Redis" : "in-process store"}, ${CLIENT === "raw" ? "minimal Connect client" : "connect-node client"}`;
 }
 
 export const BENCH_APP = { appId: "wxbench000000001", appSecret: "bench-secret" };
+
+/**
+ * The BFF's calls over Connect (h2c, binary). By default through a minimal Connect client of
+ * ours (bench/lib/connect-raw-client.ts), which costs the shared 2-core machine far less CPU than
+ * connect-node's client; BENCH_CLIENT=connect-node uses the real thing.
+ */
+export const CLIENT = process.env.BENCH_CLIENT === "connect-node" ? "connect-node" : "raw";
+
+function connectClient(baseUrl: string) {
+  if (CLIENT === "connect-node") {
+    const connect = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
+    );
+    return {
+      login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
+      refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
+      logout: (accessToken: string) => connect.logout({ accessToken }),
+      close: () => {},
+    };
+  }
+  const raw = createRawConnectClient(baseUrl);
+  const path = (method: DescMethod) => `/${IdentityService.typeName}/${method.name}`;
+  const { login, refresh, logout } = IdentityService.method;
+  return {
+    login: (code: string) =>
+      raw.call(
+        path(login),
+        toBinary(LoginRequestSchema, create(LoginRequestSchema, { appId: BENCH_APP.appId, code })),
+        LoginResponseSchema,
+      ),
+    refresh: (refreshToken: string) =>
+      raw.call(
+        path(refresh),
+        toBinary(RefreshRequestSchema, create(RefreshRequestSchema, { refreshToken })),
+        RefreshResponseSchema,
+      ),
+    logout: (accessToken: string) =>
+      raw.call(
+        path(logout),
+        toBinary(LogoutRequestSchema, create(LogoutRequestSchema, { accessToken })),
+        LogoutResponseSchema,
+      ),
+    close: raw.close,
+  };
+}
 
 /**
  * What every benchmark needs: a WeChat sandbox in this process, the service in its own process
@@ -103,20 +159,7 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
   const instances = await Promise.all(
     Array.from({ length: options.instances ?? 1 }, async () => {
       const service = await startService(env);
-      const connect = createClient(
-        IdentityService,
-        createConnectTransport({
-          baseUrl: `http://127.0.0.1:${service.httpPort}`,
-          httpVersion: "2",
-          useBinaryFormat: true,
-        }),
-      );
-      return {
-        service,
-        login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
-        refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
-        logout: (accessToken: string) => connect.logout({ accessToken }),
-      };
+      return { service, ...connectClient(`http://127.0.0.1:${service.httpPort}`) };
     }),
   );
   const first = instances[0] as (typeof instances)[0];
@@ -126,6 +169,7 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
     async stop() {
+      for (const i of instances) i.close();
       await Promise.all(instances.map((i) => i.service.stop()));
       await wechat.close();
     },

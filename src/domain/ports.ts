@@ -156,6 +156,8 @@ export interface KeyValueStore {
   set(key: string, value: string, ttlMs: number): Promise<void>;
   /** Sets only when the key is absent; true when this call set it. */
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+  /** Sets the value and returns the one it replaced (null when there was none), atomically. */
+  swap(key: string, value: string, ttlMs: number): Promise<string | null>;
   delete(key: string): Promise<void>;
 }
 

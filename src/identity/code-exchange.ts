@@ -12,6 +12,17 @@ import type { Sealer } from "../domain/sealing.js";
 const PENDING = "pending";
 const POLL_INTERVAL_MS = 20;
 
+export interface Exchanged {
+  session: Code2SessionResult;
+  /**
+   * Settles once a retry of this code can find the result in the store. Login awaits it next to
+   * its own writes rather than before them, so that Redis receives those commands together.
+   */
+  remembered: Promise<void>;
+}
+
+const alreadyStored = Promise.resolve();
+
 /**
  * Exchanges a wx.login code with WeChat at most once, across retries and instances.
  *
@@ -29,9 +40,9 @@ export function createCodeExchange(deps: {
   /** How long a duplicate waits for another instance's exchange; above WeChat's timeout. */
   waitTimeoutMs: number;
 }) {
-  const inFlight = new Map<string, Promise<Code2SessionResult>>();
+  const inFlight = new Map<string, Promise<Exchanged>>();
 
-  async function claimOrWait(key: string, app: AppCredentials, code: string): Promise<Code2SessionResult> {
+  async function claimOrWait(key: string, app: AppCredentials, code: string): Promise<Exchanged> {
     const deadline = deps.clock.now() + deps.waitTimeoutMs;
     for (;;) {
       if (await deps.kv.setIfAbsent(key, PENDING, deps.waitTimeoutMs)) {
@@ -42,16 +53,24 @@ export function createCodeExchange(deps: {
           await deps.kv.delete(key).catch(() => {});
           throw err;
         }
-        await deps.kv.set(key, deps.sealer.seal(JSON.stringify(result)), WECHAT_CODE_LIFETIME_MS); // a remembered exchange need not outlive its code
-        return result;
+        // A remembered exchange need not outlive its code.
+        const remembered = deps.kv.set(
+          key,
+          deps.sealer.seal(JSON.stringify(result)),
+          WECHAT_CODE_LIFETIME_MS,
+        );
+        return { session: result, remembered };
       }
       const value = await deps.kv.get(key);
       if (value !== null && value !== PENDING)
-        return JSON.parse(deps.sealer.open(value)) as Code2SessionResult;
+        return {
+          session: JSON.parse(deps.sealer.open(value)) as Code2SessionResult,
+          remembered: alreadyStored,
+        };
       if (value === PENDING) {
         if (deps.clock.now() > deadline) {
           // The claimant is stuck or gone: let WeChat decide about the code.
-          return deps.wechat.code2Session(app, code);
+          return { session: await deps.wechat.code2Session(app, code), remembered: alreadyStored };
         }
         await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
       }
@@ -60,7 +79,7 @@ export function createCodeExchange(deps: {
   }
 
   return {
-    exchange(app: AppCredentials, code: string): Promise<Code2SessionResult> {
+    exchange(app: AppCredentials, code: string): Promise<Exchanged> {
       // The store sees only a hash of the code, never the code itself.
       const key = `code:${app.appId}:${createHash("sha256").update(code).digest("base64url")}`;
       let pending = inFlight.get(key);

@@ -57,7 +57,7 @@ export function createLogin(deps: {
   return async function login(rawInput: LoginInput): Promise<LoginResult> {
     const input = checkInput(rawInput);
     const app = deps.apps.resolve(input.appId);
-    const wechat = await deps.codeExchange.exchange(app, input.code);
+    const { session: wechat, remembered } = await deps.codeExchange.exchange(app, input.code);
     const now = deps.clock.now();
     const refresh = newRefreshToken();
     const idleExpiresAt = new Date(now + deps.sessionSettings.refreshIdleTtlMs);
@@ -77,6 +77,7 @@ export function createLogin(deps: {
       ),
       // The session_key is WeChat's fact about this login, kept even when the user is disabled.
       deps.sessionKeys.put(app.appId, wechat.openid, wechat.sessionKey),
+      remembered,
     ]);
     if (!found.sessionStored) throw new IdentityError("USER_DISABLED", "this user has been disabled");
 

@@ -7,50 +7,47 @@ export interface HeldSessionKeys {
   previous: string | null;
 }
 
-interface StoredValue {
-  current: string;
-  previous: string | null;
-  previousUntil: number;
-}
-
 /**
  * Where WeChat session_keys live: in the key-value store (Redis or in-process), sealed, never in a
- * response or a log. One entry per (app, openid); the braces make it a Redis Cluster hash tag.
+ * response or a log. Per (app, openid) the current key and, for a grace period after WeChat
+ * replaced it, the previous one; the braces make both a Redis Cluster hash tag. A login's put
+ * is one command (a swap) unless the key changed.
  */
 export function createSessionKeyVault(deps: {
   kv: KeyValueStore;
   sealer: Sealer;
-  now: () => number;
   ttlMs: number;
   previousKeyGraceMs: number;
 }) {
-  const keyOf = (appId: string, openid: string) => `sk:{${appId}:${openid}}`;
+  const currentKey = (appId: string, openid: string) => `sk:{${appId}:${openid}}`;
+  const previousKey = (appId: string, openid: string) => `skp:{${appId}:${openid}}`;
 
-  async function read(appId: string, openid: string): Promise<StoredValue | null> {
-    const raw = await deps.kv.get(keyOf(appId, openid));
-    return raw === null ? null : (JSON.parse(deps.sealer.open(raw)) as StoredValue);
+  /** Opens a stored key; values of the earlier format held JSON with the key as `current`. */
+  function open(sealed: string): string {
+    const plain = deps.sealer.open(sealed);
+    return plain.startsWith("{") ? (JSON.parse(plain) as { current: string }).current : plain;
   }
 
   return {
     async put(appId: string, openid: string, sessionKey: string): Promise<void> {
-      const existing = await read(appId, openid);
-      const now = deps.now();
-      let value: StoredValue;
-      if (!existing || existing.current === sessionKey) {
-        value = existing ?? { current: sessionKey, previous: null, previousUntil: 0 };
-      } else {
-        value = {
-          current: sessionKey,
-          previous: existing.current,
-          previousUntil: now + deps.previousKeyGraceMs,
-        };
+      const replaced = await deps.kv.swap(
+        currentKey(appId, openid),
+        deps.sealer.seal(sessionKey),
+        deps.ttlMs,
+      );
+      if (replaced === null) return;
+      const previous = open(replaced);
+      if (previous !== sessionKey) {
+        await deps.kv.set(previousKey(appId, openid), deps.sealer.seal(previous), deps.previousKeyGraceMs);
       }
-      await deps.kv.set(keyOf(appId, openid), deps.sealer.seal(JSON.stringify(value)), deps.ttlMs);
     },
     async get(appId: string, openid: string): Promise<HeldSessionKeys | null> {
-      const value = await read(appId, openid);
-      if (!value) return null;
-      return { current: value.current, previous: value.previousUntil > deps.now() ? value.previous : null };
+      const [current, previous] = await Promise.all([
+        deps.kv.get(currentKey(appId, openid)),
+        deps.kv.get(previousKey(appId, openid)),
+      ]);
+      if (current === null) return null;
+      return { current: open(current), previous: previous === null ? null : open(previous) };
     },
   };
 }

@@ -43,6 +43,19 @@ function keyValueContract(name: string, open: () => Promise<{ kv: KeyValueStore;
       expect(await kv.get("race")).toBe(`v${winner}`);
     });
 
+    it("swap sets and returns the value it replaced, atomically", async () => {
+      expect(await kv.swap("swapped", "a", 10_000)).toBeNull();
+      expect(await kv.swap("swapped", "b", 10_000)).toBe("a");
+      expect(await kv.get("swapped")).toBe("b");
+      // Of concurrent swaps each sees a different predecessor: none is lost.
+      const replaced = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => kv.swap("swapped", `v${i}`, 10_000)),
+      );
+      const last = await kv.get("swapped");
+      expect(new Set([...replaced, last]).size).toBe(21);
+      expect(replaced).toContain("b");
+    });
+
     it("setIfAbsent succeeds again once the value expired", async () => {
       expect(await kv.setIfAbsent("lease", "a", 50)).toBe(true);
       expect(await kv.setIfAbsent("lease", "b", 50)).toBe(false);

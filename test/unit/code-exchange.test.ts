@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Code2SessionResult } from "../../src/domain/ports.js";
 import { createSealer } from "../../src/domain/sealing.js";
 import { createCodeExchange } from "../../src/identity/code-exchange.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
@@ -33,7 +34,7 @@ describe("code exchange", () => {
     const exchange = exchangeOn(createMemoryKeyValueStore());
     const { code } = server.sandbox.issueCode({ openid: "o-dup" });
     const results = await Promise.all(Array.from({ length: 20 }, () => exchange.exchange(app, code)));
-    expect(new Set(results.map((r) => r.openid))).toEqual(new Set(["o-dup"]));
+    expect(new Set(results.map((r) => r.session.openid))).toEqual(new Set(["o-dup"]));
     expect(server.sandbox.stats.code2SessionCalls).toBe(1);
     server.sandbox.setLatency(0);
   });
@@ -43,8 +44,9 @@ describe("code exchange", () => {
     const exchange = exchangeOn(createMemoryKeyValueStore());
     const { code } = server.sandbox.issueCode({ openid: "o-retry" });
     const first = await exchange.exchange(app, code);
+    await first.remembered;
     const again = await exchange.exchange(app, code);
-    expect(again).toEqual(first);
+    expect(again.session).toEqual(first.session);
     expect(server.sandbox.stats.code2SessionCalls).toBe(1);
   });
 
@@ -55,7 +57,9 @@ describe("code exchange", () => {
     const sealer = createSealer(randomBytes(32), "c");
     const [a, b] = [exchangeOn(kv, sealer), exchangeOn(kv, sealer)];
     const { code } = server.sandbox.issueCode({ openid: "o-two" });
-    const [ra, rb] = await Promise.all([a.exchange(app, code), b.exchange(app, code)]);
+    const [ra, rb] = (await Promise.all([a.exchange(app, code), b.exchange(app, code)])).map(
+      (r) => r.session,
+    ) as [Code2SessionResult, Code2SessionResult];
     expect(ra).toEqual(rb);
     expect(server.sandbox.stats.code2SessionCalls).toBe(1);
     server.sandbox.setLatency(0);
@@ -73,6 +77,6 @@ describe("code exchange", () => {
     server.sandbox.failNext("http500");
     const { code } = server.sandbox.issueCode({ openid: "o-fail" });
     await expect(exchange.exchange(app, code)).rejects.toMatchObject({ reason: "WECHAT_UNAVAILABLE" });
-    expect((await exchange.exchange(app, code)).openid).toBe("o-fail");
+    expect((await exchange.exchange(app, code)).session.openid).toBe("o-fail");
   });
 });

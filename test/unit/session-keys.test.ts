@@ -8,10 +8,10 @@ describe("session key vault", () => {
   let now = 1_000_000;
   const clock = { now: () => now };
   const kv = createMemoryKeyValueStore(clock);
+  const sealer = createSealer(randomBytes(32), "session-key");
   const vault = createSessionKeyVault({
     kv,
-    sealer: createSealer(randomBytes(32), "session-key"),
-    now: clock.now,
+    sealer,
     ttlMs: 3600_000,
     previousKeyGraceMs: 600_000,
   });
@@ -32,6 +32,14 @@ describe("session key vault", () => {
     expect((await vault.get("wxa", "o2"))?.previous).toBe("old-key");
     now += 600_001;
     expect(await vault.get("wxa", "o2")).toEqual({ current: "new-key", previous: null });
+  });
+
+  it("reads keys stored in the earlier format (one sealed JSON value)", async () => {
+    const earlier = JSON.stringify({ current: "k-earlier", previous: null, previousUntil: 0 });
+    await kv.set("sk:{wxa:o4}", sealer.seal(earlier), 3600_000);
+    expect(await vault.get("wxa", "o4")).toEqual({ current: "k-earlier", previous: null });
+    await vault.put("wxa", "o4", "k-now");
+    expect(await vault.get("wxa", "o4")).toEqual({ current: "k-now", previous: "k-earlier" });
   });
 
   it("forgets keys after their time to live", async () => {

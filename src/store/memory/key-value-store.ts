@@ -40,6 +40,11 @@ export function createMemoryKeyValueStore(clock: Clock = systemClock): KeyValueS
       entries.set(key, { value, expiresAt: clock.now() + ttlMs });
       return true;
     },
+    async swap(key, value, ttlMs) {
+      const replaced = live(key)?.value ?? null;
+      entries.set(key, { value, expiresAt: clock.now() + ttlMs });
+      return replaced;
+    },
     async delete(key) {
       entries.delete(key);
     },

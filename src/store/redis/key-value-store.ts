@@ -12,6 +12,7 @@ export function createRedisKeyValueStore(redis: Redis, prefix: string): KeyValue
       const reply = await redis.set(prefix + key, value, "PX", Math.max(1, Math.ceil(ttlMs)), "NX");
       return reply === "OK";
     },
+    swap: (key, value, ttlMs) => redis.set(prefix + key, value, "PX", Math.max(1, Math.ceil(ttlMs)), "GET"),
     async delete(key) {
       await redis.del(prefix + key);
     },
