@@ -73,7 +73,7 @@ async function databaseWithRevocations(serverUrl: string, name: string, revoked:
   await admin.end();
   const url = new URL(serverUrl);
   url.pathname = `/${name}`;
-  const handle = openPostgres(url.toString());
+  const handle = openPostgres(url.toString(), { maxConnections: 1 });
   await handle.migrate();
   await handle.close();
   const db = postgres(url.toString(), { max: 1, onnotice: () => {} });

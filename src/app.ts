@@ -99,7 +99,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     // DATA_DIR=memory:// keeps the embedded database in memory (tests, throwaway demos).
     const pgliteDir = config.dataDir === "memory://" ? "memory://" : join(config.dataDir, "pglite");
     const database: DatabaseHandle = config.databaseUrl
-      ? openPostgres(config.databaseUrl)
+      ? openPostgres(config.databaseUrl, { maxConnections: config.databasePoolSize })
       : await openPglite(pgliteDir);
     cleanups.push(() => database.close());
     await database.migrate();

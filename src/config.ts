@@ -17,6 +17,7 @@ export const CONFIG_VARIABLES = [
   "GRPC_PORT",
   "HTTP_PORT",
   "DATABASE_URL",
+  "DATABASE_POOL_SIZE",
   "DATA_DIR",
   "REDIS_URL",
   "REDIS_KEY_PREFIX",
@@ -49,6 +50,8 @@ export interface Config {
   httpPort: number;
   /** null: embedded PGlite in dataDir. */
   databaseUrl: string | null;
+  /** Connections to DATABASE_URL per instance (postgres.js pipelines queries on each). */
+  databasePoolSize: number;
   dataDir: string;
   /** null: the in-process store. */
   redisUrl: string | null;
@@ -207,6 +210,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     grpcPort: integer("GRPC_PORT", 50051, 0, 65535),
     httpPort: integer("HTTP_PORT", 8080, 0, 65535),
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
+    databasePoolSize: integer("DATABASE_POOL_SIZE", 10, 1, 1000),
     dataDir: raw.DATA_DIR ?? "./.data",
     redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
     redisKeyPrefix: raw.REDIS_KEY_PREFIX ?? "identity:",

@@ -326,7 +326,7 @@ pgStoresContract("PGlite (embedded)", async () => ({
 if (REAL_DATABASE_URL) {
   pgStoresContract("PostgreSQL", async () => {
     const database = await createTestDatabase(REAL_DATABASE_URL as string);
-    return { handle: openPostgres(database.url), drop: database.drop };
+    return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
   });
 } else {
   describe.skip("Postgres stores: PostgreSQL (set DATABASE_URL to run)", () => {

@@ -83,7 +83,7 @@ keyScheduleSuite("PGlite (embedded)", async () => ({
 if (REAL_DATABASE_URL) {
   keyScheduleSuite("PostgreSQL", async () => {
     const database = await createTestDatabase(REAL_DATABASE_URL as string);
-    return { handle: openPostgres(database.url), drop: database.drop };
+    return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
   });
 }
 

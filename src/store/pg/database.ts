@@ -36,9 +36,9 @@ export function migrationsFolder(): string {
 // Any constant works; it only has to be the same for every instance of the service.
 const MIGRATION_LOCK_ID = 7_263_001;
 
-export function openPostgres(url: string, options: { maxConnections?: number } = {}): DatabaseHandle {
+export function openPostgres(url: string, options: { maxConnections: number }): DatabaseHandle {
   const client = postgres(url, {
-    max: options.maxConnections ?? 10,
+    max: options.maxConnections,
     connect_timeout: 5,
     idle_timeout: 60,
     onnotice: () => {},
