@@ -1,4 +1,13 @@
-import { create, type DescMethod, type DescService, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { isUtf8 } from "node:buffer";
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  fromBinary,
+  ScalarType,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import {
   Code,
@@ -123,12 +132,53 @@ function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImp
   };
 }
 
+/**
+ * A decoder for messages whose fields are all plain strings (VerifyTokenRequest, RefreshRequest),
+ * or undefined for other messages. It reads the wire format directly into a message object and
+ * leaves anything unusual (another field, a wire type, invalid UTF-8, a truncated length) to
+ * protobuf-es's fromBinary, which then decides, so the result is always what fromBinary gives.
+ * On the VerifyToken hot path this is about 1.5 µs of the ~60 µs a call costs.
+ */
+export function stringFieldsDecoder(schema: DescMessage): ((bytes: Buffer) => unknown) | undefined {
+  const fields = new Map<number, string>();
+  for (const field of schema.fields) {
+    if (field.fieldKind !== "scalar" || field.scalar !== ScalarType.STRING || field.oneof) return undefined;
+    fields.set(field.number, field.localName);
+  }
+  const template = create(schema) as Record<string, unknown>;
+  const slow = (bytes: Buffer) => fromBinary(schema, bytes);
+
+  return (bytes) => {
+    const message = { ...template };
+    let at = 0;
+    while (at < bytes.length) {
+      const tag = bytes[at++] as number; // field numbers below 16 fit one byte
+      const name = tag & 0x80 || (tag & 7) !== 2 ? undefined : fields.get(tag >>> 3);
+      if (name === undefined) return slow(bytes);
+      let length = 0;
+      for (let shift = 0; ; shift += 7) {
+        if (at >= bytes.length || shift > 21) return slow(bytes);
+        const byte = bytes[at++] as number;
+        length |= (byte & 0x7f) << shift;
+        if (!(byte & 0x80)) break;
+      }
+      const end = at + length;
+      if (end > bytes.length || !isUtf8(bytes.subarray(at, end))) return slow(bytes);
+      message[name] = bytes.toString("utf8", at, end);
+      at = end;
+    }
+    return message;
+  };
+}
+
 /** A grpc-js method definition whose (de)serializers are protobuf-es's, for any method kind. */
 export function grpcMethodDefinition(
   service: DescService,
   method: DescMethod,
 ): grpc.MethodDefinition<unknown, unknown> {
   const encoded = new WeakMap<object, Buffer>();
+  const decodeRequest =
+    stringFieldsDecoder(method.input) ?? ((bytes: Buffer) => fromBinary(method.input, bytes));
   return {
     path: `/${service.typeName}/${method.name}`,
     originalName: method.localName,
@@ -138,7 +188,7 @@ export function grpcMethodDefinition(
     requestSerialize: (message: any) => Buffer.from(toBinary(method.input, message)),
     requestDeserialize: (bytes: Buffer) => {
       try {
-        return fromBinary(method.input, bytes);
+        return decodeRequest(bytes);
       } catch {
         return UNDECODABLE;
       }

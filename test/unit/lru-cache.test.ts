@@ -13,4 +13,23 @@ describe("LruCache", () => {
     expect(cache.get("c")).toBe(3);
     expect(cache.size).toBe(2);
   });
+
+  it("never evicts an entry used at least once per half-capacity of inserts", () => {
+    const cache = new LruCache<string, number>(100);
+    cache.set("hot", 0);
+    for (let i = 0; i < 10_000; i++) {
+      cache.set(`cold-${i}`, i);
+      if (i % 50 === 49) expect(cache.get("hot"), `after ${i + 1} inserts`).toBe(0);
+    }
+    expect(cache.size).toBe(100);
+    expect(cache.get("cold-9899")).toBeUndefined(); // the cold ones come and go in order
+    expect(cache.get("cold-9999")).toBe(9999);
+  });
+
+  it("evicts an entry that went unused for a full capacity of inserts", () => {
+    const cache = new LruCache<string, number>(10);
+    cache.set("idle", 1);
+    for (let i = 0; i < 10; i++) cache.set(`k${i}`, i);
+    expect(cache.get("idle")).toBeUndefined();
+  });
 });
