@@ -132,7 +132,12 @@ async function verifyWithLargeMirror(serverUrl: string) {
   for (const t of targets) h2loadGrpc(t.url, t.frame, 20_000, 4, 32); // warm-up
   const pairs: Array<{ ratio: number; cpuRatio: number }> = [];
   for (let i = 0; i < RUNS; i++) {
-    const [n, m] = [measure(targets[0] as (typeof targets)[0]), measure(targets[1] as (typeof targets)[0])];
+    // Each goes first in every other pair.
+    const [first, second] = i % 2 === 0 ? [0, 1] : [1, 0];
+    const results = [];
+    results[first] = measure(targets[first] as (typeof targets)[0]);
+    results[second] = measure(targets[second] as (typeof targets)[0]);
+    const [n, m] = results as [ReturnType<typeof measure>, ReturnType<typeof measure>];
     pairs.push({ ratio: m.perSecond / n.perSecond, cpuRatio: n.cpuUs / m.cpuUs });
     console.log(
       `  run ${i + 1}: none ${n.perSecond.toFixed(0)} req/s (${n.cpuUs.toFixed(1)} µs CPU/req), ${REVOKED} revoked ${m.perSecond.toFixed(0)} req/s (${m.cpuUs.toFixed(1)} µs CPU/req)`,
