@@ -32,14 +32,21 @@ export async function startPrivateRedis() {
   }
 
   async function start() {
+    let failed: Error | undefined;
     child = spawn(
       "redis-server",
       ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-      {
-        stdio: "ignore",
-      },
+      { stdio: "ignore" },
     );
-    for (let i = 0; i < 100 && !(await ping()); i++) await new Promise((r) => setTimeout(r, 50));
+    child.once("error", (err) => {
+      failed = err;
+    });
+    for (let i = 0; i < 100 && !failed && !(await ping()); i++) await new Promise((r) => setTimeout(r, 50));
+    if (failed || !(await ping())) {
+      throw new Error(
+        `could not start redis-server on port ${port}: ${failed?.message ?? "no answer to PING"}`,
+      );
+    }
   }
 
   async function stop() {
