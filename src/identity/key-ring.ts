@@ -8,7 +8,7 @@ import {
 import type { Broadcast, Clock, SigningKeyStore, StoredSigningKey } from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
 import { SIGNING_ALG, type SigningKey } from "../domain/tokens.js";
-import type { Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../util/logger.js";
 
 /** A published verification key: the stored public JWK plus kid, alg and use. */
 export type PublicJwk = Record<string, string> & { kid: string; alg: string; use: "sig" };
@@ -165,24 +165,31 @@ export async function keepKeyRingFresh(deps: {
   broadcast: Broadcast;
   log: Logger;
 }): Promise<() => void> {
-  const reload = (why: string) => () => {
-    deps.keyRing.load().then(
-      async (rotated) => {
-        if (!rotated) return;
-        const next = deps.keyRing.keys().at(-1);
-        deps.log.info("rotated the signing key on schedule", {
-          kid: next?.kid,
-          activatesAt: next?.activatesAt.toISOString(),
-        });
-        await deps.broadcast.publish(SIGNING_KEYS_TOPIC, "rotated");
-      },
-      (err: unknown) =>
-        deps.log.warn("signing keys could not be reloaded; keeping the ones loaded", {
-          why,
-          error: (err as Error).message,
-        }),
+  async function reloadNow(why: string) {
+    let rotated: boolean;
+    try {
+      rotated = await deps.keyRing.load();
+    } catch (err) {
+      deps.log.warn("signing keys could not be reloaded; keeping the ones loaded", {
+        why,
+        error: errorSummary(err),
+      });
+      return;
+    }
+    if (!rotated) return;
+    const next = deps.keyRing.keys().at(-1);
+    deps.log.info("rotated the signing key on schedule", {
+      kid: next?.kid,
+      activatesAt: next?.activatesAt.toISOString(),
+    });
+    // The others would see it at their next reload anyway, well before it signs.
+    await deps.broadcast.publish(SIGNING_KEYS_TOPIC, "rotated").catch((err: Error) =>
+      deps.log.warn("a new signing key could not be announced; instances load it within a minute", {
+        error: errorSummary(err),
+      }),
     );
-  };
+  }
+  const reload = (why: string) => () => void reloadNow(why);
   await deps.broadcast.subscribe(
     SIGNING_KEYS_TOPIC,
     reload("a new key was announced"),

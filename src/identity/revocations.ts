@@ -1,5 +1,5 @@
 import type { Broadcast, Clock, RevokedSession, SessionStore, SessionTarget } from "../domain/ports.js";
-import type { Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../util/logger.js";
 
 const TOPIC = "revocations";
 /** The safety net behind pub/sub: a revocation whose message was lost is seen within this. */
@@ -46,7 +46,7 @@ export function createRevocations(deps: {
     reload().catch((err: unknown) =>
       deps.log.warn("revocations could not be reloaded; retrying at the next resync", {
         why,
-        error: (err as Error).message,
+        error: errorSummary(err),
       }),
     );
   };
@@ -91,7 +91,7 @@ export function createRevocations(deps: {
         // Durable already; the other instances see it at their next reload.
         deps.log.warn("a revocation could not be published; other instances see it at their next resync", {
           sessions: ended.length,
-          error: (err as Error).message,
+          error: errorSummary(err),
         });
       }
       return ended.length;

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type ErrorReason, IdentityError } from "../domain/errors.js";
 import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import type { Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../util/logger.js";
 
 export const ERROR_DOMAIN = "identity";
 
@@ -49,7 +49,7 @@ export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectE
         rpc,
         reason: err.reason,
         ...err.metadata,
-        cause: causeName(err.cause),
+        cause: errorSummary(err.cause),
       });
     }
     return withInfo(err.message, code, err.reason, err.metadata);
@@ -61,12 +61,6 @@ export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectE
     stack: stackOf(err),
   });
   return withInfo("internal error", Code.Internal, "INTERNAL", {});
-}
-
-function causeName(cause: unknown): string | undefined {
-  if (!(cause instanceof Error)) return undefined;
-  const code = (cause as { code?: unknown }).code;
-  return typeof code === "string" ? `${cause.name}:${code}` : cause.name;
 }
 
 function stackOf(err: unknown): string | undefined {
