@@ -624,7 +624,8 @@ export const IdentityService: GenService<{
    * Ends the session behind an access token or a refresh token (or, with all_sessions, every
    * session of its user): its refresh tokens stop working and VerifyToken refuses its access
    * tokens on every instance (TOKEN_REVOKED). Idempotent: an unknown, expired, forged or already
-   * revoked token answers OK and ends nothing. An expired access token still ends its session.
+   * revoked token answers OK and ends nothing. An expired access token still ends its session
+   * (unless its signing key has been retired since: send the refresh token when you have it).
    * INVALID_ARGUMENT only when neither token is given or a value cannot be a token of ours.
    *
    * @generated from rpc identity.v1.IdentityService.Logout
