@@ -2,11 +2,8 @@ import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PGlite } from "@electric-sql/pglite";
 import type { SQL } from "drizzle-orm";
 import { type PgDatabase, PgDialect, type PgQueryResultHKT } from "drizzle-orm/pg-core";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
@@ -75,8 +72,16 @@ export function preparedStatement<Row>(db: Database, name: string, query: SQL) {
   };
 }
 
-/** Embedded Postgres (WASM) in `dataDir`, or in memory when dataDir is "memory://". */
+/**
+ * Embedded Postgres (WASM) in `dataDir`, or in memory when dataDir is "memory://". Its modules are
+ * loaded only here, so a service on a Postgres server does not carry them (16 MB of memory).
+ */
 export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import("@electric-sql/pglite"),
+    import("drizzle-orm/pglite"),
+    import("drizzle-orm/pglite/migrator"),
+  ]);
   if (dataDir !== "memory://") await mkdir(dataDir, { recursive: true });
   const client = new PGlite(dataDir === "memory://" ? undefined : dataDir);
   await client.waitReady;
