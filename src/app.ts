@@ -9,6 +9,7 @@ import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
+import { createDecryptUserData } from "./identity/decrypt-user-data.js";
 import { createKeyRing, type KeyRotationSettings, keepKeyRingFresh } from "./identity/key-ring.js";
 import { createLogin } from "./identity/login.js";
 import { createLogout } from "./identity/logout.js";
@@ -186,6 +187,12 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       sessionAbsoluteTtlMs: config.tokens.sessionAbsoluteTtlSeconds * 1000,
       reuseGraceMs: config.tokens.refreshReuseGraceSeconds * 1000,
     };
+    const sessionKeys = createSessionKeyVault({
+      kv,
+      sealer: createSealer(kek, "session-key"),
+      ttlMs: config.tokens.refreshIdleTtlSeconds * 1000,
+      previousKeyGraceMs: 10 * 60 * 1000,
+    });
     const login = createLogin({
       apps: createAppRegistry(config.wechat.apps),
       codeExchange: createCodeExchange({
@@ -196,12 +203,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
         waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
       }),
       sessions,
-      sessionKeys: createSessionKeyVault({
-        kv,
-        sealer: createSealer(kek, "session-key"),
-        ttlMs: config.tokens.refreshIdleTtlSeconds * 1000,
-        previousKeyGraceMs: 10 * 60 * 1000,
-      }),
+      sessionKeys,
       keyRing,
       tokenSettings,
       sessionSettings,
@@ -224,7 +226,8 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       clock,
     });
     const logout = createLogout({ revocations, keyRing, tokenSettings, clock });
-    const impl = createIdentityServiceImpl({ login, refresh, logout, verifyToken }, log);
+    const decryptUserData = createDecryptUserData({ verifyToken, sessionKeys, clock });
+    const impl = createIdentityServiceImpl({ login, refresh, logout, verifyToken, decryptUserData }, log);
 
     let serving = false;
     const grpcServer = createGrpcServer({

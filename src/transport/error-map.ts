@@ -23,7 +23,14 @@ export const STATUS_OF_REASON: Record<ErrorReason, Code> = {
   WECHAT_UNAVAILABLE: Code.Unavailable,
   STORAGE_UNAVAILABLE: Code.Unavailable,
   STORAGE_CONFLICT: Code.Aborted,
-  NOT_IMPLEMENTED: Code.Unimplemented,
+  BAD_BASE64: Code.InvalidArgument,
+  BAD_IV_LENGTH: Code.InvalidArgument,
+  DECRYPT_FAILED: Code.InvalidArgument,
+  WATERMARK_MISMATCH: Code.InvalidArgument,
+  USER_MISMATCH: Code.InvalidArgument,
+  SIGNATURE_MISMATCH: Code.InvalidArgument,
+  DATA_TOO_OLD: Code.InvalidArgument,
+  SESSION_KEY_EXPIRED: Code.FailedPrecondition,
 };
 
 function withInfo(message: string, code: Code, reason: string, metadata: Readonly<Record<string, string>>) {

@@ -1,10 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { IdentityError } from "../domain/errors.js";
 import type { AccessClaims } from "../domain/tokens.js";
 import {
   ClaimsSchema,
+  type DecryptUserDataResponse,
+  DecryptUserDataResponseSchema,
   type IdentityService,
   type LoginResponse,
   LoginResponseSchema,
@@ -16,6 +17,7 @@ import {
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
+import type { DecryptUserData } from "../identity/decrypt-user-data.js";
 import type { Login } from "../identity/login.js";
 import type { Logout } from "../identity/logout.js";
 import type { Refresh } from "../identity/refresh.js";
@@ -29,6 +31,7 @@ export interface UseCases {
   refresh: Refresh;
   logout: Logout;
   verifyToken: VerifyToken;
+  decryptUserData: DecryptUserData;
 }
 
 /**
@@ -55,11 +58,6 @@ export function createIdentityServiceImpl(
       }
     };
   }
-
-  const notImplemented = (rpc: string) =>
-    guard(rpc, (): never => {
-      throw new IdentityError("NOT_IMPLEMENTED", `${rpc} is not implemented yet`);
-    });
 
   // VerifyToken hands back the same claims object for a cached token, so the same response
   // message goes out again (and the gRPC adapter reuses its encoding).
@@ -112,7 +110,24 @@ export function createIdentityServiceImpl(
       });
       return create(LogoutResponseSchema);
     }),
-    decryptUserData: notImplemented("DecryptUserData"),
+    decryptUserData: guard("DecryptUserData", async (req): Promise<DecryptUserDataResponse> => {
+      const result = await useCases.decryptUserData({
+        accessToken: req.accessToken,
+        encryptedData: req.encryptedData,
+        iv: req.iv,
+        rawData: req.rawData,
+        signature: req.signature,
+        maxAgeSeconds: req.maxAgeSeconds,
+      });
+      return create(DecryptUserDataResponseSchema, {
+        data: result.data as JsonObject,
+        json: result.json,
+        watermark: {
+          appId: result.watermark.appId,
+          timestamp: timestampFromMs(result.watermark.timestamp * 1000),
+        },
+      });
+    }),
   };
 }
 

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { createCipheriv, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type AppCredentials, type Clock, systemClock, WECHAT_CODE_LIFETIME_MS } from "../domain/ports.js";
@@ -14,6 +14,9 @@ import { WECHAT_ERRCODES } from "./errcodes.js";
  *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoint
  *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
  *                 what wx.login() gives a device
+ *   POST /user-data {"openid", "appId"?, "data"?: {...}} -> {"encryptedData", "iv"}
+ *                 what a WeChat API on the device hands the mini-program (data + watermark,
+ *                 encrypted with the user's session_key)
  *   POST /faults  {"fault": -1 | 40029 | ... | "http500" | "malformed" | "hang", "times"?}
  *   POST /latency {"ms": 250}
  *   GET  /stats   {"code2SessionCalls": N}
@@ -35,6 +38,16 @@ export interface WechatSandbox {
   issueCode(input?: IssueCodeInput): { code: string; openid: string };
   /** The session_key WeChat currently holds for a user (tests use it to encrypt user data). */
   sessionKeyOf(appId: string, openid: string): string | undefined;
+  /**
+   * What a WeChat API on the device gives the mini-program: `data` plus a watermark (this app,
+   * now), AES-128-CBC encrypted with the user's current session_key. `watermark` overrides it.
+   */
+  encryptUserData(
+    appId: string,
+    openid: string,
+    data: Record<string, unknown>,
+    watermark?: { appid?: string; timestamp?: number },
+  ): { encryptedData: string; iv: string };
   failNext(fault: SandboxFault, times?: number): void;
   setLatency(ms: number): void;
   readonly stats: { code2SessionCalls: number };
@@ -159,6 +172,18 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     stats,
     issueCode,
     sessionKeyOf: (appId, openid) => sessionKeys.get(`${appId}/${openid}`),
+    encryptUserData(appId, openid, data, watermark = {}) {
+      const sessionKey = sessionKeys.get(`${appId}/${openid}`);
+      if (!sessionKey) throw new Error(`sandbox: ${appId}/${openid} has never logged in`);
+      const plaintext = JSON.stringify({
+        ...data,
+        watermark: { appid: appId, timestamp: Math.floor(clock.now() / 1000), ...watermark },
+      });
+      const iv = randomBytes(16);
+      const cipher = createCipheriv("aes-128-cbc", Buffer.from(sessionKey, "base64"), iv);
+      const encrypted = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+      return { encryptedData: encrypted.toString("base64"), iv: iv.toString("base64") };
+    },
     failNext(fault, times = 1) {
       for (let i = 0; i < times; i++) faults.push(fault);
     },
@@ -187,6 +212,21 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
               rotateSessionKey: body.rotateSessionKey === true,
             });
             send(res, 200, issued);
+            return true;
+          }
+          case "POST /user-data": {
+            const body = await readJson(req);
+            const openid = optionalString(body.openid);
+            const appId = optionalString(body.appId) ?? defaultAppId;
+            if (!openid || !appId || !sessionKeys.has(`${appId}/${openid}`)) {
+              send(res, 400, { error: "openid of a user who has logged in is required" });
+              return true;
+            }
+            const data =
+              typeof body.data === "object" && body.data !== null && !Array.isArray(body.data)
+                ? (body.data as Record<string, unknown>)
+                : { openId: openid, nickName: "sandbox user" };
+            send(res, 200, sandbox.encryptUserData(appId, openid, data));
             return true;
           }
           case "POST /faults": {

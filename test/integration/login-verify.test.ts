@@ -193,17 +193,6 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     });
   });
 
-  it("answers the RPCs of later issues with UNIMPLEMENTED on both transports", async () => {
-    expect(await connectFailure(t.connect.decryptUserData({ accessToken: "x" }))).toMatchObject({
-      code: Code.Unimplemented,
-      reason: "NOT_IMPLEMENTED",
-    });
-    expect(await grpcFailure(t.grpc.call("decryptUserData", { accessToken: "x" }))).toEqual({
-      code: grpc.status.UNIMPLEMENTED,
-      reason: "NOT_IMPLEMENTED",
-    });
-  });
-
   it("refuses oversized gRPC messages in the transport, and undecodable ones as INVALID_ARGUMENT", async () => {
     const huge = await grpcFailure(
       t.grpc.call("verifyToken", { accessToken: "x".repeat(t.config.maxRequestBytes + 10) }),

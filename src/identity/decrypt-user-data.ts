@@ -1,0 +1,98 @@
+import { IdentityError, invalidArgument } from "../domain/errors.js";
+import type { Clock } from "../domain/ports.js";
+import {
+  type DecryptedUserData,
+  decodeDamagedBase64,
+  decryptFailed,
+  decryptWithKey,
+  rawDataSignature,
+  signatureMatches,
+} from "../domain/user-data.js";
+import type { SessionKeyVault } from "./session-keys.js";
+import type { VerifyToken } from "./verify-token.js";
+
+export interface DecryptUserDataInput {
+  accessToken: string;
+  encryptedData: string;
+  iv: string;
+  rawData: string;
+  signature: string;
+  maxAgeSeconds: number;
+}
+
+/** The largest encryptedData accepted (WeChat's blobs are a few KB at most). */
+const MAX_ENCRYPTED_LENGTH = 32 * 1024;
+
+/**
+ * DecryptUserData: the user comes from the access token (checked as VerifyToken checks it), the
+ * session_key from the vault; it never leaves the service. The current key is tried first, then
+ * the previous one (data encrypted on the device just before wx.login rotated the key). The data
+ * must carry this app's watermark and, when it names a user, this user.
+ */
+export function createDecryptUserData(deps: {
+  verifyToken: VerifyToken;
+  sessionKeys: SessionKeyVault;
+  clock: Clock;
+}) {
+  return async function decryptUserData(input: DecryptUserDataInput): Promise<DecryptedUserData> {
+    const claims = deps.verifyToken.verify(input.accessToken);
+    if (input.encryptedData.length === 0) throw invalidArgument("encrypted_data", "required");
+    if (input.encryptedData.length > MAX_ENCRYPTED_LENGTH)
+      throw invalidArgument("encrypted_data", `longer than ${MAX_ENCRYPTED_LENGTH} characters`);
+    if (input.iv.length === 0) throw invalidArgument("iv", "required");
+    if (Boolean(input.rawData) !== Boolean(input.signature))
+      throw invalidArgument(input.rawData ? "signature" : "raw_data", "raw_data and signature go together");
+    const encrypted = decodeDamagedBase64("encrypted_data", input.encryptedData);
+    const iv = decodeDamagedBase64("iv", input.iv);
+    if (iv.length !== 16)
+      throw new IdentityError("BAD_IV_LENGTH", `iv: must decode to 16 bytes, got ${iv.length}`, {
+        field: "iv",
+      });
+
+    const keys = await deps.sessionKeys.get(claims.appId, claims.openid);
+    if (!keys) {
+      throw new IdentityError(
+        "SESSION_KEY_EXPIRED",
+        "the session_key for this user is no longer held: call wx.login() and log in again",
+      );
+    }
+    let sessionKey = keys.current;
+    let result = decryptWithKey(sessionKey, iv, encrypted);
+    if (!result && keys.previous) {
+      sessionKey = keys.previous;
+      result = decryptWithKey(sessionKey, iv, encrypted);
+    }
+    if (!result) throw decryptFailed();
+
+    if (result.watermark.appId !== claims.appId) {
+      throw new IdentityError("WATERMARK_MISMATCH", "the data was produced for another mini-program", {
+        field: "encrypted_data",
+      });
+    }
+    const { openId, unionId } = result.data as { openId?: unknown; unionId?: unknown };
+    if (
+      (typeof openId === "string" && openId !== claims.openid) ||
+      (typeof unionId === "string" && claims.unionid !== "" && unionId !== claims.unionid)
+    ) {
+      throw new IdentityError("USER_MISMATCH", "the data belongs to another user", {
+        field: "encrypted_data",
+      });
+    }
+    if (
+      input.maxAgeSeconds > 0 &&
+      deps.clock.now() - result.watermark.timestamp * 1000 > input.maxAgeSeconds * 1000
+    ) {
+      throw new IdentityError("DATA_TOO_OLD", `the data is older than ${input.maxAgeSeconds} seconds`, {
+        field: "encrypted_data",
+      });
+    }
+    if (input.rawData && !signatureMatches(input.signature, rawDataSignature(input.rawData, sessionKey))) {
+      throw new IdentityError("SIGNATURE_MISMATCH", "signature does not match raw_data for this user", {
+        field: "signature",
+      });
+    }
+    return result;
+  };
+}
+
+export type DecryptUserData = ReturnType<typeof createDecryptUserData>;
