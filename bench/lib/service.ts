@@ -7,6 +7,8 @@ import { create, type DescMethod, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import {
+  DecryptUserDataRequestSchema,
+  DecryptUserDataResponseSchema,
   IdentityService,
   LoginRequestSchema,
   LoginResponseSchema,
@@ -101,6 +103,8 @@ export const BENCH_APP = { appId: "wxbench000000001", appSecret: "bench-secret" 
  * ours (bench/lib/connect-raw-client.ts), which costs the shared 2-core machine far less CPU than
  * connect-node's client; BENCH_CLIENT=connect-node uses the real thing.
  */
+type DecryptRequest = { accessToken: string; encryptedData: string; iv: string };
+
 export const CLIENT = process.env.BENCH_CLIENT === "connect-node" ? "connect-node" : "raw";
 
 function connectClient(baseUrl: string) {
@@ -113,12 +117,13 @@ function connectClient(baseUrl: string) {
       login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
       refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
       logout: (accessToken: string) => connect.logout({ accessToken }),
+      decryptUserData: (request: DecryptRequest) => connect.decryptUserData(request),
       close: () => {},
     };
   }
   const raw = createRawConnectClient(baseUrl);
   const path = (method: DescMethod) => `/${IdentityService.typeName}/${method.name}`;
-  const { login, refresh, logout } = IdentityService.method;
+  const { login, refresh, logout, decryptUserData } = IdentityService.method;
   return {
     login: (code: string) =>
       raw.call(
@@ -137,6 +142,12 @@ function connectClient(baseUrl: string) {
         path(logout),
         toBinary(LogoutRequestSchema, create(LogoutRequestSchema, { accessToken })),
         LogoutResponseSchema,
+      ),
+    decryptUserData: (request: DecryptRequest) =>
+      raw.call(
+        path(decryptUserData),
+        toBinary(DecryptUserDataRequestSchema, create(DecryptUserDataRequestSchema, request)),
+        DecryptUserDataResponseSchema,
       ),
     close: raw.close,
   };
@@ -168,6 +179,9 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
     instances,
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
+    /** What a WeChat API on the device would hand the mini-program for this user. */
+    encryptUserData: (openid: string, data: Record<string, unknown>) =>
+      wechat.sandbox.encryptUserData(BENCH_APP.appId, openid, data),
     async stop() {
       for (const i of instances) i.close();
       await Promise.all(instances.map((i) => i.service.stop()));

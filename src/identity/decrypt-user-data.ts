@@ -49,20 +49,20 @@ export function createDecryptUserData(deps: {
         field: "iv",
       });
 
-    const keys = await deps.sessionKeys.get(claims.appId, claims.openid);
-    if (!keys) {
+    let sessionKey = await deps.sessionKeys.current(claims.appId, claims.openid);
+    if (sessionKey === null) {
       throw new IdentityError(
         "SESSION_KEY_EXPIRED",
         "the session_key for this user is no longer held: call wx.login() and log in again",
       );
     }
-    let sessionKey = keys.current;
     let result = decryptWithKey(sessionKey, iv, encrypted);
-    if (!result && keys.previous) {
-      sessionKey = keys.previous;
-      result = decryptWithKey(sessionKey, iv, encrypted);
+    if (!result) {
+      // Encrypted on the device just before a wx.login() gave the user a new key?
+      sessionKey = await deps.sessionKeys.previous(claims.appId, claims.openid);
+      result = sessionKey === null ? undefined : decryptWithKey(sessionKey, iv, encrypted);
     }
-    if (!result) throw decryptFailed();
+    if (!result || sessionKey === null) throw decryptFailed();
 
     if (result.watermark.appId !== claims.appId) {
       throw new IdentityError("WATERMARK_MISMATCH", "the data was produced for another mini-program", {

@@ -1,12 +1,6 @@
 import type { KeyValueStore } from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
 
-export interface HeldSessionKeys {
-  current: string;
-  /** The key WeChat used before its last rotation, kept briefly (data encrypted just before). */
-  previous: string | null;
-}
-
 /**
  * Where WeChat session_keys live: in the key-value store (Redis or in-process), sealed, never in a
  * response or a log. Per (app, openid) the current key and, for a grace period after WeChat
@@ -41,13 +35,15 @@ export function createSessionKeyVault(deps: {
         await deps.kv.set(previousKey(appId, openid), deps.sealer.seal(previous), deps.previousKeyGraceMs);
       }
     },
-    async get(appId: string, openid: string): Promise<HeldSessionKeys | null> {
-      const [current, previous] = await Promise.all([
-        deps.kv.get(currentKey(appId, openid)),
-        deps.kv.get(previousKey(appId, openid)),
-      ]);
-      if (current === null) return null;
-      return { current: open(current), previous: previous === null ? null : open(previous) };
+    /** The session_key WeChat holds now, or null once it has expired here. */
+    async current(appId: string, openid: string): Promise<string | null> {
+      const sealed = await deps.kv.get(currentKey(appId, openid));
+      return sealed === null ? null : open(sealed);
+    },
+    /** The key WeChat replaced at the last wx.login(), kept for a short grace (read only when needed). */
+    async previous(appId: string, openid: string): Promise<string | null> {
+      const sealed = await deps.kv.get(previousKey(appId, openid));
+      return sealed === null ? null : open(sealed);
     },
   };
 }

@@ -16,36 +16,41 @@ describe("session key vault", () => {
     previousKeyGraceMs: 600_000,
   });
 
+  const held = async (appId: string, openid: string) => {
+    const current = await vault.current(appId, openid);
+    return current === null ? null : { current, previous: await vault.previous(appId, openid) };
+  };
+
   it("keeps the session_key sealed at rest", async () => {
     await vault.put("wxa", "o1", "HyVFkGl5F5OQWJZZaNzBBg==");
     const stored = await kv.get("sk:{wxa:o1}");
     expect(stored).toBeTruthy();
     expect(stored).not.toContain("HyVFkGl5F5OQWJZZaNzBBg");
-    expect(await vault.get("wxa", "o1")).toEqual({ current: "HyVFkGl5F5OQWJZZaNzBBg==", previous: null });
+    expect(await held("wxa", "o1")).toEqual({ current: "HyVFkGl5F5OQWJZZaNzBBg==", previous: null });
   });
 
   it("keeps the previous key for the grace period after WeChat rotates it", async () => {
     await vault.put("wxa", "o2", "old-key");
     await vault.put("wxa", "o2", "new-key");
-    expect(await vault.get("wxa", "o2")).toEqual({ current: "new-key", previous: "old-key" });
+    expect(await held("wxa", "o2")).toEqual({ current: "new-key", previous: "old-key" });
     await vault.put("wxa", "o2", "new-key"); // the same key again does not drop the previous one
-    expect((await vault.get("wxa", "o2"))?.previous).toBe("old-key");
+    expect((await held("wxa", "o2"))?.previous).toBe("old-key");
     now += 600_001;
-    expect(await vault.get("wxa", "o2")).toEqual({ current: "new-key", previous: null });
+    expect(await held("wxa", "o2")).toEqual({ current: "new-key", previous: null });
   });
 
   it("reads keys stored in the earlier format (one sealed JSON value)", async () => {
     const earlier = JSON.stringify({ current: "k-earlier", previous: null, previousUntil: 0 });
     await kv.set("sk:{wxa:o4}", sealer.seal(earlier), 3600_000);
-    expect(await vault.get("wxa", "o4")).toEqual({ current: "k-earlier", previous: null });
+    expect(await held("wxa", "o4")).toEqual({ current: "k-earlier", previous: null });
     await vault.put("wxa", "o4", "k-now");
-    expect(await vault.get("wxa", "o4")).toEqual({ current: "k-now", previous: "k-earlier" });
+    expect(await held("wxa", "o4")).toEqual({ current: "k-now", previous: "k-earlier" });
   });
 
   it("forgets keys after their time to live", async () => {
     await vault.put("wxa", "o3", "k");
     now += 3600_001;
-    expect(await vault.get("wxa", "o3")).toBeNull();
-    expect(await vault.get("wxa", "never")).toBeNull();
+    expect(await held("wxa", "o3")).toBeNull();
+    expect(await held("wxa", "never")).toBeNull();
   });
 });
