@@ -192,7 +192,14 @@ export interface Code2SessionResult {
   sessionKey: string;
 }
 
+export interface StableToken {
+  accessToken: string;
+  expiresInSeconds: number;
+}
+
 /** WeChat's server API as the service uses it. Failures are IdentityErrors with WeChat reasons. */
 export interface WechatApi {
   code2Session(app: AppCredentials, code: string): Promise<Code2SessionResult>;
+  /** The app's access_token (cgi-bin/stable_token); forceRefresh makes WeChat issue a new one. */
+  stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken>;
 }

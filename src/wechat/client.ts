@@ -1,8 +1,8 @@
-import { Agent as HttpAgent, get as httpGet } from "node:http";
-import { Agent as HttpsAgent, get as httpsGet } from "node:https";
+import { Agent as HttpAgent, request as httpRequest } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { IdentityError } from "../domain/errors.js";
-import type { AppCredentials, Code2SessionResult, WechatApi } from "../domain/ports.js";
-import { code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
+import type { AppCredentials, Code2SessionResult, StableToken, WechatApi } from "../domain/ports.js";
+import { appApiError, code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
 
 export interface WechatClientOptions {
   /**
@@ -35,7 +35,12 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     https: new HttpsAgent({ keepAlive: true, maxSockets: 128, timeout: 4000 }),
   };
 
-  function getJson(url: string, reusedSocketRetry = true): Promise<Record<string, unknown>> {
+  /** GET, or POST with a JSON body; resolves with the JSON object WeChat answered. */
+  function requestJson(
+    url: string,
+    jsonBody?: Record<string, unknown>,
+    reusedSocketRetry = true,
+  ): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       let settled = false;
       const settle = (fn: () => void) => {
@@ -47,9 +52,14 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       const fail = (why: string) => settle(() => reject(unavailable(why)));
       const secure = url.startsWith("https:");
       // Deliberately no error text from the socket layer: it can carry the URL.
-      const request = (secure ? httpsGet : httpGet)(
+      const payload = jsonBody === undefined ? undefined : Buffer.from(JSON.stringify(jsonBody));
+      const request = (secure ? httpsRequest : httpRequest)(
         url,
-        { agent: secure ? agents.https : agents.http },
+        {
+          method: payload ? "POST" : "GET",
+          agent: secure ? agents.https : agents.http,
+          headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {},
+        },
         (response) => {
           if (response.statusCode !== 200) {
             response.resume();
@@ -85,7 +95,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
         if (reusedSocketRetry && request.reusedSocket && err.code === "ECONNRESET" && !settled) {
           settled = true;
           clearTimeout(timer);
-          getJson(url, false).then(resolve, reject);
+          requestJson(url, jsonBody, false).then(resolve, reject);
           return;
         }
         fail("connection failed");
@@ -94,6 +104,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
         fail(`no answer within ${options.timeoutMs} ms`);
         request.destroy();
       }, options.timeoutMs);
+      request.end(payload);
     });
   }
 
@@ -104,7 +115,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       js_code: code,
       grant_type: "authorization_code",
     });
-    const body = await getJson(`${baseUrl()}/sns/jscode2session?${query}`);
+    const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`);
     const errcode = body.errcode ?? 0;
     if (typeof errcode !== "number") throw unavailable("malformed answer");
     if (errcode !== 0) throw code2SessionError(errcode);
@@ -121,7 +132,26 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     return { openid, sessionKey, unionid: unionid ? unionid : null };
   }
 
+  async function stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken> {
+    const body = await requestJson(`${baseUrl()}/cgi-bin/stable_token`, {
+      grant_type: "client_credential",
+      appid: app.appId,
+      secret: app.appSecret,
+      force_refresh: forceRefresh,
+    });
+    const errcode = body.errcode ?? 0;
+    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    if (errcode !== 0) throw appApiError(errcode);
+    const { access_token: accessToken, expires_in: expiresIn } = body;
+    if (typeof accessToken !== "string" || accessToken.length === 0 || accessToken.length > 2048) {
+      throw unavailable("answer without access_token");
+    }
+    if (typeof expiresIn !== "number" || !(expiresIn > 0)) throw unavailable("answer without expires_in");
+    return { accessToken, expiresInSeconds: expiresIn };
+  }
+
   return {
+    stableToken,
     close() {
       agents.http.destroy();
       agents.https.destroy();

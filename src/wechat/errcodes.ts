@@ -12,7 +12,29 @@ export const WECHAT_ERRCODES = {
   CODE_USED: 40163,
   HIGH_RISK_USER: 40226,
   RATE_LIMITED: 45011,
+  ACCESS_TOKEN_INVALID: 40001,
+  ACCESS_TOKEN_EXPIRED: 42001,
+  FORCED_REFRESH_LIMIT: 45009,
 } as const;
+
+/** An errcode of an API called with the app's access_token (or fetching it), other than code2Session's. */
+export function appApiError(errcode: number): IdentityError {
+  const metadata = { wechat_errcode: String(errcode) };
+  switch (errcode) {
+    case WECHAT_ERRCODES.INVALID_APPID:
+    case WECHAT_ERRCODES.INVALID_SECRET:
+      return new IdentityError(
+        "WECHAT_APP_REJECTED",
+        "WeChat rejected the app credentials: check the service's app configuration",
+        metadata,
+      );
+    case WECHAT_ERRCODES.RATE_LIMITED:
+    case WECHAT_ERRCODES.FORCED_REFRESH_LIMIT:
+      return new IdentityError("WECHAT_RATE_LIMITED", "WeChat rate limit reached, retry later", metadata);
+    default:
+      return new IdentityError("WECHAT_UNAVAILABLE", `WeChat answered errcode ${errcode}`, metadata);
+  }
+}
 
 /** Turns a non-zero errcode from code2Session into the domain error the caller should see. */
 export function code2SessionError(errcode: number): IdentityError {

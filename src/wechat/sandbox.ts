@@ -11,7 +11,8 @@ import { WECHAT_ERRCODES } from "./errcodes.js";
  * and hangs can be ordered up front.
  *
  * HTTP surface (relative to where it is mounted, `/sandbox` in the embedded default):
- *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoint
+ *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoints
+ *   POST /cgi-bin/stable_token {"grant_type", "appid", "secret", "force_refresh"}
  *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
  *                 what wx.login() gives a device
  *   POST /user-data {"openid", "appId"?, "data"?: {...}} -> {"encryptedData", "iv"}
@@ -50,7 +51,9 @@ export interface WechatSandbox {
   ): { encryptedData: string; iv: string };
   failNext(fault: SandboxFault, times?: number): void;
   setLatency(ms: number): void;
-  readonly stats: { code2SessionCalls: number };
+  readonly stats: { code2SessionCalls: number; stableTokenCalls: number; forcedRefreshes: number };
+  /** Whether WeChat would accept this access_token for the app now (APIs that take one check it). */
+  accessTokenValid(appId: string, token: string): boolean;
   reset(): void;
 }
 
@@ -67,6 +70,10 @@ export interface SandboxOptions {
   latencyMs?: number;
   clock?: Clock;
 }
+
+const ACCESS_TOKEN_LIFETIME_MS = 7200 * 1000;
+/** WeChat issues the next access_token this long before the current one expires. */
+const ACCESS_TOKEN_RENEWAL_MS = 5 * 60 * 1000;
 
 function randomId(bytes: number): string {
   return randomBytes(bytes).toString("base64url").replace(/[-_]/g, "x");
@@ -104,7 +111,14 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   const sessionKeys = new Map<string, string>();
   const faults: SandboxFault[] = [];
   let latencyMs = options.latencyMs ?? 0;
-  const stats = { code2SessionCalls: 0 };
+  const stats = { code2SessionCalls: 0, stableTokenCalls: 0, forcedRefreshes: 0 };
+  interface AccessToken {
+    token: string;
+    expiresAt: number;
+    /** The token this one renewed, valid until its own expiry. */
+    previous?: AccessToken;
+  }
+  const accessTokens = new Map<string, AccessToken>();
 
   function forgetExpiredCodes(now: number) {
     for (const [code, issued] of codes) {
@@ -129,7 +143,6 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   }
 
   function jscode2session(query: URLSearchParams): { status: number; body: unknown } {
-    stats.code2SessionCalls++;
     const appId = query.get("appid") ?? "";
     const secret = apps.get(appId);
     if (secret === undefined)
@@ -154,24 +167,65 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     return { status: 200, body };
   }
 
-  async function serveCode2Session(res: ServerResponse, query: URLSearchParams) {
+  /** Answers one WeChat API call, after the configured latency and any queued fault. */
+  async function serveApi(
+    res: ServerResponse,
+    count: () => void,
+    answer: () => { status: number; body: unknown },
+  ) {
     if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
     const fault = faults.shift();
     if (fault === "hang") return; // never answers; the client's timeout must fire
     if (fault === "http500") return send(res, 500, "<html>Internal Server Error</html>");
     if (fault === "malformed") return send(res, 200, "<html>not json</html>");
-    if (typeof fault === "number") {
-      stats.code2SessionCalls++;
-      return send(res, 200, { errcode: fault, errmsg: "sandbox fault" });
-    }
-    const { status, body } = jscode2session(query);
+    count();
+    if (typeof fault === "number") return send(res, 200, { errcode: fault, errmsg: "sandbox fault" });
+    const { status, body } = answer();
     send(res, status, body);
+  }
+
+  /**
+   * cgi-bin/stable_token: one access_token per app, valid 7200 s. Without force_refresh the
+   * current token comes back (with its remaining lifetime) until its last 5 minutes, when a new
+   * one is issued and the old stays valid until it expires. With force_refresh a new token
+   * replaces the old ones, which stop working at once: how services knock each other out.
+   */
+  function stableToken(body: Record<string, unknown>): { status: number; body: unknown } {
+    const appId = typeof body.appid === "string" ? body.appid : "";
+    const secret = apps.get(appId);
+    if (secret === undefined)
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_APPID, errmsg: "invalid appid" } };
+    if (body.secret !== secret)
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_SECRET, errmsg: "invalid appsecret" } };
+    if (body.grant_type !== "client_credential")
+      return { status: 200, body: { errcode: 40002, errmsg: "invalid grant_type" } };
+    const now = clock.now();
+    let current = accessTokens.get(appId);
+    const forced = body.force_refresh === true;
+    if (forced || !current || current.expiresAt - ACCESS_TOKEN_RENEWAL_MS <= now) {
+      if (forced) stats.forcedRefreshes++;
+      const previous =
+        !forced && current && current.expiresAt > now ? { ...current, previous: undefined } : undefined;
+      current = { token: `AT_${randomId(96)}`, expiresAt: now + ACCESS_TOKEN_LIFETIME_MS, previous };
+      accessTokens.set(appId, current);
+    }
+    return {
+      status: 200,
+      body: { access_token: current.token, expires_in: Math.ceil((current.expiresAt - now) / 1000) },
+    };
   }
 
   const sandbox: WechatSandbox = {
     stats,
     issueCode,
     sessionKeyOf: (appId, openid) => sessionKeys.get(`${appId}/${openid}`),
+    accessTokenValid(appId, token) {
+      const now = clock.now();
+      const current = accessTokens.get(appId);
+      return [current, current?.previous].some(
+        (t) => t !== undefined && t.token === token && t.expiresAt > now,
+      );
+    },
     encryptUserData(appId, openid, data, watermark = {}) {
       const sessionKey = sessionKeys.get(`${appId}/${openid}`);
       if (!sessionKey) throw new Error(`sandbox: ${appId}/${openid} has never logged in`);
@@ -194,6 +248,8 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
       faults.length = 0;
       latencyMs = options.latencyMs ?? 0;
       stats.code2SessionCalls = 0;
+      stats.stableTokenCalls = 0;
+      stats.forcedRefreshes = 0;
     },
     async handle(req, res, path) {
       const url = new URL(path, "http://sandbox");
@@ -201,8 +257,21 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
       try {
         switch (route) {
           case "GET /sns/jscode2session":
-            await serveCode2Session(res, url.searchParams);
+            await serveApi(
+              res,
+              () => stats.code2SessionCalls++,
+              () => jscode2session(url.searchParams),
+            );
             return true;
+          case "POST /cgi-bin/stable_token": {
+            const body = await readJson(req);
+            await serveApi(
+              res,
+              () => stats.stableTokenCalls++,
+              () => stableToken(body),
+            );
+            return true;
+          }
           case "POST /login": {
             const body = await readJson(req);
             const issued = issueCode({

@@ -1,0 +1,124 @@
+import { IdentityError } from "../domain/errors.js";
+import type { AppCredentials, Clock, KeyValueStore, WechatApi } from "../domain/ports.js";
+import type { Sealer } from "../domain/sealing.js";
+import { WECHAT_ERRCODES } from "../wechat/errcodes.js";
+
+interface CachedToken {
+  token: string;
+  /** Milliseconds since the epoch. */
+  expiresAt: number;
+}
+
+const POLL_INTERVAL_MS = 20;
+
+/**
+ * The app access_token WeChat's server APIs want (phone numbers, checksession; never Login),
+ * shared by every instance through the key-value store (WECHAT.md): instances that each fetch
+ * their own knock each other's tokens out. One instance at a time refreshes, under a lock; the
+ * others keep using the cached token, which WeChat keeps valid until it expires, or wait for the
+ * refresher when there is none. The token is renewed `renewAheadMs` before it expires, and a
+ * token WeChat rejects (40001, 42001) is force-refreshed once, by one instance, and the call
+ * retried.
+ */
+export function createAppAccessTokens(deps: {
+  wechat: WechatApi;
+  kv: KeyValueStore;
+  sealer: Sealer;
+  clock: Clock;
+  /**
+   * Renew this long before expiry. Keep it under WeChat's 5 minutes: inside them WeChat answers
+   * with the next token, before them with the same one again.
+   */
+  renewAheadMs: number;
+  /** How long an instance waits for another's refresh; above WeChat's timeout. */
+  waitTimeoutMs: number;
+}) {
+  const tokenKey = (app: AppCredentials) => `at:{${app.appId}}`;
+  const lockKey = (app: AppCredentials) => `at-lock:{${app.appId}}`;
+
+  async function cached(app: AppCredentials): Promise<CachedToken | null> {
+    const sealed = await deps.kv.get(tokenKey(app));
+    return sealed === null ? null : (JSON.parse(deps.sealer.open(sealed)) as CachedToken);
+  }
+
+  /** Fetches a token from WeChat under the lock; `stillWanted` re-checks once the lock is held. */
+  async function refresh(
+    app: AppCredentials,
+    force: boolean,
+    stillWanted: (current: CachedToken | null) => boolean,
+  ): Promise<CachedToken | null> {
+    if (!(await deps.kv.setIfAbsent(lockKey(app), "refreshing", deps.waitTimeoutMs))) return null;
+    try {
+      const current = await cached(app);
+      if (!stillWanted(current)) return current; // another instance refreshed meanwhile
+      const fetched = await deps.wechat.stableToken(app, force);
+      const token = {
+        token: fetched.accessToken,
+        expiresAt: deps.clock.now() + fetched.expiresInSeconds * 1000,
+      };
+      await deps.kv.set(
+        tokenKey(app),
+        deps.sealer.seal(JSON.stringify(token)),
+        fetched.expiresInSeconds * 1000,
+      );
+      return token;
+    } finally {
+      await deps.kv.delete(lockKey(app)).catch(() => {});
+    }
+  }
+
+  /** A token that is (or will be) valid, refreshing or waiting for the refresher as needed. */
+  async function current(app: AppCredentials, rejected?: string): Promise<string> {
+    const deadline = deps.clock.now() + deps.waitTimeoutMs;
+    for (;;) {
+      const now = deps.clock.now();
+      const token = await cached(app);
+      const usable = token !== null && token.token !== rejected && token.expiresAt > now;
+      const fresh = usable && token.expiresAt - deps.renewAheadMs > now;
+      if (fresh) return token.token;
+      const refreshed = await refresh(
+        app,
+        rejected !== undefined,
+        (latest) =>
+          latest === null ||
+          latest.token === rejected ||
+          latest.expiresAt - deps.renewAheadMs <= deps.clock.now(),
+      );
+      if (refreshed && refreshed.token !== rejected && refreshed.expiresAt > deps.clock.now())
+        return refreshed.token;
+      // Another instance holds the lock: the cached token still works, or wait for the new one.
+      if (usable) return token.token;
+      if (deps.clock.now() > deadline) {
+        throw new IdentityError("WECHAT_UNAVAILABLE", "WeChat's access_token could not be obtained in time");
+      }
+      await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    }
+  }
+
+  return {
+    /** The app's current access_token. */
+    get: (app: AppCredentials) => current(app),
+
+    /**
+     * Runs a WeChat call with the app's access_token. If WeChat rejects the token as invalid or
+     * expired, it is replaced (once, by one instance) and the call is made once more.
+     */
+    async withToken<T>(app: AppCredentials, call: (accessToken: string) => Promise<T>): Promise<T> {
+      const token = await current(app);
+      try {
+        return await call(token);
+      } catch (err) {
+        if (!isRejectedToken(err)) throw err;
+        return call(await current(app, token));
+      }
+    },
+  };
+}
+
+export type AppAccessTokens = ReturnType<typeof createAppAccessTokens>;
+
+function isRejectedToken(err: unknown): boolean {
+  if (!(err instanceof IdentityError)) return false;
+  const errcode = Number(err.metadata.wechat_errcode);
+  return errcode === WECHAT_ERRCODES.ACCESS_TOKEN_INVALID || errcode === WECHAT_ERRCODES.ACCESS_TOKEN_EXPIRED;
+}
