@@ -7,12 +7,14 @@ import type { Config } from "./config.js";
 import { type Broadcast, type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
 import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
+import { createAppAccessTokens } from "./identity/app-access-tokens.js";
 import { createAppRegistry } from "./identity/apps.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
 import { createDecryptUserData } from "./identity/decrypt-user-data.js";
 import { createKeyRing, type KeyRotationSettings, keepKeyRingFresh } from "./identity/key-ring.js";
 import { createLogin } from "./identity/login.js";
 import { createLogout } from "./identity/logout.js";
+import { createGetPhoneNumber } from "./identity/phone-number.js";
 import { createRefresh } from "./identity/refresh.js";
 import { createRevocations } from "./identity/revocations.js";
 import { createSessionKeyVault } from "./identity/session-keys.js";
@@ -193,8 +195,9 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       ttlMs: config.tokens.refreshIdleTtlSeconds * 1000,
       previousKeyGraceMs: 10 * 60 * 1000,
     });
+    const apps = createAppRegistry(config.wechat.apps);
     const login = createLogin({
-      apps: createAppRegistry(config.wechat.apps),
+      apps,
       codeExchange: createCodeExchange({
         wechat,
         kv,
@@ -227,7 +230,19 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     });
     const logout = createLogout({ revocations, keyRing, tokenSettings, clock });
     const decryptUserData = createDecryptUserData({ verifyToken, sessionKeys, clock });
-    const impl = createIdentityServiceImpl({ login, refresh, logout, verifyToken, decryptUserData }, log);
+    const appAccessTokens = createAppAccessTokens({
+      wechat,
+      kv,
+      sealer: createSealer(kek, "app-access-token"),
+      clock,
+      renewAheadMs: 4 * 60_000, // inside WeChat's last 5 minutes, when it hands out the next token
+      waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
+    });
+    const getPhoneNumber = createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat });
+    const impl = createIdentityServiceImpl(
+      { login, refresh, logout, verifyToken, decryptUserData, getPhoneNumber },
+      log,
+    );
 
     let serving = false;
     const grpcServer = createGrpcServer({

@@ -27,6 +27,7 @@ export const ERROR_REASONS = [
   "SIGNATURE_MISMATCH",
   "DATA_TOO_OLD",
   "SESSION_KEY_EXPIRED",
+  "INVALID_PHONE_CODE",
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

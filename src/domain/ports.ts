@@ -202,4 +202,12 @@ export interface WechatApi {
   code2Session(app: AppCredentials, code: string): Promise<Code2SessionResult>;
   /** The app's access_token (cgi-bin/stable_token); forceRefresh makes WeChat issue a new one. */
   stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken>;
+  /** The phone number behind a getPhoneNumber button code (wxa/business/getuserphonenumber). */
+  getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber>;
+}
+
+export interface PhoneNumber {
+  phoneNumber: string;
+  purePhoneNumber: string;
+  countryCode: string;
 }

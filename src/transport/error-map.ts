@@ -31,6 +31,7 @@ export const STATUS_OF_REASON: Record<ErrorReason, Code> = {
   SIGNATURE_MISMATCH: Code.InvalidArgument,
   DATA_TOO_OLD: Code.InvalidArgument,
   SESSION_KEY_EXPIRED: Code.FailedPrecondition,
+  INVALID_PHONE_CODE: Code.InvalidArgument,
 };
 
 function withInfo(message: string, code: Code, reason: string, metadata: Readonly<Record<string, string>>) {

@@ -6,6 +6,8 @@ import {
   ClaimsSchema,
   type DecryptUserDataResponse,
   DecryptUserDataResponseSchema,
+  type GetPhoneNumberResponse,
+  GetPhoneNumberResponseSchema,
   type IdentityService,
   type LoginResponse,
   LoginResponseSchema,
@@ -20,6 +22,7 @@ import {
 import type { DecryptUserData } from "../identity/decrypt-user-data.js";
 import type { Login } from "../identity/login.js";
 import type { Logout } from "../identity/logout.js";
+import type { GetPhoneNumber } from "../identity/phone-number.js";
 import type { Refresh } from "../identity/refresh.js";
 import type { IssuedTokens } from "../identity/token-pair.js";
 import type { VerifyToken } from "../identity/verify-token.js";
@@ -32,6 +35,7 @@ export interface UseCases {
   logout: Logout;
   verifyToken: VerifyToken;
   decryptUserData: DecryptUserData;
+  getPhoneNumber: GetPhoneNumber;
 }
 
 /**
@@ -110,6 +114,14 @@ export function createIdentityServiceImpl(
       });
       return create(LogoutResponseSchema);
     }),
+    getPhoneNumber: guard(
+      "GetPhoneNumber",
+      async (req): Promise<GetPhoneNumberResponse> =>
+        create(
+          GetPhoneNumberResponseSchema,
+          await useCases.getPhoneNumber({ accessToken: req.accessToken, phoneCode: req.phoneCode }),
+        ),
+    ),
     decryptUserData: guard("DecryptUserData", async (req): Promise<DecryptUserDataResponse> => {
       const result = await useCases.decryptUserData({
         accessToken: req.accessToken,

@@ -1,7 +1,13 @@
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { IdentityError } from "../domain/errors.js";
-import type { AppCredentials, Code2SessionResult, StableToken, WechatApi } from "../domain/ports.js";
+import type {
+  AppCredentials,
+  Code2SessionResult,
+  PhoneNumber,
+  StableToken,
+  WechatApi,
+} from "../domain/ports.js";
 import { appApiError, code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
 
 export interface WechatClientOptions {
@@ -150,8 +156,32 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     return { accessToken, expiresInSeconds: expiresIn };
   }
 
+  async function getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber> {
+    const query = new URLSearchParams({ access_token: accessToken });
+    const body = await requestJson(`${baseUrl()}/wxa/business/getuserphonenumber?${query}`, { code, openid });
+    const errcode = body.errcode ?? 0;
+    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    if (errcode === WECHAT_ERRCODES.INVALID_CODE) {
+      throw new IdentityError(
+        "INVALID_PHONE_CODE",
+        "phone_code is invalid, used or expired: it must be the code of the getPhoneNumber button event, not a wx.login() code",
+        { field: "phone_code", wechat_errcode: String(errcode) },
+      );
+    }
+    if (errcode !== 0) throw appApiError(errcode);
+    const info = body.phone_info as Record<string, unknown> | undefined;
+    const text = (value: unknown) => (typeof value === "string" && value.length <= 64 ? value : undefined);
+    const phoneNumber = text(info?.phoneNumber);
+    const purePhoneNumber = text(info?.purePhoneNumber);
+    const countryCode = text(info?.countryCode);
+    if (!phoneNumber || !purePhoneNumber || countryCode === undefined)
+      throw unavailable("answer without phone_info");
+    return { phoneNumber, purePhoneNumber, countryCode };
+  }
+
   return {
     stableToken,
+    getUserPhoneNumber,
     close() {
       agents.http.destroy();
       agents.https.destroy();

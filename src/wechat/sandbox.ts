@@ -13,6 +13,9 @@ import { WECHAT_ERRCODES } from "./errcodes.js";
  * HTTP surface (relative to where it is mounted, `/sandbox` in the embedded default):
  *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoints
  *   POST /cgi-bin/stable_token {"grant_type", "appid", "secret", "force_refresh"}
+ *   POST /wxa/business/getuserphonenumber?access_token {"code", "openid"?}
+ *   POST /phone-code {"openid", "appId"?, "phoneNumber"?} -> {"code"}
+ *                 what the getPhoneNumber button gives a device
  *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
  *                 what wx.login() gives a device
  *   POST /user-data {"openid", "appId"?, "data"?: {...}} -> {"encryptedData", "iv"}
@@ -51,7 +54,17 @@ export interface WechatSandbox {
   ): { encryptedData: string; iv: string };
   failNext(fault: SandboxFault, times?: number): void;
   setLatency(ms: number): void;
-  readonly stats: { code2SessionCalls: number; stableTokenCalls: number; forcedRefreshes: number };
+  readonly stats: {
+    code2SessionCalls: number;
+    stableTokenCalls: number;
+    forcedRefreshes: number;
+    phoneNumberCalls: number;
+  };
+  /**
+   * What the getPhoneNumber button gives a device: a single-use code, valid five minutes, for
+   * this user's phone number (a default one when none is given).
+   */
+  issuePhoneCode(input: { appId?: string; openid: string; phoneNumber?: string }): { code: string };
   /** Whether WeChat would accept this access_token for the app now (APIs that take one check it). */
   accessTokenValid(appId: string, token: string): boolean;
   reset(): void;
@@ -111,7 +124,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   const sessionKeys = new Map<string, string>();
   const faults: SandboxFault[] = [];
   let latencyMs = options.latencyMs ?? 0;
-  const stats = { code2SessionCalls: 0, stableTokenCalls: 0, forcedRefreshes: 0 };
+  const stats = { code2SessionCalls: 0, stableTokenCalls: 0, forcedRefreshes: 0, phoneNumberCalls: 0 };
   interface AccessToken {
     token: string;
     expiresAt: number;
@@ -119,6 +132,57 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     previous?: AccessToken;
   }
   const accessTokens = new Map<string, AccessToken>();
+  const phoneCodes = new Map<string, IssuedCode & { phoneNumber: string }>();
+
+  function accessTokenValid(appId: string, token: string): boolean {
+    const now = clock.now();
+    const current = accessTokens.get(appId);
+    return [current, current?.previous].some(
+      (t) => t !== undefined && t.token === token && t.expiresAt > now,
+    );
+  }
+
+  /** wxa/business/getuserphonenumber: the token names the app; the code is single-use, 5 minutes. */
+  function userPhoneNumber(token: string, body: Record<string, unknown>): { status: number; body: unknown } {
+    const appId = [...accessTokens.keys()].find((id) => accessTokenValid(id, token));
+    if (!appId) {
+      return {
+        status: 200,
+        body: {
+          errcode: WECHAT_ERRCODES.ACCESS_TOKEN_INVALID,
+          errmsg: "invalid credential, access_token is invalid or not latest",
+        },
+      };
+    }
+    const code = typeof body.code === "string" ? body.code : "";
+    const issued = phoneCodes.get(code);
+    const now = clock.now();
+    const openidMismatch =
+      typeof body.openid === "string" && body.openid !== "" && body.openid !== issued?.openid;
+    if (
+      !issued ||
+      issued.used ||
+      issued.appId !== appId ||
+      openidMismatch ||
+      now - issued.issuedAt > WECHAT_CODE_LIFETIME_MS
+    ) {
+      return { status: 200, body: { errcode: WECHAT_ERRCODES.INVALID_CODE, errmsg: "invalid code" } };
+    }
+    issued.used = true;
+    return {
+      status: 200,
+      body: {
+        errcode: 0,
+        errmsg: "ok",
+        phone_info: {
+          phoneNumber: issued.phoneNumber,
+          purePhoneNumber: issued.phoneNumber.replace(/^\+86 ?/, ""),
+          countryCode: "86",
+          watermark: { timestamp: Math.floor(now / 1000), appid: appId },
+        },
+      },
+    };
+  }
 
   function forgetExpiredCodes(now: number) {
     for (const [code, issued] of codes) {
@@ -219,12 +283,19 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     stats,
     issueCode,
     sessionKeyOf: (appId, openid) => sessionKeys.get(`${appId}/${openid}`),
-    accessTokenValid(appId, token) {
-      const now = clock.now();
-      const current = accessTokens.get(appId);
-      return [current, current?.previous].some(
-        (t) => t !== undefined && t.token === token && t.expiresAt > now,
-      );
+    accessTokenValid,
+    issuePhoneCode({ appId = defaultAppId, openid, phoneNumber = "+86 13800138000" }) {
+      if (!appId || !apps.has(appId)) throw new Error(`sandbox: unknown app ${appId ?? "(none configured)"}`);
+      const code = randomId(24).slice(0, 32);
+      phoneCodes.set(code, {
+        appId,
+        openid,
+        unionid: undefined,
+        issuedAt: clock.now(),
+        used: false,
+        phoneNumber,
+      });
+      return { code };
     },
     encryptUserData(appId, openid, data, watermark = {}) {
       const sessionKey = sessionKeys.get(`${appId}/${openid}`);
@@ -250,6 +321,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
       stats.code2SessionCalls = 0;
       stats.stableTokenCalls = 0;
       stats.forcedRefreshes = 0;
+      stats.phoneNumberCalls = 0;
     },
     async handle(req, res, path) {
       const url = new URL(path, "http://sandbox");
@@ -263,6 +335,33 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
               () => jscode2session(url.searchParams),
             );
             return true;
+          case "POST /wxa/business/getuserphonenumber": {
+            const body = await readJson(req);
+            await serveApi(
+              res,
+              () => stats.phoneNumberCalls++,
+              () => userPhoneNumber(url.searchParams.get("access_token") ?? "", body),
+            );
+            return true;
+          }
+          case "POST /phone-code": {
+            const body = await readJson(req);
+            const openid = optionalString(body.openid);
+            if (!openid) {
+              send(res, 400, { error: "openid is required" });
+              return true;
+            }
+            send(
+              res,
+              200,
+              sandbox.issuePhoneCode({
+                appId: optionalString(body.appId),
+                openid,
+                phoneNumber: optionalString(body.phoneNumber),
+              }),
+            );
+            return true;
+          }
           case "POST /cgi-bin/stable_token": {
             const body = await readJson(req);
             await serveApi(

@@ -17,7 +17,8 @@
 //
 //   UNAUTHENTICATED     TOKEN_INVALID, TOKEN_EXPIRED, TOKEN_REVOKED, REFRESH_TOKEN_REUSED,
 //                       INVALID_CODE (call wx.login again), CODE_USED (call wx.login again)
-//   INVALID_ARGUMENT    INVALID_ARGUMENT (metadata "field" names the field), UNKNOWN_APP;
+//   INVALID_ARGUMENT    INVALID_ARGUMENT (metadata "field" names the field), UNKNOWN_APP,
+//                       INVALID_PHONE_CODE;
 //                       DecryptUserData: BAD_BASE64, BAD_IV_LENGTH, DECRYPT_FAILED,
 //                       WATERMARK_MISMATCH, USER_MISMATCH, SIGNATURE_MISMATCH, DATA_TOO_OLD
 //   PERMISSION_DENIED   HIGH_RISK_USER (WeChat 40226), USER_DISABLED
@@ -41,7 +42,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEiPwoKQ2xpZW50SW5mbxIKCgJpcBgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJEhEKCWRldmljZV9pZBgDIAEoCSJVCgxMb2dpblJlcXVlc3QSDgoGYXBwX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiggEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiOQoPUmVmcmVzaFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpciJSCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCCIQCg5Mb2dvdXRSZXNwb25zZSIqChJWZXJpZnlUb2tlblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIjoKE1ZlcmlmeVRva2VuUmVzcG9uc2USIwoGY2xhaW1zGAEgASgLMhMuaWRlbnRpdHkudjEuQ2xhaW1zIt4BCgZDbGFpbXMSDwoHdXNlcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIOCgZvcGVuaWQYBCABKAkSDwoHdW5pb25pZBgFIAEoCRINCgVyb2xlcxgGIAMoCRIQCgh0b2tlbl9pZBgHIAEoCRItCglpc3N1ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpABChZEZWNyeXB0VXNlckRhdGFSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCRIQCghyYXdfZGF0YRgEIAEoCRIRCglzaWduYXR1cmUYBSABKAkSFwoPbWF4X2FnZV9zZWNvbmRzGAYgASgNInkKF0RlY3J5cHRVc2VyRGF0YVJlc3BvbnNlEiUKBGRhdGEYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBGpzb24YAiABKAkSKQoJd2F0ZXJtYXJrGAMgASgLMhYuaWRlbnRpdHkudjEuV2F0ZXJtYXJrIkoKCVdhdGVybWFyaxIOCgZhcHBfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKPAwoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElUKC1ZlcmlmeVRva2VuEh8uaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAuaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZSIDkAIBElwKD0RlY3J5cHRVc2VyRGF0YRIjLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QaJC5pZGVudGl0eS52MS5EZWNyeXB0VXNlckRhdGFSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEiPwoKQ2xpZW50SW5mbxIKCgJpcBgBIAEoCRISCgp1c2VyX2FnZW50GAIgASgJEhEKCWRldmljZV9pZBgDIAEoCSJVCgxMb2dpblJlcXVlc3QSDgoGYXBwX2lkGAEgASgJEgwKBGNvZGUYAiABKAkSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiggEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKDlJlZnJlc2hSZXF1ZXN0EhUKDXJlZnJlc2hfdG9rZW4YASABKAkiOQoPUmVmcmVzaFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpciJSCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCCIQCg5Mb2dvdXRSZXNwb25zZSIqChJWZXJpZnlUb2tlblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIjoKE1ZlcmlmeVRva2VuUmVzcG9uc2USIwoGY2xhaW1zGAEgASgLMhMuaWRlbnRpdHkudjEuQ2xhaW1zIt4BCgZDbGFpbXMSDwoHdXNlcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIOCgZvcGVuaWQYBCABKAkSDwoHdW5pb25pZBgFIAEoCRINCgVyb2xlcxgGIAMoCRIQCgh0b2tlbl9pZBgHIAEoCRItCglpc3N1ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpABChZEZWNyeXB0VXNlckRhdGFSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIWCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCRIKCgJpdhgDIAEoCRIQCghyYXdfZGF0YRgEIAEoCRIRCglzaWduYXR1cmUYBSABKAkSFwoPbWF4X2FnZV9zZWNvbmRzGAYgASgNInkKF0RlY3J5cHRVc2VyRGF0YVJlc3BvbnNlEiUKBGRhdGEYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBGpzb24YAiABKAkSKQoJd2F0ZXJtYXJrGAMgASgLMhYuaWRlbnRpdHkudjEuV2F0ZXJtYXJrIkoKCVdhdGVybWFyaxIOCgZhcHBfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJBChVHZXRQaG9uZU51bWJlclJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnBob25lX2NvZGUYAiABKAkiXwoWR2V0UGhvbmVOdW1iZXJSZXNwb25zZRIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRcHVyZV9waG9uZV9udW1iZXIYAiABKAkSFAoMY291bnRyeV9jb2RlGAMgASgJMuoDCg9JZGVudGl0eVNlcnZpY2USPgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlEkQKB1JlZnJlc2gSGy5pZGVudGl0eS52MS5SZWZyZXNoUmVxdWVzdBocLmlkZW50aXR5LnYxLlJlZnJlc2hSZXNwb25zZRJBCgZMb2dvdXQSGi5pZGVudGl0eS52MS5Mb2dvdXRSZXF1ZXN0GhsuaWRlbnRpdHkudjEuTG9nb3V0UmVzcG9uc2USVQoLVmVyaWZ5VG9rZW4SHy5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlcXVlc3QaIC5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlc3BvbnNlIgOQAgESXAoPRGVjcnlwdFVzZXJEYXRhEiMuaWRlbnRpdHkudjEuRGVjcnlwdFVzZXJEYXRhUmVxdWVzdBokLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlc3BvbnNlElkKDkdldFBob25lTnVtYmVyEiIuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXF1ZXN0GiMuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Where a login comes from. All fields are optional and informational: they are stored with the
@@ -590,6 +591,69 @@ export const WatermarkSchema: GenMessage<Watermark> = /*@__PURE__*/
   messageDesc(file_identity_v1_identity, 14);
 
 /**
+ * Request of GetPhoneNumber.
+ *
+ * @generated from message identity.v1.GetPhoneNumberRequest
+ */
+export type GetPhoneNumberRequest = Message<"identity.v1.GetPhoneNumberRequest"> & {
+  /**
+   * An access token of the user.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The `code` of the getPhoneNumber button event (single-use, valid five minutes).
+   *
+   * @generated from field: string phone_code = 2;
+   */
+  phoneCode: string;
+};
+
+/**
+ * Describes the message identity.v1.GetPhoneNumberRequest.
+ * Use `create(GetPhoneNumberRequestSchema)` to create a new message.
+ */
+export const GetPhoneNumberRequestSchema: GenMessage<GetPhoneNumberRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 15);
+
+/**
+ * Response of GetPhoneNumber.
+ *
+ * @generated from message identity.v1.GetPhoneNumberResponse
+ */
+export type GetPhoneNumberResponse = Message<"identity.v1.GetPhoneNumberResponse"> & {
+  /**
+   * With the country code, e.g. "+86 13800138000".
+   *
+   * @generated from field: string phone_number = 1;
+   */
+  phoneNumber: string;
+
+  /**
+   * Without the country code, e.g. "13800138000".
+   *
+   * @generated from field: string pure_phone_number = 2;
+   */
+  purePhoneNumber: string;
+
+  /**
+   * E.g. "86".
+   *
+   * @generated from field: string country_code = 3;
+   */
+  countryCode: string;
+};
+
+/**
+ * Describes the message identity.v1.GetPhoneNumberResponse.
+ * Use `create(GetPhoneNumberResponseSchema)` to create a new message.
+ */
+export const GetPhoneNumberResponseSchema: GenMessage<GetPhoneNumberResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 16);
+
+/**
  * Login, token verification and sessions for WeChat mini-program users.
  *
  * @generated from service identity.v1.IdentityService
@@ -662,6 +726,18 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof DecryptUserDataRequestSchema;
     output: typeof DecryptUserDataResponseSchema;
+  },
+  /**
+   * Gets the phone number a user shared through the mini-program's getPhoneNumber button, with
+   * the code of that button's event (not a wx.login code: INVALID_PHONE_CODE says so). Uses the
+   * app's access_token, which every instance shares; Login never needs it.
+   *
+   * @generated from rpc identity.v1.IdentityService.GetPhoneNumber
+   */
+  getPhoneNumber: {
+    methodKind: "unary";
+    input: typeof GetPhoneNumberRequestSchema;
+    output: typeof GetPhoneNumberResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);
