@@ -9,6 +9,7 @@ import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppAccessTokens } from "./identity/app-access-tokens.js";
 import { createAppRegistry } from "./identity/apps.js";
+import { createCheckSessionKey } from "./identity/check-session-key.js";
 import { createCodeExchange } from "./identity/code-exchange.js";
 import { createDecryptUserData } from "./identity/decrypt-user-data.js";
 import { createKeyRing, type KeyRotationSettings, keepKeyRingFresh } from "./identity/key-ring.js";
@@ -239,8 +240,15 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
     });
     const getPhoneNumber = createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat });
+    const checkSessionKey = createCheckSessionKey({
+      verifyToken,
+      apps,
+      sessionKeys,
+      appAccessTokens,
+      wechat,
+    });
     const impl = createIdentityServiceImpl(
-      { login, refresh, logout, verifyToken, decryptUserData, getPhoneNumber },
+      { login, refresh, logout, verifyToken, decryptUserData, getPhoneNumber, checkSessionKey },
       log,
     );
 

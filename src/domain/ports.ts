@@ -204,6 +204,8 @@ export interface WechatApi {
   stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken>;
   /** The phone number behind a getPhoneNumber button code (wxa/business/getuserphonenumber). */
   getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber>;
+  /** Whether WeChat still considers this the user's session_key (wxa/checksession). */
+  checkSessionKey(accessToken: string, openid: string, sessionKey: string): Promise<boolean>;
 }
 
 export interface PhoneNumber {

@@ -1,4 +1,4 @@
-import { createDecipheriv, createHash, timingSafeEqual } from "node:crypto";
+import { createDecipheriv, createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { IdentityError } from "./errors.js";
 
 /**
@@ -35,6 +35,13 @@ export function decodeDamagedBase64(field: string, value: string): Buffer {
 
 const badBase64 = (field: string, problem: string) =>
   new IdentityError("BAD_BASE64", `${field}: not valid base64: ${problem}`, { field });
+
+/** The service holds no current session_key for the user: only a new wx.login() gives one. */
+export const sessionKeyExpired = (why = "is no longer held") =>
+  new IdentityError(
+    "SESSION_KEY_EXPIRED",
+    `the session_key for this user ${why}: call wx.login() and log in again`,
+  );
 
 /** The one answer to every failure inside a decryption, so that none can serve as an oracle. */
 export const decryptFailed = () =>
@@ -90,6 +97,11 @@ export function rawDataSignature(rawData: string, sessionKey: string): string {
   return createHash("sha1")
     .update(rawData + sessionKey)
     .digest("hex");
+}
+
+/** checksession's signature: hex(hmac_sha256(key = the session_key as text, message)). */
+export function sessionKeySignature(sessionKey: string, message = ""): string {
+  return createHmac("sha256", sessionKey).update(message).digest("hex");
 }
 
 /** Compares a presented signature with the expected one in constant time. */

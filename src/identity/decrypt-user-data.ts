@@ -6,6 +6,7 @@ import {
   decryptFailed,
   decryptWithKey,
   rawDataSignature,
+  sessionKeyExpired,
   signatureMatches,
 } from "../domain/user-data.js";
 import type { SessionKeyVault } from "./session-keys.js";
@@ -50,12 +51,7 @@ export function createDecryptUserData(deps: {
       });
 
     let sessionKey = await deps.sessionKeys.current(claims.appId, claims.openid);
-    if (sessionKey === null) {
-      throw new IdentityError(
-        "SESSION_KEY_EXPIRED",
-        "the session_key for this user is no longer held: call wx.login() and log in again",
-      );
-    }
+    if (sessionKey === null) throw sessionKeyExpired();
     let result = decryptWithKey(sessionKey, iv, encrypted);
     if (!result) {
       // Encrypted on the device just before a wx.login() gave the user a new key?

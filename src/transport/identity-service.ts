@@ -3,6 +3,8 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { AccessClaims } from "../domain/tokens.js";
 import {
+  type CheckSessionKeyResponse,
+  CheckSessionKeyResponseSchema,
   ClaimsSchema,
   type DecryptUserDataResponse,
   DecryptUserDataResponseSchema,
@@ -19,6 +21,7 @@ import {
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
+import type { CheckSessionKey } from "../identity/check-session-key.js";
 import type { DecryptUserData } from "../identity/decrypt-user-data.js";
 import type { Login } from "../identity/login.js";
 import type { Logout } from "../identity/logout.js";
@@ -36,6 +39,7 @@ export interface UseCases {
   verifyToken: VerifyToken;
   decryptUserData: DecryptUserData;
   getPhoneNumber: GetPhoneNumber;
+  checkSessionKey: CheckSessionKey;
 }
 
 /**
@@ -113,6 +117,10 @@ export function createIdentityServiceImpl(
         allSessions: req.allSessions,
       });
       return create(LogoutResponseSchema);
+    }),
+    checkSessionKey: guard("CheckSessionKey", async (req): Promise<CheckSessionKeyResponse> => {
+      await useCases.checkSessionKey(req.accessToken);
+      return create(CheckSessionKeyResponseSchema);
     }),
     getPhoneNumber: guard(
       "GetPhoneNumber",

@@ -8,6 +8,7 @@ import type {
   StableToken,
   WechatApi,
 } from "../domain/ports.js";
+import { sessionKeySignature } from "../domain/user-data.js";
 import { appApiError, code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
 
 export interface WechatClientOptions {
@@ -179,9 +180,25 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     return { phoneNumber, purePhoneNumber, countryCode };
   }
 
+  async function checkSessionKey(accessToken: string, openid: string, sessionKey: string): Promise<boolean> {
+    const query = new URLSearchParams({
+      access_token: accessToken,
+      openid,
+      signature: sessionKeySignature(sessionKey),
+      sig_method: "hmac_sha256",
+    });
+    const body = await requestJson(`${baseUrl()}/wxa/checksession?${query}`);
+    const errcode = body.errcode ?? 0;
+    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    if (errcode === WECHAT_ERRCODES.INVALID_SIGNATURE) return false;
+    if (errcode !== 0) throw appApiError(errcode);
+    return true;
+  }
+
   return {
     stableToken,
     getUserPhoneNumber,
+    checkSessionKey,
     close() {
       agents.http.destroy();
       agents.https.destroy();

@@ -15,6 +15,7 @@ export const WECHAT_ERRCODES = {
   ACCESS_TOKEN_INVALID: 40001,
   ACCESS_TOKEN_EXPIRED: 42001,
   FORCED_REFRESH_LIMIT: 45009,
+  INVALID_SIGNATURE: 87009,
 } as const;
 
 /** An errcode of an API called with the app's access_token (or fetching it), other than code2Session's. */

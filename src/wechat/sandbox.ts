@@ -2,6 +2,7 @@ import { createCipheriv, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type AppCredentials, type Clock, systemClock, WECHAT_CODE_LIFETIME_MS } from "../domain/ports.js";
+import { sessionKeySignature } from "../domain/user-data.js";
 import { WECHAT_ERRCODES } from "./errcodes.js";
 
 /**
@@ -14,6 +15,7 @@ import { WECHAT_ERRCODES } from "./errcodes.js";
  *   GET  /sns/jscode2session?appid&secret&js_code&grant_type   WeChat's own endpoints
  *   POST /cgi-bin/stable_token {"grant_type", "appid", "secret", "force_refresh"}
  *   POST /wxa/business/getuserphonenumber?access_token {"code", "openid"?}
+ *   GET  /wxa/checksession?access_token&openid&signature&sig_method=hmac_sha256
  *   POST /phone-code {"openid", "appId"?, "phoneNumber"?} -> {"code"}
  *                 what the getPhoneNumber button gives a device
  *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
@@ -59,6 +61,7 @@ export interface WechatSandbox {
     stableTokenCalls: number;
     forcedRefreshes: number;
     phoneNumberCalls: number;
+    checkSessionCalls: number;
   };
   /**
    * What the getPhoneNumber button gives a device: a single-use code, valid five minutes, for
@@ -124,7 +127,13 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   const sessionKeys = new Map<string, string>();
   const faults: SandboxFault[] = [];
   let latencyMs = options.latencyMs ?? 0;
-  const stats = { code2SessionCalls: 0, stableTokenCalls: 0, forcedRefreshes: 0, phoneNumberCalls: 0 };
+  const stats = {
+    code2SessionCalls: 0,
+    stableTokenCalls: 0,
+    forcedRefreshes: 0,
+    phoneNumberCalls: 0,
+    checkSessionCalls: 0,
+  };
   interface AccessToken {
     token: string;
     expiresAt: number;
@@ -140,6 +149,30 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     return [current, current?.previous].some(
       (t) => t !== undefined && t.token === token && t.expiresAt > now,
     );
+  }
+
+  /** wxa/checksession: is the signature hmac_sha256(the user's current session_key, "")? */
+  function checkSession(query: URLSearchParams): { status: number; body: unknown } {
+    const appId = [...accessTokens.keys()].find((id) =>
+      accessTokenValid(id, query.get("access_token") ?? ""),
+    );
+    if (!appId) {
+      return {
+        status: 200,
+        body: { errcode: WECHAT_ERRCODES.ACCESS_TOKEN_INVALID, errmsg: "invalid credential" },
+      };
+    }
+    const sessionKey = sessionKeys.get(`${appId}/${query.get("openid") ?? ""}`);
+    const valid =
+      query.get("sig_method") === "hmac_sha256" &&
+      sessionKey !== undefined &&
+      query.get("signature") === sessionKeySignature(sessionKey);
+    return {
+      status: 200,
+      body: valid
+        ? { errcode: 0, errmsg: "ok" }
+        : { errcode: WECHAT_ERRCODES.INVALID_SIGNATURE, errmsg: "invalid signature" },
+    };
   }
 
   /** wxa/business/getuserphonenumber: the token names the app; the code is single-use, 5 minutes. */
@@ -322,6 +355,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
       stats.stableTokenCalls = 0;
       stats.forcedRefreshes = 0;
       stats.phoneNumberCalls = 0;
+      stats.checkSessionCalls = 0;
     },
     async handle(req, res, path) {
       const url = new URL(path, "http://sandbox");
@@ -333,6 +367,13 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
               res,
               () => stats.code2SessionCalls++,
               () => jscode2session(url.searchParams),
+            );
+            return true;
+          case "GET /wxa/checksession":
+            await serveApi(
+              res,
+              () => stats.checkSessionCalls++,
+              () => checkSession(url.searchParams),
             );
             return true;
           case "POST /wxa/business/getuserphonenumber": {

@@ -113,6 +113,35 @@ describe.each(BACKENDS)("GetPhoneNumber (%s backends)", (backend) => {
   });
 });
 
+describe.each(BACKENDS)("CheckSessionKey (%s backends)", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp(backend);
+  });
+  afterAll(() => t.stop());
+
+  it("answers OK while WeChat holds the same session_key, SESSION_KEY_EXPIRED once it changed", async () => {
+    const user = await login(t);
+    await t.connect.checkSessionKey({ accessToken: user.accessToken });
+    expect(t.sandbox.stats.checkSessionCalls).toBe(1);
+
+    // A wx.login() on the device whose code never reached us: WeChat's key moved on, ours is stale.
+    const { code } = t.sandbox.issueCode({ appId: APP.appId, openid: user.openid, rotateSessionKey: true });
+    expect(await connectFailure(t.connect.checkSessionKey({ accessToken: user.accessToken }))).toMatchObject({
+      code: Code.FailedPrecondition,
+      reason: "SESSION_KEY_EXPIRED",
+    });
+    expect(await grpcFailure(t.grpc.call("checkSessionKey", { accessToken: user.accessToken }))).toEqual({
+      code: grpc.status.FAILED_PRECONDITION,
+      reason: "SESSION_KEY_EXPIRED",
+    });
+
+    // Logging in with that code brings the service's key up to date.
+    const again = await t.connect.login({ appId: APP.appId, code });
+    await t.connect.checkSessionKey({ accessToken: again.tokens?.accessToken as string });
+  });
+});
+
 describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)(
   "GetPhoneNumber across instances (real backends)",
   () => {

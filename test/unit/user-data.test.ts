@@ -5,6 +5,7 @@ import {
   decodeDamagedBase64,
   decryptWithKey,
   rawDataSignature,
+  sessionKeySignature,
   signatureMatches,
 } from "../../src/domain/user-data.js";
 
@@ -25,6 +26,13 @@ describe("WeChat user data", () => {
     expect(signatureMatches("75E81CEDA165F4FFA64F4068AF58C64B8F54B88C", signature)).toBe(true);
     expect(signatureMatches("75e81ceda165f4ffa64f4068af58c64b8f54b88d", signature)).toBe(false);
     expect(signatureMatches("75e81ced", signature)).toBe(false);
+  });
+
+  it("signs for checksession as WeChat documents: hmac_sha256 keyed with the session_key text", () => {
+    expect(sessionKeySignature("o0q0otL8aEzpcZL/FT9WsQ==", '{"foo":"bar"}')).toBe(
+      "654571f79995b2ce1e149e53c0a33dc39c0a74090db514261454e8dbe432aa0b",
+    );
+    expect(sessionKeySignature("o0q0otL8aEzpcZL/FT9WsQ==")).toMatch(/^[0-9a-f]{64}$/); // checksession signs ""
   });
 
   it("repairs base64 damaged in transit", () => {
