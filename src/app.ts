@@ -25,6 +25,7 @@ import { createMemoryKeyValueStore } from "./store/memory/key-value-store.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "./store/pg/database.js";
 import { createPgSessionStore } from "./store/pg/session-store.js";
 import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
+import { createPgUserStore } from "./store/pg/user-store.js";
 import { createRedisBroadcast } from "./store/redis/broadcast.js";
 import { connectRedis } from "./store/redis/connection.js";
 import { createRedisKeyValueStore } from "./store/redis/key-value-store.js";
@@ -239,7 +240,13 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       renewAheadMs: 4 * 60_000, // inside WeChat's last 5 minutes, when it hands out the next token
       waitTimeoutMs: config.wechat.timeoutMs * 2 + 1000,
     });
-    const getPhoneNumber = createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat });
+    const getPhoneNumber = createGetPhoneNumber({
+      verifyToken,
+      apps,
+      appAccessTokens,
+      wechat,
+      users: guardPort(createPgUserStore(database.db), "postgres"),
+    });
     const checkSessionKey = createCheckSessionKey({
       verifyToken,
       apps,

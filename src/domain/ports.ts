@@ -15,8 +15,15 @@ export interface UserRecord {
   id: string;
   unionid: string | null;
   roles: string[];
+  phoneNumber: string | null;
   disabledAt: Date | null;
   createdAt: Date;
+}
+
+/** What the service changes about a user outside a login. */
+export interface UserStore {
+  /** Stores the user's phone number (replacing an earlier one). */
+  bindPhoneNumber(userId: string, phoneNumber: string): Promise<void>;
 }
 
 export interface WechatIdentity {

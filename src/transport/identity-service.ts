@@ -91,6 +91,7 @@ export function createIdentityServiceImpl(
           openid: user.openid,
           unionid: user.unionid ?? "",
           roles: user.roles,
+          phoneNumber: user.phoneNumber ?? "",
           createdAt: timestampFromMs(user.createdAt.getTime()),
         },
         newUser: result.newUser,
@@ -127,7 +128,11 @@ export function createIdentityServiceImpl(
       async (req): Promise<GetPhoneNumberResponse> =>
         create(
           GetPhoneNumberResponseSchema,
-          await useCases.getPhoneNumber({ accessToken: req.accessToken, phoneCode: req.phoneCode }),
+          await useCases.getPhoneNumber({
+            accessToken: req.accessToken,
+            phoneCode: req.phoneCode,
+            bind: req.bind,
+          }),
         ),
     ),
     decryptUserData: guard("DecryptUserData", async (req): Promise<DecryptUserDataResponse> => {

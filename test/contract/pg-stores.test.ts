@@ -12,6 +12,7 @@ import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/p
 import { users as usersTable, wechatIdentities } from "../../src/store/pg/schema.js";
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
+import { createPgUserStore } from "../../src/store/pg/user-store.js";
 import { createTestDatabase, REAL_DATABASE_URL, uniqueName } from "../helpers/backends.js";
 
 /** The Postgres stores, run against embedded PGlite and against the real server. */
@@ -216,6 +217,16 @@ function pgStoresContract(
         expect(await rotate(expired.refreshTokenHash, new Date(Date.now() + 5000))).toMatchObject({
           rotated: false,
         });
+      });
+    });
+
+    describe("UserStore", () => {
+      it("binds a phone number, which the next login's user carries", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const { user } = await login(identity);
+        expect(user.phoneNumber).toBeNull();
+        await createPgUserStore(handle.db).bindPhoneNumber(user.id, "+86 13912345678");
+        expect((await login(identity)).user.phoneNumber).toBe("+86 13912345678");
       });
     });
 

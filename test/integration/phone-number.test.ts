@@ -62,6 +62,30 @@ describe.each(BACKENDS)("GetPhoneNumber (%s backends)", (backend) => {
     expect(overGrpc.purePhoneNumber).toBe("13800138000");
   });
 
+  it("binds the number to the user when asked, and only then", async () => {
+    const issued = t.sandbox.issueCode({ appId: APP.appId });
+    const first = await t.connect.login({ appId: APP.appId, code: issued.code });
+    const accessToken = first.tokens?.accessToken as string;
+    expect(first.user?.phoneNumber).toBe("");
+    const ask = (phoneNumber: string, bind: boolean) =>
+      t.connect.getPhoneNumber({
+        accessToken,
+        phoneCode: t.sandbox.issuePhoneCode({ appId: APP.appId, openid: issued.openid, phoneNumber }).code,
+        bind,
+      });
+    const relogin = async () =>
+      (
+        await t.connect.login({
+          appId: APP.appId,
+          code: t.sandbox.issueCode({ appId: APP.appId, openid: issued.openid }).code,
+        })
+      ).user?.phoneNumber;
+    await ask("+86 13700000001", false);
+    expect(await relogin()).toBe("");
+    await ask("+86 13700000002", true);
+    expect(await relogin()).toBe("+86 13700000002");
+  });
+
   it("says a wx.login code is not a phone code; refuses used codes and other users' codes", async () => {
     const user = await login(t);
     const other = await login(t);

@@ -24,6 +24,8 @@ export const users = pgTable("users", {
   id: uuid("id").primaryKey().default(sql`gen_random_uuid()`),
   unionid: text("unionid").unique(),
   roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
+  /** Bound with GetPhoneNumber (bind = true). */
+  phoneNumber: text("phone_number"),
   disabledAt: ts("disabled_at"),
   createdAt: ts("created_at").notNull().defaultNow(),
 });

@@ -44,6 +44,7 @@ interface StartRow {
   id: string;
   unionid: string | null;
   roles: string[];
+  phone_number: string | null;
   disabled_at: Date | string | null;
   created_at: Date | string;
   created: boolean;
@@ -91,10 +92,10 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       new_user as (
         insert into users (id, unionid)
         select user_id, ${p("unionid")}::text from new_identity where user_id = ${p("newUserId")}::uuid
-        returning id, unionid, roles, disabled_at, created_at
+        returning id, unionid, roles, phone_number, disabled_at, created_at
       ),
       the_user as (
-        select u.id, u.unionid, u.roles, u.disabled_at, u.created_at
+        select u.id, u.unionid, u.roles, u.phone_number, u.disabled_at, u.created_at
         from users u where u.id in (select user_id from found union all select user_id from new_identity)
         union all
         select * from new_user
@@ -286,6 +287,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
             id: row.id,
             unionid: row.unionid,
             roles: row.roles,
+            phoneNumber: row.phone_number,
             disabledAt: row.disabled_at === null ? null : asDate(row.disabled_at),
             createdAt: asDate(row.created_at),
           };
