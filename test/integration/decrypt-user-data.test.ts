@@ -25,8 +25,13 @@ describe.each(BACKENDS)("DecryptUserData (%s backends)", (backend) => {
   };
   const decrypt = (request: Parameters<TestApp["connect"]["decryptUserData"]>[0]) =>
     t.connect.decryptUserData(request);
-  const failure = async (request: Parameters<TestApp["connect"]["decryptUserData"]>[0]) =>
-    connectFailure(decrypt(request));
+  /** A refused call, sent over Connect and over gRPC: both must give the same code and reason. */
+  const failure = async (request: Parameters<TestApp["connect"]["decryptUserData"]>[0]) => {
+    const overConnect = await connectFailure(decrypt(request));
+    const overGrpc = await grpcFailure(t.grpc.call("decryptUserData", request));
+    expect(overGrpc).toEqual({ code: overConnect.code as number, reason: overConnect.reason });
+    return overConnect;
+  };
 
   it("decrypts over Connect and gRPC: the JSON as sent, as a Struct, and the watermark", async () => {
     const user = await login();

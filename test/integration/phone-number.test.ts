@@ -121,6 +121,42 @@ describe.each(BACKENDS)("GetPhoneNumber (%s backends)", (backend) => {
     });
   });
 
+  it("reports WeChat's failures on demand as such, never as a bad code", async () => {
+    const user = await login(t);
+    const phoneCode = () => t.sandbox.issuePhoneCode({ appId: APP.appId, openid: user.openid }).code;
+    await t.connect.getPhoneNumber({ accessToken: user.accessToken, phoneCode: phoneCode() }); // token cached
+    for (const [fault, code, reason] of [
+      [45011, Code.ResourceExhausted, "WECHAT_RATE_LIMITED"],
+      [-1, Code.Unavailable, "WECHAT_UNAVAILABLE"],
+      ["http500", Code.Unavailable, "WECHAT_UNAVAILABLE"],
+      ["malformed", Code.Unavailable, "WECHAT_UNAVAILABLE"],
+    ] as const) {
+      t.sandbox.failNext(fault);
+      expect(
+        await connectFailure(
+          t.connect.getPhoneNumber({ accessToken: user.accessToken, phoneCode: phoneCode() }),
+        ),
+        String(fault),
+      ).toMatchObject({ code, reason });
+    }
+    // And the token fetch itself failing: the next instance to ask fetches again.
+    const fresh = await startTestApp(backend, { WECHAT_API_BASE_URL: t.sandboxUrl });
+    try {
+      const other = await login(fresh, t);
+      t.sandbox.failNext(40013);
+      expect(
+        await connectFailure(
+          fresh.connect.getPhoneNumber({
+            accessToken: other.accessToken,
+            phoneCode: t.sandbox.issuePhoneCode({ appId: APP.appId, openid: other.openid }).code,
+          }),
+        ),
+      ).toMatchObject({ code: Code.FailedPrecondition, reason: "WECHAT_APP_REJECTED" });
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it("recovers when another service knocks the app's access_token out: one forced refresh, then the call", async () => {
     const user = await login(t);
     await t.connect.getPhoneNumber({
