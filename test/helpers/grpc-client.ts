@@ -1,14 +1,5 @@
-import {
-  create,
-  type DescMessage,
-  fromBinary,
-  type MessageInitShape,
-  type MessageShape,
-} from "@bufbuild/protobuf";
-import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../../src/gen/google/rpc/status_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../../src/transport/grpc.js";
 
@@ -53,13 +44,4 @@ export function createGrpcClient(address: string) {
 }
 
 /** The google.rpc.ErrorInfo reason carried in a grpc-js error's trailers, if any. */
-export function grpcReason(err: unknown): string | undefined {
-  const bin = (err as grpc.ServiceError).metadata?.get("grpc-status-details-bin")[0];
-  if (!(bin instanceof Buffer)) return undefined;
-  const status = fromBinary(StatusSchema, bin);
-  for (const detail of status.details) {
-    const info = anyUnpack(detail, ErrorInfoSchema);
-    if (info) return info.reason;
-  }
-  return undefined;
-}
+export { reasonOfGrpcError as grpcReason } from "../../src/client/verifier.js";

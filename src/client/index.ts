@@ -1,0 +1,10 @@
+/** What callers of the identity service import: `wechat-identity/client`. */
+export { createIdentityClient, type IdentityClient } from "./identity-client.js";
+export {
+  createVerifier,
+  reasonOfGrpcError,
+  type VerifiedUser,
+  type Verifier,
+  type VerifierOptions,
+  VerifyError,
+} from "./verifier.js";

@@ -1,0 +1,104 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { protect } from "../../examples/protect-http-handler.js";
+import { createIdentityClient, createVerifier, VerifyError } from "../../src/client/index.js";
+import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+
+const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
+
+async function verifyError(promise: Promise<unknown>): Promise<VerifyError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(VerifyError);
+    return err as VerifyError;
+  }
+  throw new Error("expected the verification to fail");
+}
+
+/** The clients we ship for callers: the BFF's Connect client and the internal services' verifier. */
+describe.each(BACKENDS)("client package (%s backends)", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp(backend);
+  });
+  afterAll(() => t.stop());
+
+  const login = async () => {
+    const identity = createIdentityClient({ baseUrl: t.httpUrl, timeoutMs: 2000 });
+    const { code, openid } = t.sandbox.issueCode({ appId: APP.appId });
+    const response = await identity.login({
+      appId: APP.appId,
+      code,
+      client: { ip: "203.0.113.7", userAgent: "ua" },
+    });
+    return { identity, openid, tokens: response.tokens as NonNullable<typeof response.tokens> };
+  };
+
+  it("verifies a token over gRPC and hands back the user; refusals are typed", async () => {
+    const { identity, openid, tokens } = await login();
+    const verifier = createVerifier({ address: `127.0.0.1:${t.app.grpcPort}` });
+    try {
+      const user = await verifier.verify(tokens.accessToken);
+      expect(user).toMatchObject({ appId: APP.appId, openid });
+      expect(user.expiresAt).toBeGreaterThan(Date.now());
+
+      expect(await verifyError(verifier.verify("garbage"))).toMatchObject({
+        kind: "unauthenticated",
+        reason: "TOKEN_INVALID",
+      });
+      expect(await verifyError(verifier.verify(""))).toMatchObject({ kind: "invalid" });
+      await identity.logout({ accessToken: tokens.accessToken });
+      expect(await verifyError(verifier.verify(tokens.accessToken))).toMatchObject({
+        kind: "unauthenticated",
+        reason: "TOKEN_REVOKED",
+      });
+    } finally {
+      verifier.close();
+    }
+  });
+
+  it("guards an HTTP handler (examples/protect-http-handler.ts): 200 with the user, 401 with the reason", async () => {
+    const { tokens, openid } = await login();
+    const verifier = createVerifier({ address: `127.0.0.1:${t.app.grpcPort}` });
+    const server = createServer(protect(verifier, (_req, res, user) => res.end(user.openid)));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    try {
+      const ok = await fetch(url, { headers: { authorization: `Bearer ${tokens.accessToken}` } });
+      expect([ok.status, await ok.text()]).toEqual([200, openid]);
+      const missing = await fetch(url);
+      expect([missing.status, await missing.json()]).toEqual([401, { reason: "TOKEN_MISSING" }]);
+      const bad = await fetch(url, { headers: { authorization: "Bearer nope" } });
+      expect([bad.status, await bad.json()]).toEqual([401, { reason: "TOKEN_INVALID" }]);
+    } finally {
+      server.close();
+      verifier.close();
+    }
+  });
+
+  it("keeps positive answers for its cache TTL only, and reports an unreachable service as unavailable", async () => {
+    const { tokens } = await login();
+    const second = await startTestApp(backend); // a service the test can stop
+    const other = await (async () => {
+      const { code } = second.sandbox.issueCode({ appId: APP.appId });
+      return (await second.connect.login({ appId: APP.appId, code })).tokens?.accessToken as string;
+    })();
+    const cached = createVerifier({
+      address: `127.0.0.1:${second.app.grpcPort}`,
+      cacheTtlMs: 300,
+      deadlineMs: 500,
+    });
+    try {
+      await cached.verify(other);
+      await second.stop();
+      expect((await cached.verify(other)).appId).toBe(APP.appId); // from the cache
+      await new Promise((r) => setTimeout(r, 350));
+      expect(await verifyError(cached.verify(other))).toMatchObject({ kind: "unavailable" });
+      expect(await verifyError(cached.verify(tokens.accessToken))).toMatchObject({ kind: "unavailable" });
+    } finally {
+      cached.close();
+    }
+  });
+});
