@@ -1,0 +1,148 @@
+import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { IdentityClient } from "../../src/client/index.js";
+import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import type { TokenPair } from "../../src/gen/identity/v1/identity_pb.js";
+
+/**
+ * A reference BFF: the HTTP JSON API a mini-program talks to, in front of the identity service
+ * (over Connect). Errors carry the service's reason so the SDK knows what to do: 401 means
+ * refresh or log in again, 503 means the identity service is unreachable (keep the tokens).
+ *
+ *   POST /api/auth/login    {code}                     -> tokens and user
+ *   POST /api/auth/refresh  {refreshToken}             -> tokens
+ *   POST /api/auth/logout   {refreshToken?} + Bearer   -> 204
+ *   POST /api/auth/decrypt  {encryptedData, iv, rawData?, signature?} + Bearer -> {data}
+ *   POST /api/auth/phone    {code} + Bearer            -> {phoneNumber, ...}
+ *   GET  /api/me            Bearer                     -> the verified user
+ */
+export function createBff(identity: IdentityClient, options: { appId?: string } = {}): RequestListener {
+  const appId = options.appId ?? "";
+  return async (req, res) => {
+    try {
+      const route = `${req.method} ${new URL(req.url ?? "/", "http://bff").pathname}`;
+      const handler = routes[route];
+      if (!handler) return send(res, 404, { error: { code: "not_found", reason: "NO_SUCH_ROUTE" } });
+      await handler(identity, req, res, appId);
+    } catch (err) {
+      const e = ConnectError.from(err);
+      const reason = e.findDetails(ErrorInfoSchema)[0]?.reason ?? Code[e.code].toUpperCase();
+      send(res, httpStatusOf(e.code), { error: { code: Code[e.code], reason, message: e.rawMessage } });
+    }
+  };
+}
+
+type Handler = (
+  identity: IdentityClient,
+  req: IncomingMessage,
+  res: ServerResponse,
+  appId: string,
+) => Promise<void>;
+
+const routes: Record<string, Handler> = {
+  async "POST /api/auth/login"(identity, req, res, appId) {
+    const body = await readJson(req);
+    const { tokens, user, newUser } = await identity.login({
+      appId,
+      code: text(body.code),
+      client: { ip: clientIp(req), userAgent: req.headers["user-agent"] ?? "" },
+    });
+    send(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });
+  },
+  async "POST /api/auth/refresh"(identity, req, res) {
+    const { tokens } = await identity.refresh({ refreshToken: text((await readJson(req)).refreshToken) });
+    send(res, 200, tokenJson(tokens));
+  },
+  async "POST /api/auth/logout"(identity, req, res) {
+    const body = await readJson(req);
+    await identity.logout({ accessToken: bearer(req), refreshToken: text(body.refreshToken) });
+    send(res, 204);
+  },
+  async "POST /api/auth/decrypt"(identity, req, res) {
+    const body = await readJson(req);
+    const { data } = await identity.decryptUserData({
+      accessToken: bearer(req),
+      encryptedData: text(body.encryptedData),
+      iv: text(body.iv),
+      rawData: text(body.rawData),
+      signature: text(body.signature),
+    });
+    send(res, 200, { data });
+  },
+  async "POST /api/auth/phone"(identity, req, res) {
+    const { phoneNumber, purePhoneNumber, countryCode } = await identity.getPhoneNumber({
+      accessToken: bearer(req),
+      phoneCode: text((await readJson(req)).code),
+    });
+    send(res, 200, { phoneNumber, purePhoneNumber, countryCode });
+  },
+  async "GET /api/me"(identity, req, res) {
+    const { claims } = await identity.verifyToken({ accessToken: bearer(req) });
+    send(res, 200, { userId: claims?.userId, openid: claims?.openid, roles: claims?.roles });
+  },
+};
+
+/** Connect codes as HTTP statuses; an identity service that cannot answer is 503, never 401. */
+function httpStatusOf(code: Code): number {
+  switch (code) {
+    case Code.Unauthenticated:
+      return 401;
+    case Code.PermissionDenied:
+      return 403;
+    case Code.InvalidArgument:
+      return 400;
+    case Code.FailedPrecondition:
+      return 412;
+    case Code.ResourceExhausted:
+      return 429;
+    case Code.Aborted:
+      return 409;
+    case Code.Unavailable:
+    case Code.DeadlineExceeded:
+    case Code.Unknown:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+function tokenJson(tokens: TokenPair | undefined) {
+  return {
+    accessToken: tokens?.accessToken,
+    refreshToken: tokens?.refreshToken,
+    accessTokenExpiresAt: tokens?.accessTokenExpiresAt ? timestampMs(tokens.accessTokenExpiresAt) : undefined,
+  };
+}
+
+const text = (value: unknown) => (typeof value === "string" ? value : "");
+const bearer = (req: IncomingMessage) => /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
+/** The mini-program's address: the first X-Forwarded-For hop behind a proxy, else the socket's. */
+const clientIp = (req: IncomingMessage) =>
+  (req.headers["x-forwarded-for"]?.toString().split(",")[0] ?? req.socket.remoteAddress ?? "")
+    .trim()
+    .slice(0, 64);
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > 64 * 1024) throw new ConnectError("request body too large", Code.InvalidArgument);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    if (typeof value === "object" && value !== null && !Array.isArray(value))
+      return value as Record<string, unknown>;
+  } catch {
+    // falls through
+  }
+  throw new ConnectError("request body is not a JSON object", Code.InvalidArgument);
+}
+
+function send(res: ServerResponse, status: number, body?: unknown) {
+  if (body === undefined) return void res.writeHead(status).end();
+  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
+}
