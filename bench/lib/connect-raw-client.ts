@@ -1,5 +1,5 @@
-import { type ClientHttp2Session, connect } from "node:http2";
 import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
+import { createH2Pool } from "./h2-pool.js";
 
 /**
  * A minimal Connect-protocol client on node:http2 (unary, binary): a POST of the encoded request
@@ -8,14 +8,12 @@ import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/proto
  * this 2-core machine the load generator leaves more of the CPU to the service it measures.
  */
 export function createRawConnectClient(baseUrl: string, sessions = 4) {
-  const pool: ClientHttp2Session[] = Array.from({ length: sessions }, () => connect(baseUrl));
-  let turn = 0;
+  const pool = createH2Pool(baseUrl, sessions);
 
   /** Calls `/<service>/<method>` with an encoded request; decodes the answer with `output`. */
   function call<O extends DescMessage>(path: string, body: Uint8Array, output: O): Promise<MessageShape<O>> {
-    const session = pool[turn++ % pool.length] as ClientHttp2Session;
     return new Promise((resolve, reject) => {
-      const stream = session.request({
+      const stream = pool.next().request({
         ":method": "POST",
         ":path": path,
         "content-type": "application/proto",
@@ -40,8 +38,6 @@ export function createRawConnectClient(baseUrl: string, sessions = 4) {
 
   return {
     call,
-    close: () => {
-      for (const session of pool) session.close();
-    },
+    close: pool.close,
   };
 }

@@ -1,17 +1,15 @@
-import { type ClientHttp2Session, connect } from "node:http2";
+import { createH2Pool } from "./h2-pool.js";
 
 /**
  * A minimal gRPC caller on node:http2 (a lighter load source than a full client), for latency
  * percentiles. Resolves when the call ends with grpc-status 0, rejects otherwise.
  */
 export function createRawGrpcCaller(address: string, sessions = 4) {
-  const pool: ClientHttp2Session[] = Array.from({ length: sessions }, () => connect(`http://${address}`));
-  let turn = 0;
+  const pool = createH2Pool(`http://${address}`, sessions);
   return {
     call(path: string, frame: Buffer): Promise<void> {
-      const session = pool[turn++ % pool.length] as ClientHttp2Session;
       return new Promise((resolve, reject) => {
-        const stream = session.request({
+        const stream = pool.next().request({
           ":method": "POST",
           ":path": path,
           "content-type": "application/grpc",
@@ -31,8 +29,6 @@ export function createRawGrpcCaller(address: string, sessions = 4) {
         stream.end(frame);
       });
     },
-    close: () => {
-      for (const session of pool) session.close();
-    },
+    close: pool.close,
   };
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { IdentityClient } from "../../src/client/index.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import type { TokenPair } from "../../src/gen/identity/v1/identity_pb.js";
@@ -83,28 +84,12 @@ const routes: Record<string, Handler> = {
   },
 };
 
-/** Connect codes as HTTP statuses; an identity service that cannot answer is 503, never 401. */
+/**
+ * Connect's own mapping of codes to HTTP statuses, except that a deadline the identity service
+ * missed is 503 like any other outage (never a 401: the client must keep its tokens).
+ */
 function httpStatusOf(code: Code): number {
-  switch (code) {
-    case Code.Unauthenticated:
-      return 401;
-    case Code.PermissionDenied:
-      return 403;
-    case Code.InvalidArgument:
-      return 400;
-    case Code.FailedPrecondition:
-      return 412;
-    case Code.ResourceExhausted:
-      return 429;
-    case Code.Aborted:
-      return 409;
-    case Code.Unavailable:
-    case Code.DeadlineExceeded:
-    case Code.Unknown:
-      return 503;
-    default:
-      return 500;
-  }
+  return code === Code.DeadlineExceeded ? 503 : codeToHttpStatus(code);
 }
 
 function tokenJson(tokens: TokenPair | undefined) {

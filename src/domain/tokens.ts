@@ -202,6 +202,13 @@ export function verifyAccessToken(
   };
 }
 
+/** Could this be one of our access tokens at all (a signed JWT within the size cap)? */
+export function isAccessTokenShaped(token: string): boolean {
+  return (
+    token.length <= MAX_ACCESS_TOKEN_LENGTH && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)
+  );
+}
+
 /** A new opaque refresh token: 256 bits of randomness. Only its hash is ever stored. */
 export function newRefreshToken(): { token: string; hash: Buffer } {
   const token = randomBytes(32).toString("base64url");

@@ -41,17 +41,21 @@ export function createAppAccessTokens(deps: {
     return sealed === null ? null : (JSON.parse(deps.sealer.open(sealed)) as CachedToken);
   }
 
-  /** Fetches a token from WeChat under the lock; `stillWanted` re-checks once the lock is held. */
-  async function refresh(
-    app: AppCredentials,
-    force: boolean,
-    stillWanted: (current: CachedToken | null) => boolean,
-  ): Promise<CachedToken | null> {
+  /** No token yet, the one WeChat rejected, or one inside its renewal window. */
+  const needsRefresh = (token: CachedToken | null, rejected: string | undefined): boolean =>
+    token === null || token.token === rejected || token.expiresAt - deps.renewAheadMs <= deps.clock.now();
+
+  /**
+   * Under the lock, fetches a new token if the stored one still needs it (another instance may
+   * have refreshed meanwhile) and returns the token to use; null when another instance holds the
+   * lock.
+   */
+  async function refreshUnderLock(app: AppCredentials, rejected: string | undefined): Promise<string | null> {
     if (!(await deps.kv.setIfAbsent(lockKey(app), "refreshing", deps.waitTimeoutMs))) return null;
     try {
-      const current = await cached(app);
-      if (!stillWanted(current)) return current; // another instance refreshed meanwhile
-      const fetched = await deps.wechat.stableToken(app, force);
+      const latest = await cached(app);
+      if (latest !== null && !needsRefresh(latest, rejected)) return latest.token;
+      const fetched = await deps.wechat.stableToken(app, rejected !== undefined);
       const token = {
         token: fetched.accessToken,
         expiresAt: deps.clock.now() + fetched.expiresInSeconds * 1000,
@@ -61,7 +65,7 @@ export function createAppAccessTokens(deps: {
         deps.sealer.seal(JSON.stringify(token)),
         fetched.expiresInSeconds * 1000,
       );
-      return token;
+      return token.token;
     } finally {
       await deps.kv.delete(lockKey(app)).catch(() => {});
     }
@@ -71,23 +75,13 @@ export function createAppAccessTokens(deps: {
   async function current(app: AppCredentials, rejected?: string): Promise<string> {
     const deadline = deps.clock.now() + deps.waitTimeoutMs;
     for (;;) {
-      const now = deps.clock.now();
       const token = await cached(app);
-      const usable = token !== null && token.token !== rejected && token.expiresAt > now;
-      const fresh = usable && token.expiresAt - deps.renewAheadMs > now;
-      if (fresh) return token.token;
-      const refreshed = await refresh(
-        app,
-        rejected !== undefined,
-        (latest) =>
-          latest === null ||
-          latest.token === rejected ||
-          latest.expiresAt - deps.renewAheadMs <= deps.clock.now(),
-      );
-      if (refreshed && refreshed.token !== rejected && refreshed.expiresAt > deps.clock.now())
-        return refreshed.token;
-      // Another instance holds the lock: the cached token still works, or wait for the new one.
-      if (usable) return token.token;
+      if (token !== null && !needsRefresh(token, rejected)) return token.token;
+      const refreshed = await refreshUnderLock(app, rejected);
+      if (refreshed !== null) return refreshed;
+      // Another instance is refreshing: a token WeChat still accepts will do, else wait for the new one.
+      if (token !== null && token.token !== rejected && token.expiresAt > deps.clock.now())
+        return token.token;
       if (deps.clock.now() > deadline) {
         throw new IdentityError("WECHAT_UNAVAILABLE", "WeChat's access_token could not be obtained in time");
       }
@@ -96,9 +90,6 @@ export function createAppAccessTokens(deps: {
   }
 
   return {
-    /** The app's current access_token. */
-    get: (app: AppCredentials) => current(app),
-
     /**
      * Runs a WeChat call with the app's access_token. If WeChat rejects the token as invalid or
      * expired, it is replaced (once, by one instance) and the call is made once more.

@@ -50,15 +50,19 @@ export function createDecryptUserData(deps: {
         field: "iv",
       });
 
-    let sessionKey = await deps.sessionKeys.current(claims.appId, claims.openid);
-    if (sessionKey === null) throw sessionKeyExpired();
-    let result = decryptWithKey(sessionKey, iv, encrypted);
+    const current = await deps.sessionKeys.current(claims.appId, claims.openid);
+    if (current === null) throw sessionKeyExpired();
+    let sessionKey = current;
+    let result = decryptWithKey(current, iv, encrypted);
     if (!result) {
       // Encrypted on the device just before a wx.login() gave the user a new key?
-      sessionKey = await deps.sessionKeys.previous(claims.appId, claims.openid);
-      result = sessionKey === null ? undefined : decryptWithKey(sessionKey, iv, encrypted);
+      const previous = await deps.sessionKeys.previous(claims.appId, claims.openid);
+      if (previous !== null) {
+        sessionKey = previous;
+        result = decryptWithKey(previous, iv, encrypted);
+      }
     }
-    if (!result || sessionKey === null) throw decryptFailed();
+    if (!result) throw decryptFailed();
 
     if (result.watermark.appId !== claims.appId) {
       throw new IdentityError("WATERMARK_MISMATCH", "the data was produced for another mini-program", {

@@ -2,15 +2,13 @@ import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, SessionTarget } from "../domain/ports.js";
 import {
   hashRefreshToken,
+  isAccessTokenShaped,
   isRefreshTokenShaped,
-  MAX_ACCESS_TOKEN_LENGTH,
   type TokenSettings,
   verifyAccessToken,
 } from "../domain/tokens.js";
 import type { KeyRing } from "./key-ring.js";
 import type { Revocations } from "./revocations.js";
-
-const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 export interface LogoutInput {
   accessToken: string;
@@ -52,8 +50,7 @@ export function createLogout(deps: {
     const { accessToken, refreshToken } = input;
     if (!accessToken && !refreshToken)
       throw invalidArgument("access_token", "an access_token or a refresh_token is required");
-    if (accessToken && (accessToken.length > MAX_ACCESS_TOKEN_LENGTH || !JWT_SHAPE.test(accessToken)))
-      throw invalidArgument("access_token", "not a JWT");
+    if (accessToken && !isAccessTokenShaped(accessToken)) throw invalidArgument("access_token", "not a JWT");
     if (refreshToken && !isRefreshTokenShaped(refreshToken))
       throw invalidArgument("refresh_token", "not a refresh token issued by this service");
 

@@ -9,7 +9,7 @@ import type {
   WechatApi,
 } from "../domain/ports.js";
 import { sessionKeySignature } from "../domain/user-data.js";
-import { appApiError, code2SessionError, WECHAT_ERRCODES } from "./errcodes.js";
+import { code2SessionError, WECHAT_ERRCODES, wechatError } from "./errcodes.js";
 
 export interface WechatClientOptions {
   /**
@@ -23,6 +23,13 @@ export interface WechatClientOptions {
 }
 
 const MAX_BODY_BYTES = 64 * 1024;
+
+/** WeChat's errcode (absent means 0, success); anything but a number is a malformed answer. */
+function errcodeOf(body: Record<string, unknown>): number {
+  const errcode = body.errcode ?? 0;
+  if (typeof errcode !== "number") throw unavailable("malformed answer");
+  return errcode;
+}
 
 const unavailable = (why: string) => new IdentityError("WECHAT_UNAVAILABLE", `WeChat is unavailable: ${why}`);
 
@@ -123,8 +130,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       grant_type: "authorization_code",
     });
     const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`);
-    const errcode = body.errcode ?? 0;
-    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    const errcode = errcodeOf(body);
     if (errcode !== 0) throw code2SessionError(errcode);
     const { openid, session_key: sessionKey, unionid } = body;
     if (typeof openid !== "string" || openid.length === 0 || openid.length > 128) {
@@ -146,9 +152,8 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       secret: app.appSecret,
       force_refresh: forceRefresh,
     });
-    const errcode = body.errcode ?? 0;
-    if (typeof errcode !== "number") throw unavailable("malformed answer");
-    if (errcode !== 0) throw appApiError(errcode);
+    const errcode = errcodeOf(body);
+    if (errcode !== 0) throw wechatError(errcode);
     const { access_token: accessToken, expires_in: expiresIn } = body;
     if (typeof accessToken !== "string" || accessToken.length === 0 || accessToken.length > 2048) {
       throw unavailable("answer without access_token");
@@ -160,8 +165,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
   async function getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber> {
     const query = new URLSearchParams({ access_token: accessToken });
     const body = await requestJson(`${baseUrl()}/wxa/business/getuserphonenumber?${query}`, { code, openid });
-    const errcode = body.errcode ?? 0;
-    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    const errcode = errcodeOf(body);
     if (errcode === WECHAT_ERRCODES.INVALID_CODE) {
       throw new IdentityError(
         "INVALID_PHONE_CODE",
@@ -169,7 +173,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
         { field: "phone_code", wechat_errcode: String(errcode) },
       );
     }
-    if (errcode !== 0) throw appApiError(errcode);
+    if (errcode !== 0) throw wechatError(errcode);
     const info = body.phone_info as Record<string, unknown> | undefined;
     const text = (value: unknown) => (typeof value === "string" && value.length <= 64 ? value : undefined);
     const phoneNumber = text(info?.phoneNumber);
@@ -188,10 +192,9 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       sig_method: "hmac_sha256",
     });
     const body = await requestJson(`${baseUrl()}/wxa/checksession?${query}`);
-    const errcode = body.errcode ?? 0;
-    if (typeof errcode !== "number") throw unavailable("malformed answer");
+    const errcode = errcodeOf(body);
     if (errcode === WECHAT_ERRCODES.INVALID_SIGNATURE) return false;
-    if (errcode !== 0) throw appApiError(errcode);
+    if (errcode !== 0) throw wechatError(errcode);
     return true;
   }
 

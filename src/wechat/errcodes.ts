@@ -18,8 +18,11 @@ export const WECHAT_ERRCODES = {
   INVALID_SIGNATURE: 87009,
 } as const;
 
-/** An errcode of an API called with the app's access_token (or fetching it), other than code2Session's. */
-export function appApiError(errcode: number): IdentityError {
+/**
+ * The errcodes every WeChat API shares (app credentials, rate limits); anything else means
+ * WeChat is unavailable. API-specific errcodes are mapped by their callers first.
+ */
+export function wechatError(errcode: number): IdentityError {
   const metadata = { wechat_errcode: String(errcode) };
   switch (errcode) {
     case WECHAT_ERRCODES.INVALID_APPID:
@@ -57,14 +60,7 @@ export function code2SessionError(errcode: number): IdentityError {
       );
     case WECHAT_ERRCODES.HIGH_RISK_USER:
       return new IdentityError("HIGH_RISK_USER", "WeChat blocked this login as high risk", metadata);
-    case WECHAT_ERRCODES.INVALID_APPID:
-    case WECHAT_ERRCODES.INVALID_SECRET:
-      return new IdentityError(
-        "WECHAT_APP_REJECTED",
-        "WeChat rejected the app credentials: check the service's app configuration",
-        metadata,
-      );
     default:
-      return new IdentityError("WECHAT_UNAVAILABLE", `WeChat answered errcode ${errcode}`, metadata);
+      return wechatError(errcode);
   }
 }

@@ -151,17 +151,30 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     );
   }
 
+  /** The app an access_token belongs to, or WeChat's 40001 answer for a token it does not accept. */
+  function appOfAccessToken(
+    token: string,
+  ): { appId: string } | { rejected: { status: number; body: unknown } } {
+    const appId = [...accessTokens.keys()].find((id) => accessTokenValid(id, token));
+    if (appId) return { appId };
+    const body = {
+      errcode: WECHAT_ERRCODES.ACCESS_TOKEN_INVALID,
+      errmsg: "invalid credential, access_token is invalid or not latest",
+    };
+    return { rejected: { status: 200, body } };
+  }
+
+  /** The app a device-side call names (or the only one); a programming error in a test otherwise. */
+  function knownApp(appId: string | undefined): string {
+    if (!appId || !apps.has(appId)) throw new Error(`sandbox: unknown app ${appId ?? "(none configured)"}`);
+    return appId;
+  }
+
   /** wxa/checksession: is the signature hmac_sha256(the user's current session_key, "")? */
   function checkSession(query: URLSearchParams): { status: number; body: unknown } {
-    const appId = [...accessTokens.keys()].find((id) =>
-      accessTokenValid(id, query.get("access_token") ?? ""),
-    );
-    if (!appId) {
-      return {
-        status: 200,
-        body: { errcode: WECHAT_ERRCODES.ACCESS_TOKEN_INVALID, errmsg: "invalid credential" },
-      };
-    }
+    const caller = appOfAccessToken(query.get("access_token") ?? "");
+    if ("rejected" in caller) return caller.rejected;
+    const { appId } = caller;
     const sessionKey = sessionKeys.get(`${appId}/${query.get("openid") ?? ""}`);
     const valid =
       query.get("sig_method") === "hmac_sha256" &&
@@ -177,16 +190,9 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
 
   /** wxa/business/getuserphonenumber: the token names the app; the code is single-use, 5 minutes. */
   function userPhoneNumber(token: string, body: Record<string, unknown>): { status: number; body: unknown } {
-    const appId = [...accessTokens.keys()].find((id) => accessTokenValid(id, token));
-    if (!appId) {
-      return {
-        status: 200,
-        body: {
-          errcode: WECHAT_ERRCODES.ACCESS_TOKEN_INVALID,
-          errmsg: "invalid credential, access_token is invalid or not latest",
-        },
-      };
-    }
+    const caller = appOfAccessToken(token);
+    if ("rejected" in caller) return caller.rejected;
+    const { appId } = caller;
     const code = typeof body.code === "string" ? body.code : "";
     const issued = phoneCodes.get(code);
     const now = clock.now();
@@ -225,8 +231,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   }
 
   function issueCode(input: IssueCodeInput = {}) {
-    const appId = input.appId ?? defaultAppId;
-    if (!appId || !apps.has(appId)) throw new Error(`sandbox: unknown app ${appId ?? "(none configured)"}`);
+    const appId = knownApp(input.appId ?? defaultAppId);
     const openid = input.openid ?? `o${randomId(20)}`;
     const userKey = `${appId}/${openid}`;
     if (input.rotateSessionKey || !sessionKeys.has(userKey)) {
@@ -267,7 +272,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
   /** Answers one WeChat API call, after the configured latency and any queued fault. */
   async function serveApi(
     res: ServerResponse,
-    count: () => void,
+    counter: keyof typeof stats,
     answer: () => { status: number; body: unknown },
   ) {
     if (latencyMs > 0) await new Promise((resolve) => setTimeout(resolve, latencyMs));
@@ -275,7 +280,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     if (fault === "hang") return; // never answers; the client's timeout must fire
     if (fault === "http500") return send(res, 500, "<html>Internal Server Error</html>");
     if (fault === "malformed") return send(res, 200, "<html>not json</html>");
-    count();
+    stats[counter]++;
     if (typeof fault === "number") return send(res, 200, { errcode: fault, errmsg: "sandbox fault" });
     const { status, body } = answer();
     send(res, status, body);
@@ -317,8 +322,8 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     issueCode,
     sessionKeyOf: (appId, openid) => sessionKeys.get(`${appId}/${openid}`),
     accessTokenValid,
-    issuePhoneCode({ appId = defaultAppId, openid, phoneNumber = "+86 13800138000" }) {
-      if (!appId || !apps.has(appId)) throw new Error(`sandbox: unknown app ${appId ?? "(none configured)"}`);
+    issuePhoneCode({ appId: requested, openid, phoneNumber = "+86 13800138000" }) {
+      const appId = knownApp(requested ?? defaultAppId);
       const code = randomId(24).slice(0, 32);
       phoneCodes.set(code, {
         appId,
@@ -351,11 +356,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
     reset() {
       faults.length = 0;
       latencyMs = options.latencyMs ?? 0;
-      stats.code2SessionCalls = 0;
-      stats.stableTokenCalls = 0;
-      stats.forcedRefreshes = 0;
-      stats.phoneNumberCalls = 0;
-      stats.checkSessionCalls = 0;
+      for (const name of Object.keys(stats) as Array<keyof typeof stats>) stats[name] = 0;
     },
     async handle(req, res, path) {
       const url = new URL(path, "http://sandbox");
@@ -363,25 +364,15 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
       try {
         switch (route) {
           case "GET /sns/jscode2session":
-            await serveApi(
-              res,
-              () => stats.code2SessionCalls++,
-              () => jscode2session(url.searchParams),
-            );
+            await serveApi(res, "code2SessionCalls", () => jscode2session(url.searchParams));
             return true;
           case "GET /wxa/checksession":
-            await serveApi(
-              res,
-              () => stats.checkSessionCalls++,
-              () => checkSession(url.searchParams),
-            );
+            await serveApi(res, "checkSessionCalls", () => checkSession(url.searchParams));
             return true;
           case "POST /wxa/business/getuserphonenumber": {
             const body = await readJson(req);
-            await serveApi(
-              res,
-              () => stats.phoneNumberCalls++,
-              () => userPhoneNumber(url.searchParams.get("access_token") ?? "", body),
+            await serveApi(res, "phoneNumberCalls", () =>
+              userPhoneNumber(url.searchParams.get("access_token") ?? "", body),
             );
             return true;
           }
@@ -405,11 +396,7 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
           }
           case "POST /cgi-bin/stable_token": {
             const body = await readJson(req);
-            await serveApi(
-              res,
-              () => stats.stableTokenCalls++,
-              () => stableToken(body),
-            );
+            await serveApi(res, "stableTokenCalls", () => stableToken(body));
             return true;
           }
           case "POST /login": {

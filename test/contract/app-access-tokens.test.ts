@@ -42,6 +42,10 @@ function appAccessTokensContract(
       await server.close();
     });
 
+    /** The token a WeChat call of this instance would be made with. */
+    const tokenOf = (instance: ReturnType<typeof createAppAccessTokens> | undefined) =>
+      (instance as ReturnType<typeof createAppAccessTokens>).withToken(APP, async (token) => token);
+
     /** A WeChat API that takes the token: it answers 40001 for a token WeChat no longer accepts. */
     const callWechat = async (token: string) => {
       if (!server.sandbox.accessTokenValid(APP.appId, token)) {
@@ -54,7 +58,7 @@ function appAccessTokensContract(
 
     it("fetches one token for all instances, however many ask at once", async () => {
       server.sandbox.setLatency(50);
-      const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => instances[i % 3]?.get(APP)));
+      const tokens = await Promise.all(Array.from({ length: 30 }, (_, i) => tokenOf(instances[i % 3])));
       server.sandbox.setLatency(0);
       expect(new Set(tokens).size).toBe(1);
       expect(server.sandbox.stats.stableTokenCalls).toBe(1);
@@ -62,15 +66,15 @@ function appAccessTokensContract(
     });
 
     it("renews ahead of expiry, once, while the old token still works", async () => {
-      const before = await instances[0]?.get(APP);
+      const before = await tokenOf(instances[0]);
       const calls = server.sandbox.stats.stableTokenCalls;
       // Inside our 4-minute renewal window, so inside WeChat's 5 minutes, when it issues the next token.
       clock.advance(7200_000 - 3 * 60_000);
       // One instance renews; the others, finding the lock taken, go on with the still-valid token.
-      const during = await Promise.all(instances.map((i) => i.get(APP)));
+      const during = await Promise.all(instances.map((i) => tokenOf(i)));
       for (const token of during) expect(server.sandbox.accessTokenValid(APP.appId, token)).toBe(true);
       expect(server.sandbox.stats.stableTokenCalls).toBe(calls + 1);
-      const renewed = await Promise.all(instances.map((i) => i.get(APP)));
+      const renewed = await Promise.all(instances.map((i) => tokenOf(i)));
       expect(new Set(renewed).size).toBe(1);
       expect(renewed[0]).not.toBe(before);
       expect(server.sandbox.stats.stableTokenCalls).toBe(calls + 1);
@@ -79,7 +83,7 @@ function appAccessTokensContract(
     });
 
     it("replaces a token knocked out by a forced refresh elsewhere: once, then retries the call", async () => {
-      const mine = await instances[0]?.get(APP);
+      const mine = await tokenOf(instances[0]);
       await clients[0]?.stableToken(APP, true); // another service forces a new token
       expect(server.sandbox.accessTokenValid(APP.appId, mine as string)).toBe(false);
       const forcedBefore = server.sandbox.stats.forcedRefreshes;
@@ -110,7 +114,9 @@ function appAccessTokensContract(
         renewAheadMs: 60_000,
         waitTimeoutMs: 1000,
       });
-      await expect(fresh.get(wrong)).rejects.toMatchObject({ reason: "WECHAT_APP_REJECTED" });
+      await expect(fresh.withToken(wrong, async (token) => token)).rejects.toMatchObject({
+        reason: "WECHAT_APP_REJECTED",
+      });
     });
   });
 }
