@@ -52,6 +52,12 @@ export interface VerifierOptions {
   cacheTtlMs?: number;
   /** Most answers kept. Default 10,000. */
   cacheSize?: number;
+  /**
+   * Longest pause between attempts to reconnect to a service that went away. grpc-js waits up
+   * to 120 s by default, which would keep refusing calls long after the service is back.
+   * Default 2000 ms.
+   */
+  maxReconnectBackoffMs?: number;
   /** Default insecure (inside a trusted network); pass TLS credentials otherwise. */
   credentials?: grpc.ChannelCredentials;
 }
@@ -69,7 +75,11 @@ export function createVerifier(options: VerifierOptions) {
   const cache = new LruCache<string, { user: VerifiedUser; until: number }>(options.cacheSize ?? 10_000);
   const method = IdentityService.method.verifyToken;
   const definition = grpcMethodDefinition(IdentityService, method);
-  const client = new grpc.Client(options.address, options.credentials ?? grpc.credentials.createInsecure());
+  const maxBackoffMs = options.maxReconnectBackoffMs ?? 2000;
+  const client = new grpc.Client(options.address, options.credentials ?? grpc.credentials.createInsecure(), {
+    "grpc.initial_reconnect_backoff_ms": Math.min(200, maxBackoffMs),
+    "grpc.max_reconnect_backoff_ms": maxBackoffMs,
+  });
 
   function call(accessToken: string): Promise<VerifyTokenResponse> {
     return new Promise((resolve, reject) => {

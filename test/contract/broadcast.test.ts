@@ -5,14 +5,7 @@ import { createLocalBroadcast } from "../../src/store/memory/broadcast.js";
 import { createRedisBroadcast } from "../../src/store/redis/broadcast.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { REAL_REDIS_URL, uniqueName } from "../helpers/backends.js";
-
-async function eventually(check: () => boolean, what: string, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { eventually } from "../helpers/eventually.js";
 
 /** Two instances of one deployment: what one publishes, the other (and itself) receives. */
 function broadcastContract(

@@ -1,3 +1,6 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type RunningApp, startApp } from "../../src/app.js";
@@ -43,6 +46,10 @@ export interface TestApp {
   grpc: ReturnType<typeof createGrpcClient>;
   log: ReturnType<typeof memoryLogger>;
   httpUrl: string;
+  /** Stops the service (servers and connections) but keeps its storage and the sandbox. */
+  pause(): Promise<void>;
+  /** Starts the paused service again on the same ports with the same storage and clock. */
+  resume(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -58,9 +65,12 @@ export async function startTestApp(
     clock?: Clock;
     /** Another instance of the same deployment: its database and Redis key prefix, not new ones. */
     shareStorageWith?: TestApp;
+    /** Embedded backend: PGlite in a temporary folder instead of memory, so resume() keeps the data. */
+    persistentData?: boolean;
   } = {},
 ): Promise<TestApp> {
   const wechat = await startSandboxServer({ apps: TEST_APPS });
+  const dataDir = options.persistentData ? await mkdtemp(join(tmpdir(), "identity-test-")) : undefined;
   const shared = options.shareStorageWith?.config;
   const database =
     backend === "real" && !shared ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
@@ -68,7 +78,7 @@ export async function startTestApp(
     GRPC_PORT: "0",
     HTTP_PORT: "0",
     HOST: "127.0.0.1",
-    DATA_DIR: "memory://",
+    DATA_DIR: dataDir ?? "memory://",
     WECHAT_APPS: JSON.stringify(TEST_APPS),
     WECHAT_API_BASE_URL: wechat.baseUrl,
     WECHAT_TIMEOUT_MS: "1000",
@@ -86,7 +96,8 @@ export async function startTestApp(
     ...env,
   });
   const log = memoryLogger();
-  const app = await startApp(config, { log, clock: options.clock });
+  let app = await startApp(config, { log, clock: options.clock });
+  let paused = false;
   const httpUrl = `http://127.0.0.1:${app.httpPort}`;
   const connect = createClient(
     IdentityService,
@@ -94,7 +105,9 @@ export async function startTestApp(
   );
   const grpc = createGrpcClient(`127.0.0.1:${app.grpcPort}`);
   return {
-    app,
+    get app() {
+      return app;
+    },
     config,
     sandbox: wechat.sandbox,
     sandboxUrl: wechat.baseUrl,
@@ -102,11 +115,25 @@ export async function startTestApp(
     grpc,
     log,
     httpUrl,
+    async pause() {
+      if (config.dataDir === "memory://" && !config.databaseUrl)
+        throw new Error("resume() would lose the in-memory database: start with persistentData");
+      paused = true;
+      await app.stop();
+    },
+    async resume() {
+      app = await startApp(
+        { ...config, grpcPort: app.grpcPort, httpPort: app.httpPort },
+        { log, clock: options.clock },
+      );
+      paused = false;
+    },
     async stop() {
       grpc.close();
-      await app.stop();
+      if (!paused) await app.stop();
       await wechat.close();
       await database?.drop();
+      if (dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -69,9 +69,15 @@ describe.each(BACKENDS)("client package (%s backends)", (backend) => {
       const ok = await fetch(url, { headers: { authorization: `Bearer ${tokens.accessToken}` } });
       expect([ok.status, await ok.text()]).toEqual([200, openid]);
       const missing = await fetch(url);
-      expect([missing.status, await missing.json()]).toEqual([401, { reason: "TOKEN_MISSING" }]);
+      expect([missing.status, await missing.json()]).toEqual([
+        401,
+        { error: { code: "Unauthenticated", reason: "TOKEN_MISSING", message: expect.any(String) } },
+      ]);
       const bad = await fetch(url, { headers: { authorization: "Bearer nope" } });
-      expect([bad.status, await bad.json()]).toEqual([401, { reason: "TOKEN_INVALID" }]);
+      expect([bad.status, await bad.json()]).toEqual([
+        401,
+        { error: { code: "Unauthenticated", reason: "TOKEN_INVALID", message: expect.any(String) } },
+      ]);
     } finally {
       server.close();
       verifier.close();
