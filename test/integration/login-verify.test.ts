@@ -6,6 +6,7 @@ import * as grpc from "@grpc/grpc-js";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService, LoginResponseSchema } from "../../src/gen/identity/v1/identity_pb.js";
+import { movableClock } from "../helpers/clock.js";
 import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
@@ -272,8 +273,10 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
 
 describe.each(BACKENDS)("token expiry (%s backends)", (backend) => {
   let t: TestApp;
+  // A clock the test moves: a slow machine must not expire the token before the first call.
+  const clock = movableClock();
   beforeAll(async () => {
-    t = await startTestApp(backend, { ACCESS_TOKEN_TTL: "1s", TOKEN_LEEWAY: "0" });
+    t = await startTestApp(backend, { ACCESS_TOKEN_TTL: "60s", TOKEN_LEEWAY: "0" }, { clock });
   });
   afterAll(() => t.stop());
 
@@ -282,7 +285,7 @@ describe.each(BACKENDS)("token expiry (%s backends)", (backend) => {
     const { tokens } = await t.connect.login({ appId: APP_ONE.appId, code });
     const accessToken = tokens?.accessToken ?? "";
     await t.grpc.call("verifyToken", { accessToken }); // now cached
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    clock.advance(60_001);
     expect(await grpcFailure(t.grpc.call("verifyToken", { accessToken }))).toEqual({
       code: grpc.status.UNAUTHENTICATED,
       reason: "TOKEN_EXPIRED",

@@ -93,14 +93,14 @@ describe.each(BACKENDS)("client package (%s backends)", (backend) => {
     })();
     const cached = createVerifier({
       address: `127.0.0.1:${second.app.grpcPort}`,
-      cacheTtlMs: 300,
+      cacheTtlMs: 1500, // outlasts stopping the service on a busy machine
       deadlineMs: 500,
     });
     try {
       await cached.verify(other);
       await second.stop();
       expect((await cached.verify(other)).appId).toBe(APP.appId); // from the cache
-      await new Promise((r) => setTimeout(r, 350));
+      await new Promise((r) => setTimeout(r, 1600));
       expect(await verifyError(cached.verify(other))).toMatchObject({ kind: "unavailable" });
       expect(await verifyError(cached.verify(tokens.accessToken))).toMatchObject({ kind: "unavailable" });
     } finally {
