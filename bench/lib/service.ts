@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -66,7 +66,9 @@ export async function startService(env: Record<string, string>): Promise<Service
     });
     child.once("exit", (code) => reject(new Error(`service exited with ${code}: ${output}`)));
   });
-  child.stdout?.resume();
+  // BENCH_SERVICE_LOG=/tmp/service.log keeps what the service prints (with --trace-gc, its GCs).
+  if (process.env.BENCH_SERVICE_LOG) child.stdout?.pipe(createWriteStream(process.env.BENCH_SERVICE_LOG));
+  else child.stdout?.resume();
   return {
     pid: child.pid as number,
     grpcPort,

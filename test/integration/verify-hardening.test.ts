@@ -120,6 +120,9 @@ describe("VerifyToken refuses forgeries (embedded backends, over gRPC)", () => {
   });
 
   it("claims changed under the genuine signature: exp, iss, aud, typ, sid", async () => {
+    // The genuine token is in the verified-token cache, whose key is the signature's tail: these
+    // forgeries find its entry and must still be refused.
+    await t.grpc.call("verifyToken", { accessToken: genuine });
     const [header, , sig] = genuine.split(".") as [string, string, string];
     const changes = [{ exp: 4102444800 }, { iss: "other" }, { aud: "other" }, { sid: "another-session" }];
     for (const change of changes) await refused(`${header}.${b64({ ...payload(), ...change })}.${sig}`);
