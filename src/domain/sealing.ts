@@ -1,4 +1,5 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, hkdfSync } from "node:crypto";
+import { secureRandomBytes } from "../util/random-bytes.js";
 
 /**
  * Encryption at rest for secrets we must keep (WeChat session_keys, signing private keys).
@@ -22,7 +23,7 @@ export function createSealer(keyEncryptionKey: Buffer, purpose: string): Sealer 
   const aad = Buffer.from(purpose);
   return {
     seal(plaintext) {
-      const iv = randomBytes(12);
+      const iv = secureRandomBytes(12);
       const cipher = createCipheriv("aes-256-gcm", key, iv);
       cipher.setAAD(aad);
       const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);

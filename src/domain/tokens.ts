@@ -1,5 +1,6 @@
-import { createHash, type KeyObject, randomBytes, randomUUID, sign, verify } from "node:crypto";
+import { createHash, type KeyObject, randomUUID, sign, verify } from "node:crypto";
 import { IdentityError } from "./errors.js";
+import { secureRandomBytes } from "../util/random-bytes.js";
 
 /**
  * Access tokens: JWTs per RFC 9068 (typ "at+jwt") signed with ES256.
@@ -211,7 +212,7 @@ export function isAccessTokenShaped(token: string): boolean {
 
 /** A new opaque refresh token: 256 bits of randomness. Only its hash is ever stored. */
 export function newRefreshToken(): { token: string; hash: Buffer } {
-  const token = randomBytes(32).toString("base64url");
+  const token = secureRandomBytes(32).toString("base64url");
   return { token, hash: hashRefreshToken(token) };
 }
 
