@@ -18,6 +18,7 @@ import {
   RefreshResponseSchema,
 } from "../../src/gen/identity/v1/identity_pb.js";
 import { startSandboxServer } from "../../src/wechat/sandbox.js";
+import { createScratchDatabase } from "../../test/helpers/scratch-database.js";
 import { createRawConnectClient } from "./connect-raw-client.js";
 
 /** The built entry point (bench scripts run from dist/bench after `npm run build`). */
@@ -163,8 +164,13 @@ function connectClient(baseUrl: string) {
  */
 export async function startBenchStack(options: { instances?: number; env?: Record<string, string> } = {}) {
   const wechat = await startSandboxServer({ apps: [BENCH_APP] });
+  // A database of this run's own, so the figures do not depend on what earlier runs left behind.
+  const database = process.env.DATABASE_URL
+    ? await createScratchDatabase(process.env.DATABASE_URL, "identity_bench")
+    : undefined;
   const env = {
     ...backendEnv(),
+    ...(database ? { DATABASE_URL: database.url } : {}),
     WECHAT_APPS: JSON.stringify([BENCH_APP]),
     WECHAT_API_BASE_URL: wechat.baseUrl,
     ...options.env,
@@ -188,6 +194,7 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
       for (const i of instances) i.close();
       await Promise.all(instances.map((i) => i.service.stop()));
       await wechat.close();
+      await database?.drop();
     },
   };
 }

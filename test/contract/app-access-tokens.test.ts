@@ -9,8 +9,9 @@ import { connectRedis } from "../../src/store/redis/connection.js";
 import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.js";
 import { createWechatClient } from "../../src/wechat/client.js";
 import { startSandboxServer } from "../../src/wechat/sandbox.js";
-import { REAL_REDIS_URL, uniqueName } from "../helpers/backends.js";
+import { REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
+import { uniqueName } from "../helpers/scratch-database.js";
 
 const APP = { appId: "wxtokens00000001", appSecret: "secret-tokens" };
 

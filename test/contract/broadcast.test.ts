@@ -4,8 +4,9 @@ import type { Broadcast } from "../../src/domain/ports.js";
 import { createLocalBroadcast } from "../../src/store/memory/broadcast.js";
 import { createRedisBroadcast } from "../../src/store/redis/broadcast.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
-import { REAL_REDIS_URL, uniqueName } from "../helpers/backends.js";
+import { REAL_REDIS_URL } from "../helpers/backends.js";
 import { eventually } from "../helpers/eventually.js";
+import { uniqueName } from "../helpers/scratch-database.js";
 
 /** Two instances of one deployment: what one publishes, the other (and itself) receives. */
 function broadcastContract(

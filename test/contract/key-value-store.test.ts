@@ -4,7 +4,8 @@ import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-stor
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.js";
 import { guardPort } from "../../src/store/storage-errors.js";
-import { REAL_REDIS_URL, uniqueName } from "../helpers/backends.js";
+import { REAL_REDIS_URL } from "../helpers/backends.js";
+import { uniqueName } from "../helpers/scratch-database.js";
 
 /** One contract, every implementation: the in-process store and Redis. */
 function keyValueContract(name: string, open: () => Promise<{ kv: KeyValueStore; close(): Promise<void> }>) {

@@ -13,7 +13,8 @@ import { users as usersTable, wechatIdentities } from "../../src/store/pg/schema
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
 import { createPgUserStore } from "../../src/store/pg/user-store.js";
-import { createTestDatabase, REAL_DATABASE_URL, uniqueName } from "../helpers/backends.js";
+import { REAL_DATABASE_URL } from "../helpers/backends.js";
+import { createScratchDatabase, uniqueName } from "../helpers/scratch-database.js";
 
 /** The Postgres stores, run against embedded PGlite and against the real server. */
 function pgStoresContract(
@@ -336,7 +337,7 @@ pgStoresContract("PGlite (embedded)", async () => ({
 
 if (REAL_DATABASE_URL) {
   pgStoresContract("PostgreSQL", async () => {
-    const database = await createTestDatabase(REAL_DATABASE_URL as string);
+    const database = await createScratchDatabase(REAL_DATABASE_URL as string);
     return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
   });
 } else {

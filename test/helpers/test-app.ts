@@ -9,8 +9,9 @@ import type { Clock } from "../../src/domain/ports.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import type { Logger } from "../../src/util/logger.js";
 import { startSandboxServer, type WechatSandbox } from "../../src/wechat/sandbox.js";
-import { createTestDatabase, REAL_DATABASE_URL, REAL_REDIS_URL, uniqueName } from "./backends.js";
+import { REAL_DATABASE_URL, REAL_REDIS_URL } from "./backends.js";
 import { createGrpcClient } from "./grpc-client.js";
+import { createScratchDatabase, uniqueName } from "./scratch-database.js";
 
 export type Backend = "embedded" | "real";
 
@@ -73,7 +74,7 @@ export async function startTestApp(
   const dataDir = options.persistentData ? await mkdtemp(join(tmpdir(), "identity-test-")) : undefined;
   const shared = options.shareStorageWith?.config;
   const database =
-    backend === "real" && !shared ? await createTestDatabase(REAL_DATABASE_URL as string) : undefined;
+    backend === "real" && !shared ? await createScratchDatabase(REAL_DATABASE_URL as string) : undefined;
   const config = parseConfig({
     GRPC_PORT: "0",
     HTTP_PORT: "0",

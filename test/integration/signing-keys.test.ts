@@ -6,9 +6,10 @@ import { createKeyRing } from "../../src/identity/key-ring.js";
 import { rotateSigningKey } from "../../src/rotate-signing-key.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/pg/database.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
-import { createTestDatabase, REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
+import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
 import { grpcFailure } from "../helpers/failures.js";
+import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const MINUTE = 60_000;
@@ -82,7 +83,7 @@ keyScheduleSuite("PGlite (embedded)", async () => ({
 }));
 if (REAL_DATABASE_URL) {
   keyScheduleSuite("PostgreSQL", async () => {
-    const database = await createTestDatabase(REAL_DATABASE_URL as string);
+    const database = await createScratchDatabase(REAL_DATABASE_URL as string);
     return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
   });
 }
