@@ -2,6 +2,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import postgres from "postgres";
 import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
 import { openPostgres } from "../src/store/pg/database.js";
+import { createScratchDatabase } from "../test/helpers/scratch-database.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
 import { PINNED, pinToServerCpu, processCpuMs, startBenchStack } from "./lib/service.js";
@@ -66,17 +67,12 @@ async function propagation() {
 }
 
 /** A fresh database, migrated, with `revoked` revoked sessions whose tokens could still be live. */
-async function databaseWithRevocations(serverUrl: string, name: string, revoked: number) {
-  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`drop database if exists "${name}" with (force)`);
-  await admin.unsafe(`create database "${name}"`);
-  await admin.end();
-  const url = new URL(serverUrl);
-  url.pathname = `/${name}`;
-  const handle = openPostgres(url.toString(), { maxConnections: 1 });
+async function databaseWithRevocations(serverUrl: string, revoked: number) {
+  const database = await createScratchDatabase(serverUrl, "identity_bench_mirror");
+  const handle = openPostgres(database.url, { maxConnections: 1 });
   await handle.migrate();
   await handle.close();
-  const db = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  const db = postgres(database.url, { max: 1, onnotice: () => {} });
   if (revoked > 0) {
     const [user] = await db`insert into users default values returning id`;
     await db`
@@ -87,20 +83,13 @@ async function databaseWithRevocations(serverUrl: string, name: string, revoked:
       from generate_series(1, ${revoked}) as n`;
   }
   await db.end();
-  return {
-    url: url.toString(),
-    async drop() {
-      const again = postgres(serverUrl, { max: 1, onnotice: () => {} });
-      await again.unsafe(`drop database if exists "${name}" with (force)`);
-      await again.end();
-    },
-  };
+  return database;
 }
 
 async function verifyWithLargeMirror(serverUrl: string) {
   if (!ensureH2load()) throw new Error("h2load is not available (apt-get install nghttp2-client)");
-  const empty = await databaseWithRevocations(serverUrl, "identity_bench_revoked_0", 0);
-  const full = await databaseWithRevocations(serverUrl, "identity_bench_revoked_n", REVOKED);
+  const empty = await databaseWithRevocations(serverUrl, 0);
+  const full = await databaseWithRevocations(serverUrl, REVOKED);
   const none = await startBenchStack({ env: { DATABASE_URL: empty.url } });
   const many = await startBenchStack({ env: { DATABASE_URL: full.url } });
   console.log(

@@ -164,10 +164,12 @@ function connectClient(baseUrl: string) {
  */
 export async function startBenchStack(options: { instances?: number; env?: Record<string, string> } = {}) {
   const wechat = await startSandboxServer({ apps: [BENCH_APP] });
-  // A database of this run's own, so the figures do not depend on what earlier runs left behind.
-  const database = process.env.DATABASE_URL
-    ? await createScratchDatabase(process.env.DATABASE_URL, "identity_bench")
-    : undefined;
+  // A database of this run's own (unless the caller brings one), so the figures do not depend on
+  // what earlier runs left behind.
+  const database =
+    process.env.DATABASE_URL && !options.env?.DATABASE_URL
+      ? await createScratchDatabase(process.env.DATABASE_URL, "identity_bench")
+      : undefined;
   const env = {
     ...backendEnv(),
     ...(database ? { DATABASE_URL: database.url } : {}),

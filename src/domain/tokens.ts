@@ -1,6 +1,6 @@
 import { createHash, type KeyObject, randomUUID, sign, verify } from "node:crypto";
-import { IdentityError } from "./errors.js";
 import { secureRandomBytes } from "../util/random-bytes.js";
+import { IdentityError } from "./errors.js";
 
 /**
  * Access tokens: JWTs per RFC 9068 (typ "at+jwt") signed with ES256.

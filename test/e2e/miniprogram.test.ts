@@ -7,6 +7,7 @@ import { createIdentityClient, createVerifier, type Verifier } from "../../src/c
 import { type Auth, AuthError, createAuth } from "../../src/miniprogram/auth.js";
 import { movableClock } from "../helpers/clock.js";
 import { eventually } from "../helpers/eventually.js";
+import { rejection } from "../helpers/failures.js";
 import { type SimulatedDevice, simulatedDevice } from "../helpers/simulated-wx.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
@@ -14,16 +15,6 @@ const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
 const ACCESS_TOKEN_TTL_MS = 5 * 60_000;
 /** Past the access token's lifetime and the verifier's leeway (5 s), well inside the refresh token's. */
 const PAST_ACCESS_TOKEN_EXPIRY_MS = ACCESS_TOKEN_TTL_MS + 10_000;
-
-async function authError(promise: Promise<unknown>): Promise<AuthError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AuthError);
-    return err as AuthError;
-  }
-  throw new Error("expected the SDK to fail");
-}
 
 /**
  * A simulated mini-program (src/miniprogram/auth.ts on a simulated `wx`) against the whole
@@ -127,7 +118,10 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
       401,
       "TOKEN_REVOKED",
     ]);
-    expect(await authError(orders(auth))).toMatchObject({ kind: "unauthenticated", reason: "LOGGED_OUT" });
+    expect(await rejection(orders(auth), AuthError)).toMatchObject({
+      kind: "unauthenticated",
+      reason: "LOGGED_OUT",
+    });
 
     const relaunched = launch(device);
     const again = await relaunched.silentLogin();
@@ -143,8 +137,8 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
 
     await t.pause();
     try {
-      expect(await authError(orders(auth))).toMatchObject({ kind: "unavailable", status: 503 });
-      expect(await authError(auth.request({ url: "/api/me" }))).toMatchObject({
+      expect(await rejection(orders(auth), AuthError)).toMatchObject({ kind: "unavailable", status: 503 });
+      expect(await rejection(auth.request({ url: "/api/me" }), AuthError)).toMatchObject({
         kind: "unavailable",
         status: 503,
       });
@@ -160,7 +154,7 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
     clock.advance(PAST_ACCESS_TOKEN_EXPIRY_MS);
     device.beforeNextRequest("/api/auth/refresh", () => t.pause());
     try {
-      expect(await authError(orders(auth))).toMatchObject({ kind: "unavailable", status: 503 });
+      expect(await rejection(orders(auth), AuthError)).toMatchObject({ kind: "unavailable", status: 503 });
       expect(device.storage.get("wechat-identity.session")).toEqual(session);
     } finally {
       await t.resume();
@@ -210,7 +204,7 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
 
     const down = newDevice();
     t.sandbox.failNext("http500", 3);
-    expect(await authError(launch(down).silentLogin())).toMatchObject({
+    expect(await rejection(launch(down).silentLogin(), AuthError)).toMatchObject({
       kind: "unavailable",
       reason: "WECHAT_UNAVAILABLE",
       status: 503,
@@ -218,7 +212,7 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
 
     const risky = newDevice();
     t.sandbox.failNext(40226);
-    expect(await authError(launch(risky).silentLogin())).toMatchObject({
+    expect(await rejection(launch(risky).silentLogin(), AuthError)).toMatchObject({
       kind: "refused",
       reason: "HIGH_RISK_USER",
       status: 403,

@@ -29,3 +29,17 @@ export async function grpcFailure(
   }
   throw new Error("expected the call to fail");
 }
+
+/** The error a promise rejected with, which must be an instance of `type`. */
+export async function rejection<E extends Error>(
+  promise: Promise<unknown>,
+  type: new (...args: never[]) => E,
+): Promise<E> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(type);
+    return err as E;
+  }
+  throw new Error(`expected a ${type.name}`);
+}

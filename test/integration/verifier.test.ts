@@ -3,19 +3,10 @@ import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { protect } from "../../examples/protect-http-handler.js";
 import { createIdentityClient, createVerifier, VerifyError } from "../../src/client/index.js";
+import { rejection } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
-
-async function verifyError(promise: Promise<unknown>): Promise<VerifyError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(VerifyError);
-    return err as VerifyError;
-  }
-  throw new Error("expected the verification to fail");
-}
 
 /** The clients we ship for callers: the BFF's Connect client and the internal services' verifier. */
 describe.each(BACKENDS)("client package (%s backends)", (backend) => {
@@ -44,13 +35,13 @@ describe.each(BACKENDS)("client package (%s backends)", (backend) => {
       expect(user).toMatchObject({ appId: APP.appId, openid });
       expect(user.expiresAt).toBeGreaterThan(Date.now());
 
-      expect(await verifyError(verifier.verify("garbage"))).toMatchObject({
+      expect(await rejection(verifier.verify("garbage"), VerifyError)).toMatchObject({
         kind: "unauthenticated",
         reason: "TOKEN_INVALID",
       });
-      expect(await verifyError(verifier.verify(""))).toMatchObject({ kind: "invalid" });
+      expect(await rejection(verifier.verify(""), VerifyError)).toMatchObject({ kind: "invalid" });
       await identity.logout({ accessToken: tokens.accessToken });
-      expect(await verifyError(verifier.verify(tokens.accessToken))).toMatchObject({
+      expect(await rejection(verifier.verify(tokens.accessToken), VerifyError)).toMatchObject({
         kind: "unauthenticated",
         reason: "TOKEN_REVOKED",
       });
@@ -101,8 +92,10 @@ describe.each(BACKENDS)("client package (%s backends)", (backend) => {
       await second.stop();
       expect((await cached.verify(other)).appId).toBe(APP.appId); // from the cache
       await new Promise((r) => setTimeout(r, 1600));
-      expect(await verifyError(cached.verify(other))).toMatchObject({ kind: "unavailable" });
-      expect(await verifyError(cached.verify(tokens.accessToken))).toMatchObject({ kind: "unavailable" });
+      expect(await rejection(cached.verify(other), VerifyError)).toMatchObject({ kind: "unavailable" });
+      expect(await rejection(cached.verify(tokens.accessToken), VerifyError)).toMatchObject({
+        kind: "unavailable",
+      });
     } finally {
       cached.close();
     }
