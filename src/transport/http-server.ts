@@ -17,9 +17,9 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * One cleartext port for HTTP/1.1 and h2c (prior knowledge). Node's http2 server does not fall
  * back to HTTP/1.1 without TLS, so each connection's first bytes are read: the HTTP/2 preface
  * goes to the http2 server, anything else to the http1 server. Either way the bytes are put back
- * with unshift() and the socket itself is handed over: an http2 session takes what is buffered
- * on the socket first (nodejs/node#41185, in every Node we support), and keeps the native socket, where a wrapping JS stream
- * cost each h2c request about a tenth of its CPU in extra write and read hops.
+ * with unshift() and the socket itself is handed over: an http2 session reads what is buffered on
+ * the socket first (nodejs/node#41185, in every Node we support) and then keeps to the native
+ * handle. A wrapping JS stream, as before, added a write and a read hop to every frame.
  */
 export function createDualProtocolServer(handler: RequestHandler): {
   server: Server;
