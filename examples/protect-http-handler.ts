@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
+import { Code } from "@connectrpc/connect";
 import { createVerifier, type VerifiedUser, type Verifier, VerifyError } from "../src/client/index.js";
+import { bearerToken, sendError, sendJson } from "./http-json.js";
 
 /**
  * Guarding an internal service's HTTP handler with the verifier (in your code, import from
@@ -13,33 +15,26 @@ export function protect(
   handler: (req: IncomingMessage, res: ServerResponse, user: VerifiedUser) => void,
 ): RequestListener {
   return async (req, res) => {
-    const token = /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1];
+    const token = bearerToken(req);
     if (!token)
-      return reply(res, 401, failure(401, "TOKEN_MISSING", "an Authorization: Bearer token is required"));
+      return sendError(
+        res,
+        Code.Unauthenticated,
+        "TOKEN_MISSING",
+        "an Authorization: Bearer token is required",
+      );
     try {
       handler(req, res, await verifier.verify(token));
     } catch (err) {
       if (!(err instanceof VerifyError)) throw err;
-      const status = err.kind === "unauthenticated" ? 401 : err.kind === "unavailable" ? 503 : 400;
-      // An outage's message names internal addresses: the caller only needs to know to retry.
-      const message = status === 503 ? "the identity service cannot answer; try again" : err.message;
-      reply(res, status, failure(status, err.reason, message));
+      if (err.kind === "unavailable") {
+        // The verifier's message names internal addresses: the caller only needs to know to retry.
+        return sendError(res, Code.Unavailable, err.reason, "the identity service cannot answer; try again");
+      }
+      const code = err.kind === "unauthenticated" ? Code.Unauthenticated : Code.InvalidArgument;
+      sendError(res, code, err.reason, err.message);
     }
   };
-}
-
-const CODE_OF_STATUS: Record<number, string> = {
-  400: "InvalidArgument",
-  401: "Unauthenticated",
-  503: "Unavailable",
-};
-
-function failure(status: number, reason: string, message: string) {
-  return { error: { code: CODE_OF_STATUS[status], reason, message } };
-}
-
-function reply(res: ServerResponse, status: number, body: unknown) {
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
 // node dist/examples/protect-http-handler.js: an internal service on :3000 behind the verifier.
@@ -49,6 +44,6 @@ if (process.argv[1]?.endsWith("protect-http-handler.js")) {
     cacheTtlMs: 5000,
   });
   createServer(
-    protect(verifier, (_req, res, user) => reply(res, 200, { hello: user.openid, roles: user.roles })),
+    protect(verifier, (_req, res, user) => sendJson(res, 200, { hello: user.openid, roles: user.roles })),
   ).listen(3000);
 }

@@ -1,10 +1,10 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import type { IdentityClient } from "../../src/client/index.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import type { TokenPair } from "../../src/gen/identity/v1/identity_pb.js";
+import { bearerToken, sendError, sendJson } from "../http-json.js";
 
 /**
  * A reference BFF: the HTTP JSON API a mini-program talks to, in front of the identity service
@@ -24,12 +24,12 @@ export function createBff(identity: IdentityClient, options: { appId?: string } 
     try {
       const route = `${req.method} ${new URL(req.url ?? "/", "http://bff").pathname}`;
       const handler = routes[route];
-      if (!handler) return send(res, 404, { error: { code: "not_found", reason: "NO_SUCH_ROUTE" } });
+      if (!handler) return sendError(res, Code.NotFound, "NO_SUCH_ROUTE", `no route ${route}`);
       await handler(identity, req, res, appId);
     } catch (err) {
       const e = ConnectError.from(err);
       const reason = e.findDetails(ErrorInfoSchema)[0]?.reason ?? Code[e.code].toUpperCase();
-      send(res, httpStatusOf(e.code), { error: { code: Code[e.code], reason, message: e.rawMessage } });
+      sendError(res, e.code, reason, e.rawMessage);
     }
   };
 }
@@ -49,48 +49,40 @@ const routes: Record<string, Handler> = {
       code: text(body.code),
       client: { ip: clientIp(req), userAgent: req.headers["user-agent"] ?? "" },
     });
-    send(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });
+    sendJson(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });
   },
   async "POST /api/auth/refresh"(identity, req, res) {
     const { tokens } = await identity.refresh({ refreshToken: text((await readJson(req)).refreshToken) });
-    send(res, 200, tokenJson(tokens));
+    sendJson(res, 200, tokenJson(tokens));
   },
   async "POST /api/auth/logout"(identity, req, res) {
     const body = await readJson(req);
-    await identity.logout({ accessToken: bearer(req), refreshToken: text(body.refreshToken) });
-    send(res, 204);
+    await identity.logout({ accessToken: bearerToken(req), refreshToken: text(body.refreshToken) });
+    sendJson(res, 204);
   },
   async "POST /api/auth/decrypt"(identity, req, res) {
     const body = await readJson(req);
     const { data } = await identity.decryptUserData({
-      accessToken: bearer(req),
+      accessToken: bearerToken(req),
       encryptedData: text(body.encryptedData),
       iv: text(body.iv),
       rawData: text(body.rawData),
       signature: text(body.signature),
     });
-    send(res, 200, { data });
+    sendJson(res, 200, { data });
   },
   async "POST /api/auth/phone"(identity, req, res) {
     const { phoneNumber, purePhoneNumber, countryCode } = await identity.getPhoneNumber({
-      accessToken: bearer(req),
+      accessToken: bearerToken(req),
       phoneCode: text((await readJson(req)).code),
     });
-    send(res, 200, { phoneNumber, purePhoneNumber, countryCode });
+    sendJson(res, 200, { phoneNumber, purePhoneNumber, countryCode });
   },
   async "GET /api/me"(identity, req, res) {
-    const { claims } = await identity.verifyToken({ accessToken: bearer(req) });
-    send(res, 200, { userId: claims?.userId, openid: claims?.openid, roles: claims?.roles });
+    const { claims } = await identity.verifyToken({ accessToken: bearerToken(req) });
+    sendJson(res, 200, { userId: claims?.userId, openid: claims?.openid, roles: claims?.roles });
   },
 };
-
-/**
- * Connect's own mapping of codes to HTTP statuses, except that a deadline the identity service
- * missed is 503 like any other outage (never a 401: the client must keep its tokens).
- */
-function httpStatusOf(code: Code): number {
-  return code === Code.DeadlineExceeded ? 503 : codeToHttpStatus(code);
-}
 
 function tokenJson(tokens: TokenPair | undefined) {
   return {
@@ -101,7 +93,6 @@ function tokenJson(tokens: TokenPair | undefined) {
 }
 
 const text = (value: unknown) => (typeof value === "string" ? value : "");
-const bearer = (req: IncomingMessage) => /^Bearer (.+)$/.exec(req.headers.authorization ?? "")?.[1] ?? "";
 /** The mini-program's address: the first X-Forwarded-For hop behind a proxy, else the socket's. */
 const clientIp = (req: IncomingMessage) =>
   (req.headers["x-forwarded-for"]?.toString().split(",")[0] ?? req.socket.remoteAddress ?? "")
@@ -125,9 +116,4 @@ async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> 
     // falls through
   }
   throw new ConnectError("request body is not a JSON object", Code.InvalidArgument);
-}
-
-function send(res: ServerResponse, status: number, body?: unknown) {
-  if (body === undefined) return void res.writeHead(status).end();
-  res.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }

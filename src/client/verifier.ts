@@ -9,7 +9,7 @@ import {
   type VerifyTokenResponse,
 } from "../gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../transport/grpc.js";
-import { LruCache } from "../util/lru-cache.js";
+import { TokenCache } from "../util/lru-cache.js";
 
 /** The claims of a verified access token, as an internal service needs them. */
 export interface VerifiedUser {
@@ -72,7 +72,7 @@ export interface VerifierOptions {
 export function createVerifier(options: VerifierOptions) {
   const deadlineMs = options.deadlineMs ?? 1000;
   const cacheTtlMs = options.cacheTtlMs ?? 0;
-  const cache = new LruCache<string, { user: VerifiedUser; until: number }>(options.cacheSize ?? 10_000);
+  const cache = new TokenCache<{ user: VerifiedUser; until: number }>(options.cacheSize ?? 10_000);
   const method = IdentityService.method.verifyToken;
   const definition = grpcMethodDefinition(IdentityService, method);
   const maxBackoffMs = options.maxReconnectBackoffMs ?? 2000;

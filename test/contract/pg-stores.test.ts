@@ -8,19 +8,16 @@ import type {
   WechatIdentity,
 } from "../../src/domain/ports.js";
 import { hashRefreshToken } from "../../src/domain/tokens.js";
-import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/pg/database.js";
+import type { DatabaseHandle } from "../../src/store/pg/database.js";
 import { users as usersTable, wechatIdentities } from "../../src/store/pg/schema.js";
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
 import { createPgUserStore } from "../../src/store/pg/user-store.js";
-import { REAL_DATABASE_URL } from "../helpers/backends.js";
-import { createScratchDatabase, uniqueName } from "../helpers/scratch-database.js";
+import { type OpenedDatabase, PG_DATABASES, REAL_DATABASE_URL } from "../helpers/backends.js";
+import { uniqueName } from "../helpers/scratch-database.js";
 
 /** The Postgres stores, run against embedded PGlite and against the real server. */
-function pgStoresContract(
-  name: string,
-  open: () => Promise<{ handle: DatabaseHandle; drop(): Promise<void> }>,
-) {
+function pgStoresContract(name: string, open: () => Promise<OpenedDatabase>) {
   describe(`Postgres stores: ${name}`, () => {
     let handle: DatabaseHandle;
     let drop: () => Promise<void>;
@@ -330,17 +327,8 @@ function pgStoresContract(
   });
 }
 
-pgStoresContract("PGlite (embedded)", async () => ({
-  handle: await openPglite("memory://"),
-  drop: async () => {},
-}));
-
-if (REAL_DATABASE_URL) {
-  pgStoresContract("PostgreSQL", async () => {
-    const database = await createScratchDatabase(REAL_DATABASE_URL as string);
-    return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
-  });
-} else {
+for (const { name, open } of PG_DATABASES) pgStoresContract(name, open);
+if (!REAL_DATABASE_URL) {
   describe.skip("Postgres stores: PostgreSQL (set DATABASE_URL to run)", () => {
     it("runs the contract against PostgreSQL", () => {});
   });

@@ -4,12 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSealer } from "../../src/domain/sealing.js";
 import { createKeyRing } from "../../src/identity/key-ring.js";
 import { rotateSigningKey } from "../../src/rotate-signing-key.js";
-import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/pg/database.js";
+import type { DatabaseHandle } from "../../src/store/pg/database.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
-import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
+import { type OpenedDatabase, PG_DATABASES, REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
 import { grpcFailure } from "../helpers/failures.js";
-import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const MINUTE = 60_000;
@@ -19,10 +18,7 @@ const kidOf = (token: string) =>
   JSON.parse(Buffer.from(token.split(".")[0] as string, "base64url").toString()).kid as string;
 
 /** The key ring's schedule over the embedded and the real Postgres. */
-function keyScheduleSuite(
-  name: string,
-  open: () => Promise<{ handle: DatabaseHandle; drop(): Promise<void> }>,
-) {
+function keyScheduleSuite(name: string, open: () => Promise<OpenedDatabase>) {
   describe(`signing-key schedule: ${name}`, () => {
     let handle: DatabaseHandle;
     let drop: () => Promise<void>;
@@ -77,16 +73,7 @@ function keyScheduleSuite(
   });
 }
 
-keyScheduleSuite("PGlite (embedded)", async () => ({
-  handle: await openPglite("memory://"),
-  drop: async () => {},
-}));
-if (REAL_DATABASE_URL) {
-  keyScheduleSuite("PostgreSQL", async () => {
-    const database = await createScratchDatabase(REAL_DATABASE_URL as string);
-    return { handle: openPostgres(database.url, { maxConnections: 4 }), drop: database.drop };
-  });
-}
+for (const { name, open } of PG_DATABASES) keyScheduleSuite(name, open);
 
 /**
  * `npm run keys:rotate` (its function, with the tests' clock) against two running instances

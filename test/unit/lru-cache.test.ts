@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LruCache } from "../../src/util/lru-cache.js";
+import { LruCache, TokenCache } from "../../src/util/lru-cache.js";
 
 describe("LruCache", () => {
   it("evicts the least recently used entry past capacity", () => {
@@ -31,5 +31,17 @@ describe("LruCache", () => {
     cache.set("idle", 1);
     for (let i = 0; i < 10; i++) cache.set(`k${i}`, i);
     expect(cache.get("idle")).toBeUndefined();
+  });
+});
+
+describe("TokenCache", () => {
+  it("finds a token by its whole text; another token with the same signature tail misses", () => {
+    const cache = new TokenCache<string>(10);
+    const tail = "S".repeat(86);
+    const genuine = `header.payload.${tail}`;
+    cache.set(genuine, "claims");
+    expect(cache.get(`header.payload.${tail}`)).toBe("claims");
+    expect(cache.get(`header.forged-payload.${tail}`)).toBeUndefined();
+    expect(cache.get("short")).toBeUndefined();
   });
 });
