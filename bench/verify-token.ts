@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -12,7 +11,9 @@ import {
   PINNED,
   pinToServerCpu,
   processCpuMs,
+  type ServerProcess,
   startBenchStack,
+  startNodeServer,
 } from "./lib/service.js";
 
 /**
@@ -25,17 +26,11 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 11);
 const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 20_000);
 const PATH = "/identity.v1.IdentityService/VerifyToken";
 
-async function startBare(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    process.execPath,
-    [join(dirname(fileURLToPath(import.meta.url)), "bare-grpc-server.js"), String(port)],
-    {
-      stdio: ["ignore", "pipe", "inherit"],
-    },
-  );
-  await new Promise<void>((resolve) => child.stdout?.once("data", () => resolve()));
-  pinToServerCpu(child.pid as number);
-  return child;
+async function startBare(port: number): Promise<ServerProcess> {
+  const script = join(dirname(fileURLToPath(import.meta.url)), "bare-grpc-server.js");
+  const bare = await startNodeServer(script, [String(port)], {}, "bare server ready");
+  pinToServerCpu(bare.pid);
+  return bare;
 }
 
 const frameOf = (token: string) =>
@@ -76,11 +71,11 @@ async function main() {
     let b: ReturnType<typeof measure>;
     let o: ReturnType<typeof measure>;
     if (i % 2 === 0) {
-      b = measure(baseline, bare.pid as number);
+      b = measure(baseline, bare.pid);
       o = measure(ours, service.pid);
     } else {
       o = measure(ours, service.pid);
-      b = measure(baseline, bare.pid as number);
+      b = measure(baseline, bare.pid);
     }
     if (o.failed > 0 || b.failed > 0) throw new Error("h2load saw failed requests");
     runs.push({ bare: b.perSecond, ours: o.perSecond, bareCpu: b.cpuUs, oursCpu: o.cpuUs });
@@ -102,7 +97,7 @@ async function main() {
   console.log(
     `server CPU per request, median: bare ${median(runs.map((r) => r.bareCpu)).toFixed(1)} µs, VerifyToken warm ${median(runs.map((r) => r.oursCpu)).toFixed(1)} µs; req/s this allows, ours / bare: ${median(runs.map((r) => r.bareCpu / r.oursCpu)).toFixed(2)}`,
   );
-  bare.kill("SIGTERM");
+  await bare.stop();
 
   // Percentiles with our own caller (h2load reports no percentiles).
   const caller = createRawGrpcCaller(`127.0.0.1:${service.grpcPort}`);

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { createWriteStream, readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
-import { dirname, join } from "node:path";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, type DescMethod, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -42,44 +43,85 @@ export interface ServiceProcess {
   stop(): Promise<void>;
 }
 
+/** BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the servers under load. */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+
+export interface ServerProcess {
+  pid: number;
+  /** The line the process printed when it was ready. */
+  readyLine: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a Node server script of ours (with BENCH_NODE_ARGS) and waits until its stdout shows a
+ * line containing `ready`. Its stdout goes straight to a file, never to a pipe: h2load runs
+ * through execFileSync, which blocks this process's event loop, and a pipe left unread that long
+ * fills up and stalls every write the server makes (with --trace-gc, every GC).
+ * BENCH_SERVICE_LOG=/tmp/service.log keeps those files (the name gets the script's as a suffix).
+ */
+export async function startNodeServer(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  ready: string,
+): Promise<ServerProcess> {
+  const name = basename(script, ".js");
+  const keep = process.env.BENCH_SERVICE_LOG;
+  const logPath = keep ? `${keep}.${name}` : join(tmpdir(), `bench-${name}-${process.pid}-${Date.now()}.log`);
+  const logFd = openSync(logPath, "w");
+  const child: ChildProcess = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", logFd, "inherit"],
+  });
+  closeSync(logFd);
+  const output = () => readFileSync(logPath, "utf8");
+  const readyLine = await new Promise<string>((resolve, reject) => {
+    const exited = (code: number | null) => {
+      clearInterval(poll);
+      reject(new Error(`${name} exited with ${code}: ${output()}`));
+    };
+    const poll = setInterval(() => {
+      const line = output()
+        .split("\n")
+        .find((l) => l.includes(ready));
+      if (line === undefined) return;
+      clearInterval(poll);
+      child.off("exit", exited);
+      resolve(line);
+    }, 20);
+    child.once("exit", exited);
+  });
+  return {
+    pid: child.pid as number,
+    readyLine,
+    stop: () =>
+      new Promise((resolve) => {
+        child.once("exit", () => {
+          if (!keep) rmSync(logPath, { force: true });
+          resolve();
+        });
+        child.kill("SIGTERM");
+      }),
+  };
+}
+
 /** Starts the real service (`node dist/src/main.js`) in its own process, as production runs it. */
 export async function startService(env: Record<string, string>): Promise<ServiceProcess> {
   const grpcPort = await freePort();
   const httpPort = await freePort();
-  // BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the service under load.
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, MAIN], {
-    env: {
-      ...process.env,
-      ...env,
-      GRPC_PORT: String(grpcPort),
-      HTTP_PORT: String(httpPort),
-      HOST: "127.0.0.1",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    let output = "";
-    child.stdout?.on("data", (chunk: Buffer) => {
-      output += chunk.toString();
-      const line = output.split("\n").find((l) => l.includes("identity service started"));
-      if (line) resolve(JSON.parse(line));
-    });
-    child.once("exit", (code) => reject(new Error(`service exited with ${code}: ${output}`)));
-  });
-  // BENCH_SERVICE_LOG=/tmp/service.log keeps what the service prints (with --trace-gc, its GCs).
-  if (process.env.BENCH_SERVICE_LOG) child.stdout?.pipe(createWriteStream(process.env.BENCH_SERVICE_LOG));
-  else child.stdout?.resume();
+  const server = await startNodeServer(
+    MAIN,
+    [],
+    { ...env, GRPC_PORT: String(grpcPort), HTTP_PORT: String(httpPort), HOST: "127.0.0.1" },
+    "identity service started",
+  );
   return {
-    pid: child.pid as number,
+    pid: server.pid,
     grpcPort,
     httpPort,
-    started,
-    stop: () =>
-      new Promise((resolve) => {
-        child.once("exit", () => resolve());
-        child.kill("SIGTERM");
-      }),
+    started: JSON.parse(server.readyLine),
+    stop: server.stop,
   };
 }
 
