@@ -101,34 +101,41 @@ class LazyGrpcContext {
   }
 }
 
-function unaryHandler(service: DescService, method: DescMethod, impl: ServiceImpl<DescService>) {
-  const call = (impl as Record<string, unknown>)[method.localName] as (
-    req: unknown,
-    ctx: HandlerContext,
-  ) => Promise<unknown> | unknown;
+/** Answers a failed call: ConnectErrors as they are, anything else as INTERNAL (never its text). */
+function fail(callback: grpc.sendUnaryData<unknown>, err: unknown): void {
+  const connectError = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
+  callback(toGrpcStatus(connectError));
+}
+
+function unaryHandler(service: DescService, method: DescMethod, impl: Record<string, unknown>) {
+  const call = impl[method.localName] as (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown;
   const url = `/${service.typeName}/${method.name}`;
+  if (typeof call !== "function") {
+    // Like Connect's router, a partial implementation answers UNIMPLEMENTED for what it lacks.
+    const unimplemented = new ConnectError(`${method.name} is not implemented`, Code.Unimplemented);
+    return (_: unknown, callback: grpc.sendUnaryData<unknown>) => fail(callback, unimplemented);
+  }
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
-      callback(
-        toGrpcStatus(new ConnectError("request is not a valid protobuf message", Code.InvalidArgument)),
-      );
+      fail(callback, new ConnectError("request is not a valid protobuf message", Code.InvalidArgument));
       return;
     }
-    const context = new LazyGrpcContext(service, method, url, serverCall) as HandlerContext;
-    const fail = (err: unknown) => {
-      const connectError =
-        err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
-      callback(toGrpcStatus(connectError));
-    };
     let result: unknown;
     try {
-      result = call(serverCall.request, context);
+      result = call(
+        serverCall.request,
+        new LazyGrpcContext(service, method, url, serverCall) as HandlerContext,
+      );
     } catch (err) {
-      return fail(err);
+      return fail(callback, err);
     }
     // Synchronous answers (VerifyToken from the cache) go out without a promise round trip.
-    if (result instanceof Promise) result.then((response) => callback(null, response), fail);
-    else callback(null, result);
+    if (result instanceof Promise) {
+      result.then(
+        (response) => callback(null, response),
+        (err: unknown) => fail(callback, err),
+      );
+    } else callback(null, result);
   };
 }
 
@@ -220,25 +227,26 @@ export function addGrpcService(
 }
 
 /** Adds every (unary) method of a Connect ServiceImpl to a grpc-js server. */
-export function addConnectService(
+export function addConnectService<S extends DescService>(
   server: grpc.Server,
-  service: DescService,
-  impl: ServiceImpl<DescService>,
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
 ): void {
   const handlers: Record<string, grpc.UntypedHandleCall> = {};
   for (const method of service.methods) {
     if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary methods are adapted`);
-    handlers[method.localName] = unaryHandler(service, method, impl) as grpc.handleUnaryCall<
-      unknown,
-      unknown
-    >;
+    handlers[method.localName] = unaryHandler(
+      service,
+      method,
+      impl as Record<string, unknown>,
+    ) as grpc.handleUnaryCall<unknown, unknown>;
   }
   addGrpcService(server, service, handlers);
 }
 
-export interface GrpcServerOptions {
-  service: DescService;
-  impl: ServiceImpl<DescService>;
+export interface GrpcServerOptions<S extends DescService> {
+  service: S;
+  impl: Partial<ServiceImpl<S>>;
   maxReceiveBytes: number;
 }
 
@@ -250,7 +258,7 @@ export interface GrpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
-export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
+export function createGrpcServer<S extends DescService>(options: GrpcServerOptions<S>): GrpcServer {
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveBytes,
     "grpc.max_send_message_length": 4 * 1024 * 1024,
