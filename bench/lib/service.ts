@@ -229,6 +229,11 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
   return {
     ...first,
     instances,
+    /** Another service process of this deployment with its Connect client, for the caller to stop. */
+    async startInstance() {
+      const service = await startService(env);
+      return { service, ...connectClient(`http://127.0.0.1:${service.httpPort}`) };
+    },
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
     /** What a WeChat API on the device would hand the mini-program for this user. */
