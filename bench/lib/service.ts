@@ -58,17 +58,20 @@ export interface ServerProcess {
  * line containing `ready`. Its stdout goes straight to a file, never to a pipe: h2load runs
  * through execFileSync, which blocks this process's event loop, and a pipe left unread that long
  * fills up and stalls every write the server makes (with --trace-gc, every GC).
- * BENCH_SERVICE_LOG=/tmp/service.log keeps those files (the name gets the script's as a suffix).
+ * BENCH_SERVICE_LOG=/tmp/service.log keeps those files (/tmp/service.log.main.1, then .2, ...:
+ * the script's name and a count as the suffix).
  */
+let serversStarted = 0;
+
 export async function startNodeServer(
   script: string,
   args: string[],
   env: Record<string, string>,
   ready: string,
 ): Promise<ServerProcess> {
-  const name = basename(script, ".js");
+  const name = `${basename(script, ".js")}.${++serversStarted}`;
   const keep = process.env.BENCH_SERVICE_LOG;
-  const logPath = keep ? `${keep}.${name}` : join(tmpdir(), `bench-${name}-${process.pid}-${Date.now()}.log`);
+  const logPath = keep ? `${keep}.${name}` : join(tmpdir(), `bench-${process.pid}-${name}.log`);
   const logFd = openSync(logPath, "w");
   const child: ChildProcess = spawn(process.execPath, [...NODE_ARGS, script, ...args], {
     env: { ...process.env, ...env },
@@ -97,10 +100,12 @@ export async function startNodeServer(
     readyLine,
     stop: () =>
       new Promise((resolve) => {
-        child.once("exit", () => {
+        const done = () => {
           if (!keep) rmSync(logPath, { force: true });
           resolve();
-        });
+        };
+        if (child.exitCode !== null || child.signalCode !== null) return done();
+        child.once("exit", done);
         child.kill("SIGTERM");
       }),
   };
