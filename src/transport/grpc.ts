@@ -13,6 +13,7 @@ import {
   Code,
   ConnectError,
   createHandlerContext,
+  createServiceImplSpec,
   type HandlerContext,
   type ServiceImpl,
 } from "@connectrpc/connect";
@@ -107,14 +108,12 @@ function fail(callback: grpc.sendUnaryData<unknown>, err: unknown): void {
   callback(toGrpcStatus(connectError));
 }
 
-function unaryHandler(service: DescService, method: DescMethod, impl: Record<string, unknown>) {
-  const call = impl[method.localName] as (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown;
+function unaryHandler(
+  service: DescService,
+  method: DescMethod,
+  call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
+) {
   const url = `/${service.typeName}/${method.name}`;
-  if (typeof call !== "function") {
-    // Like Connect's router, a partial implementation answers UNIMPLEMENTED for what it lacks.
-    const unimplemented = new ConnectError(`${method.name} is not implemented`, Code.Unimplemented);
-    return (_: unknown, callback: grpc.sendUnaryData<unknown>) => fail(callback, unimplemented);
-  }
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
       fail(callback, new ConnectError("request is not a valid protobuf message", Code.InvalidArgument));
@@ -232,13 +231,17 @@ export function addConnectService<S extends DescService>(
   service: S,
   impl: Partial<ServiceImpl<S>>,
 ): void {
+  // Connect's own spec binds each method and answers UNIMPLEMENTED for those a partial
+  // implementation lacks, as its router does.
+  const spec = createServiceImplSpec(service, impl);
   const handlers: Record<string, grpc.UntypedHandleCall> = {};
   for (const method of service.methods) {
-    if (method.methodKind !== "unary") throw new Error(`${method.name}: only unary methods are adapted`);
+    const methodSpec = spec.methods[method.localName];
+    if (methodSpec?.kind !== "unary") throw new Error(`${method.name}: only unary methods are adapted`);
     handlers[method.localName] = unaryHandler(
       service,
       method,
-      impl as Record<string, unknown>,
+      methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
     ) as grpc.handleUnaryCall<unknown, unknown>;
   }
   addGrpcService(server, service, handlers);
