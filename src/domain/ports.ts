@@ -11,6 +11,21 @@ export interface Clock {
 
 export const systemClock: Clock = { now: () => Date.now() };
 
+/**
+ * The system clock shifted by an offset held in shared memory, so that every thread of a running
+ * service reads the same time (the gRPC thread is handed `offsetMs`). Production leaves the offset
+ * at 0; tests move it.
+ */
+export interface SharedClock extends Clock {
+  readonly offsetMs: Float64Array;
+}
+
+export function sharedClock(
+  offsetMs: Float64Array = new Float64Array(new SharedArrayBuffer(8)),
+): SharedClock {
+  return { offsetMs, now: () => Date.now() + (offsetMs[0] as number) };
+}
+
 export interface UserRecord {
   id: string;
   unionid: string | null;

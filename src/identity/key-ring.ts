@@ -22,9 +22,27 @@ export interface KeyRotationSettings {
   rotationIntervalMs: number;
 }
 
+/** A key's public half and its schedule: all that verifying needs, and all the gRPC thread is given. */
+export type PublishedKey = Pick<StoredSigningKey, "kid" | "alg" | "publicJwk" | "activatesAt" | "retiresAt">;
+
+export const publishedKey = ({
+  kid,
+  alg,
+  publicJwk,
+  activatesAt,
+  retiresAt,
+}: PublishedKey): PublishedKey => ({
+  kid,
+  alg,
+  publicJwk,
+  activatesAt,
+  retiresAt,
+});
+
 /** What is true of the keys at one instant; recomputed when the instant passes a key's activation or retirement. */
 interface KeyView {
-  signing: SigningKey;
+  /** The newest key whose activation has passed: the one that signs. */
+  active: PublishedKey;
   verification: Map<string, KeyObject>;
   jwks: { keys: PublicJwk[] };
   /** The next activation or retirement: the view holds until then. */
@@ -32,10 +50,60 @@ interface KeyView {
 }
 
 /**
- * The signing keys in memory. Which key signs and which verify is a function of the stored keys
- * and the time, so instances that have loaded the same keys agree without talking: the newest
- * key whose activation has passed signs; every key not yet retired verifies and is in JWKS,
- * including one published ahead of its activation.
+ * Which keys verify and which signs, as a function of the keys and the time: the newest key whose
+ * activation has passed signs; every key not yet retired verifies and is in JWKS, including one
+ * published ahead of its activation. The key ring builds on it; the gRPC thread runs one of its
+ * own on the public halves it is sent.
+ */
+export function createKeySchedule(clock: Clock) {
+  let keys: PublishedKey[] = [];
+  let view: KeyView | null = null;
+  const publicKeys = new Map<string, KeyObject>();
+
+  function publicKeyOf(key: PublishedKey): KeyObject {
+    let object = publicKeys.get(key.kid);
+    if (!object) {
+      object = createPublicKey({ key: { ...key.publicJwk }, format: "jwk" });
+      publicKeys.set(key.kid, object);
+    }
+    return object;
+  }
+
+  function viewAt(now: number): KeyView {
+    if (view && now < view.validUntil) return view;
+    const live = keys.filter((k) => k.retiresAt === null || k.retiresAt.getTime() > now);
+    const active = live.filter((k) => k.activatesAt.getTime() <= now).at(-1);
+    if (!active) throw new Error("no signing key is active");
+    const boundaries = live
+      .flatMap((k) => [k.activatesAt.getTime(), k.retiresAt?.getTime() ?? Number.POSITIVE_INFINITY])
+      .filter((t) => t > now);
+    view = {
+      active,
+      verification: new Map(live.map((k) => [k.kid, publicKeyOf(k)] as const)),
+      jwks: { keys: live.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" as const })) },
+      validUntil: Math.min(...boundaries),
+    };
+    return view;
+  }
+
+  return {
+    /** Takes the current keys; fails at once if none of them can sign now. */
+    accept(next: readonly PublishedKey[]): void {
+      keys = [...next].sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime());
+      view = null;
+      viewAt(clock.now());
+    },
+    activeKey: (): PublishedKey => viewAt(clock.now()).active,
+    verificationKeys: (): ReadonlyMap<string, KeyObject> => viewAt(clock.now()).verification,
+    jwks: () => viewAt(clock.now()).jwks,
+  };
+}
+
+export type KeySchedule = ReturnType<typeof createKeySchedule>;
+
+/**
+ * The signing keys in memory: the stored keys, their schedule (createKeySchedule), and the private
+ * key of the one that signs, opened when first needed.
  *
  * Rotation adds a key that activates `publishAheadMs` later and retires the current ones
  * `retireAfterMs` after that, so a token signed just before the switch verifies until it expires.
@@ -48,9 +116,10 @@ export function createKeyRing(deps: {
   settings: KeyRotationSettings;
 }) {
   let stored: StoredSigningKey[] = [];
-  let view: KeyView | null = null;
-  const publicKeys = new Map<string, KeyObject>();
+  const schedule = createKeySchedule(deps.clock);
   const privateKeys = new Map<string, KeyObject>();
+  const watchers: Array<(keys: readonly PublishedKey[]) => void> = [];
+  let signing: SigningKey | undefined;
 
   function generate(now: Date, activatesAt: Date): StoredSigningKey {
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -66,45 +135,26 @@ export function createKeyRing(deps: {
     };
   }
 
-  function publicKeyOf(key: StoredSigningKey): KeyObject {
-    let object = publicKeys.get(key.kid);
-    if (!object) {
-      object = createPublicKey({ key: { ...key.publicJwk }, format: "jwk" });
-      publicKeys.set(key.kid, object);
+  function signingKey(): SigningKey {
+    const { kid } = schedule.activeKey();
+    if (signing?.kid !== kid) {
+      let privateKey = privateKeys.get(kid);
+      if (!privateKey) {
+        const key = stored.find((k) => k.kid === kid) as StoredSigningKey;
+        privateKey = createPrivateKey(deps.sealer.open(key.sealedPrivateKey));
+        privateKeys.set(kid, privateKey);
+      }
+      signing = { kid, privateKey };
     }
-    return object;
-  }
-
-  function privateKeyOf(key: StoredSigningKey): KeyObject {
-    let object = privateKeys.get(key.kid);
-    if (!object) {
-      object = createPrivateKey(deps.sealer.open(key.sealedPrivateKey));
-      privateKeys.set(key.kid, object);
-    }
-    return object;
-  }
-
-  function viewAt(now: number): KeyView {
-    if (view && now < view.validUntil) return view;
-    const live = stored.filter((k) => k.retiresAt === null || k.retiresAt.getTime() > now);
-    const active = live.filter((k) => k.activatesAt.getTime() <= now).at(-1);
-    if (!active) throw new Error("no signing key is active");
-    const boundaries = live
-      .flatMap((k) => [k.activatesAt.getTime(), k.retiresAt?.getTime() ?? Number.POSITIVE_INFINITY])
-      .filter((t) => t > now);
-    view = {
-      signing: { kid: active.kid, privateKey: privateKeyOf(active) },
-      verification: new Map(live.map((k) => [k.kid, publicKeyOf(k)] as const)),
-      jwks: { keys: live.map((k) => ({ ...k.publicJwk, kid: k.kid, alg: k.alg, use: "sig" as const })) },
-      validUntil: Math.min(...boundaries),
-    };
-    return view;
+    return signing;
   }
 
   function accept(keys: StoredSigningKey[]) {
     stored = [...keys].sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime());
-    view = null;
-    viewAt(deps.clock.now()); // fails now, not at the first sign, if no key can sign or open
+    schedule.accept(stored);
+    signingKey(); // fails now, not at the first sign, if the key cannot be opened
+    const published = stored.map(publishedKey);
+    for (const watch of watchers) watch(published);
   }
 
   const ring = {
@@ -140,11 +190,18 @@ export function createKeyRing(deps: {
       return { rotated: result.rotated, next: stored.at(-1) as StoredSigningKey };
     },
 
-    signingKey: (): SigningKey => viewAt(deps.clock.now()).signing,
-    verificationKeys: (): ReadonlyMap<string, KeyObject> => viewAt(deps.clock.now()).verification,
-    jwks: () => viewAt(deps.clock.now()).jwks,
+    signingKey,
+    verificationKeys: schedule.verificationKeys,
+    jwks: schedule.jwks,
     /** The stored keys with their schedule (for the rotation command's report). */
     keys: (): readonly StoredSigningKey[] => stored,
+    /** Calls `watch` with the public halves of the keys each time they are (re)loaded; returns the stop. */
+    watch(watch: (keys: readonly PublishedKey[]) => void): () => void {
+      watchers.push(watch);
+      return () => {
+        if (watchers.includes(watch)) watchers.splice(watchers.indexOf(watch), 1);
+      };
+    },
   };
   return ring;
 }

@@ -5,6 +5,35 @@ const TOPIC = "revocations";
 /** The safety net behind pub/sub: a revocation whose message was lost is seen within this. */
 export const REVOCATION_RESYNC_INTERVAL_MS = 5 * 60_000;
 
+/** A revoked session as the mirror keeps it: [sessionId, forgetAfterMs]. */
+export type RevocationEntry = [sessionId: string, forgetAfterMs: number];
+
+const entries = (sessions: readonly RevokedSession[]): RevocationEntry[] =>
+  sessions.map((s) => [s.id, s.forgetAfter.getTime()]);
+
+/**
+ * The in-memory set of ended sessions VerifyToken checks. An entry is forgotten once every access
+ * token its session could have issued has expired anyway.
+ */
+export function createRevocationMirror(clock: Clock) {
+  const ended = new Map<string, number>();
+  return {
+    add(batch: readonly RevocationEntry[]): void {
+      const now = clock.now();
+      for (const [sessionId, forgetAfter] of batch) if (forgetAfter > now) ended.set(sessionId, forgetAfter);
+    },
+    forgetExpired(): void {
+      const now = clock.now();
+      for (const [sessionId, forgetAfter] of ended) if (forgetAfter <= now) ended.delete(sessionId);
+    },
+    isRevoked: (sessionId: string): boolean => ended.has(sessionId),
+    entries: (): RevocationEntry[] => [...ended],
+    get size() {
+      return ended.size;
+    },
+  };
+}
+
 /**
  * Revoked sessions, as every instance sees them. A revocation is written to Postgres first (the
  * source of truth), then added to this instance's in-memory mirror and published to the other
@@ -22,24 +51,18 @@ export function createRevocations(deps: {
   log: Logger;
   maxAccessTokenTtlMs: number;
 }) {
-  const mirror = new Map<string, number>();
+  const mirror = createRevocationMirror(deps.clock);
+  const watchers: Array<(ended: RevocationEntry[]) => void> = [];
 
   function add(sessions: readonly RevokedSession[]) {
-    const now = deps.clock.now();
-    for (const s of sessions) {
-      const forgetAfter = s.forgetAfter.getTime();
-      if (forgetAfter > now) mirror.set(s.id, forgetAfter);
-    }
-  }
-
-  function forgetExpired() {
-    const now = deps.clock.now();
-    for (const [sessionId, forgetAfter] of mirror) if (forgetAfter <= now) mirror.delete(sessionId);
+    const ended = entries(sessions);
+    mirror.add(ended);
+    for (const watch of watchers) watch(ended);
   }
 
   async function reload() {
     add(await deps.sessions.listRevokedSince(new Date(deps.clock.now() - deps.maxAccessTokenTtlMs)));
-    forgetExpired();
+    mirror.forgetExpired();
   }
 
   const reloadInBackground = (why: string) => () => {
@@ -61,7 +84,18 @@ export function createRevocations(deps: {
 
   return {
     /** The hot path: has the session behind an access token ended? */
-    isRevoked: (sessionId: string): boolean => mirror.has(sessionId),
+    isRevoked: mirror.isRevoked,
+
+    /** The ended sessions as [sessionId, forgetAfterMs] entries (what the gRPC thread starts from). */
+    entries: mirror.entries,
+
+    /** Calls `watch` with every batch of ended sessions added from now on; returns the stop. */
+    watch(watch: (ended: RevocationEntry[]) => void): () => void {
+      watchers.push(watch);
+      return () => {
+        if (watchers.includes(watch)) watchers.splice(watchers.indexOf(watch), 1);
+      };
+    },
 
     get size() {
       return mirror.size;
@@ -107,7 +141,7 @@ export type Revocations = ReturnType<typeof createRevocations>;
 
 /** The message: [[sessionId, forgetAfterMs], ...]. */
 function encode(sessions: readonly RevokedSession[]): string {
-  return JSON.stringify(sessions.map((s) => [s.id, s.forgetAfter.getTime()]));
+  return JSON.stringify(entries(sessions));
 }
 
 function decode(message: string): RevokedSession[] | undefined {

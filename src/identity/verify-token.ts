@@ -16,7 +16,7 @@ import type { Revocations } from "./revocations.js";
  * every call against the cached claims.
  */
 export function createVerifyToken(deps: {
-  keyRing: KeyRing;
+  keyRing: Pick<KeyRing, "verificationKeys">;
   revocations: Pick<Revocations, "isRevoked">;
   settings: TokenSettings;
   clock: Clock;

@@ -18,6 +18,7 @@ import {
   type RefreshResponse,
   RefreshResponseSchema,
   TokenPairSchema,
+  type VerifyTokenRequest,
   type VerifyTokenResponse,
   VerifyTokenResponseSchema,
 } from "../gen/identity/v1/identity_pb.js";
@@ -42,6 +43,38 @@ export interface UseCases {
   checkSessionKey: CheckSessionKey;
 }
 
+/** Maps errors of a handler; a synchronous handler's answer stays synchronous (no promise hops). */
+function guarded<Req, Res>(log: Logger, rpc: string, handler: (req: Req) => Promise<Res> | Res) {
+  return (req: Req): Promise<Res> | Res => {
+    try {
+      const result = handler(req);
+      return result instanceof Promise
+        ? result.catch((err: unknown) => {
+            throw toConnectError(err, log, rpc);
+          })
+        : result;
+    } catch (err) {
+      throw toConnectError(err, log, rpc);
+    }
+  };
+}
+
+/** The VerifyToken method on its own: the gRPC thread serves it with a verifier of its own. */
+export function verifyTokenMethod(verifyToken: VerifyToken, log: Logger) {
+  // VerifyToken hands back the same claims object for a cached token, so the same response
+  // message goes out again (and the gRPC adapter reuses its encoding).
+  const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();
+  return guarded(log, "VerifyToken", (req: VerifyTokenRequest): VerifyTokenResponse => {
+    const claims = verifyToken.verify(req.accessToken);
+    let response = responses.get(claims);
+    if (!response) {
+      response = create(VerifyTokenResponseSchema, { claims: toClaimsMessage(claims) });
+      responses.set(claims, response);
+    }
+    return response;
+  });
+}
+
 /**
  * The IdentityService, written once and mounted on both transports. Each method decodes the
  * request into a use-case input, calls one use case and encodes the result; errors go through
@@ -51,25 +84,8 @@ export function createIdentityServiceImpl(
   useCases: UseCases,
   log: Logger,
 ): ServiceImpl<typeof IdentityService> {
-  /** Maps errors of a handler; a synchronous handler's answer stays synchronous (no promise hops). */
-  function guard<Req, Res>(rpc: string, handler: (req: Req) => Promise<Res> | Res) {
-    return (req: Req): Promise<Res> | Res => {
-      try {
-        const result = handler(req);
-        return result instanceof Promise
-          ? result.catch((err: unknown) => {
-              throw toConnectError(err, log, rpc);
-            })
-          : result;
-      } catch (err) {
-        throw toConnectError(err, log, rpc);
-      }
-    };
-  }
-
-  // VerifyToken hands back the same claims object for a cached token, so the same response
-  // message goes out again (and the gRPC adapter reuses its encoding).
-  const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();
+  const guard = <Req, Res>(rpc: string, handler: (req: Req) => Promise<Res> | Res) =>
+    guarded(log, rpc, handler);
 
   return {
     login: guard("Login", async (req): Promise<LoginResponse> => {
@@ -97,15 +113,7 @@ export function createIdentityServiceImpl(
         newUser: result.newUser,
       });
     }),
-    verifyToken: guard("VerifyToken", (req): VerifyTokenResponse => {
-      const claims = useCases.verifyToken.verify(req.accessToken);
-      let response = responses.get(claims);
-      if (!response) {
-        response = create(VerifyTokenResponseSchema, { claims: toClaimsMessage(claims) });
-        responses.set(claims, response);
-      }
-      return response;
-    }),
+    verifyToken: verifyTokenMethod(useCases.verifyToken, log),
     refresh: guard(
       "Refresh",
       async (req): Promise<RefreshResponse> =>

@@ -1,10 +1,12 @@
-/** A clock the test moves forward; the service reads it for every expiry decision. */
-export function movableClock() {
-  let offsetMs = 0;
+import { type SharedClock, sharedClock } from "../../src/domain/ports.js";
+
+/** A clock the test moves forward; the service (all its threads) reads it for every expiry decision. */
+export function movableClock(): SharedClock & { advance(ms: number): void } {
+  const clock = sharedClock();
   return {
-    now: () => Date.now() + offsetMs,
+    ...clock,
     advance(ms: number) {
-      offsetMs += ms;
+      clock.offsetMs[0] = (clock.offsetMs[0] as number) + ms;
     },
   };
 }
