@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.js";
-import { type Broadcast, type Clock, type KeyValueStore, systemClock } from "./domain/ports.js";
+import { type Broadcast, type KeyValueStore, type SharedClock, sharedClock } from "./domain/ports.js";
 import { createSealer, SealedValueError } from "./domain/sealing.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import { createAppAccessTokens } from "./identity/app-access-tokens.js";
@@ -31,16 +31,17 @@ import { connectRedis } from "./store/redis/connection.js";
 import { createRedisKeyValueStore } from "./store/redis/key-value-store.js";
 import { guardPort } from "./store/storage-errors.js";
 import { createHttpHandler, SANDBOX_MOUNT } from "./transport/connect.js";
-import { createGrpcServer } from "./transport/grpc.js";
+import { startGrpcThread } from "./transport/grpc-thread.js";
 import { createDualProtocolServer } from "./transport/http-server.js";
 import { createIdentityServiceImpl } from "./transport/identity-service.js";
-import { createLogger, type Logger } from "./util/logger.js";
+import { createLogger, errorSummary, type Logger } from "./util/logger.js";
 import { createWechatClient } from "./wechat/client.js";
 import { createWechatSandbox, type WechatSandbox } from "./wechat/sandbox.js";
 
 /** What tests may replace; production passes nothing. */
 export interface AppOverrides {
-  clock?: Clock;
+  /** Shared, so that the gRPC thread reads the same time. */
+  clock?: SharedClock;
   log?: Logger;
 }
 
@@ -92,7 +93,7 @@ export function signingKeySettings(config: Readonly<Config>): KeyRotationSetting
 /** The one place that wires everything: config in, running servers out. */
 export async function startApp(config: Readonly<Config>, overrides: AppOverrides = {}): Promise<RunningApp> {
   const log = overrides.log ?? createLogger(config.logLevel);
-  const clock = overrides.clock ?? systemClock;
+  const clock = overrides.clock ?? sharedClock();
   const cleanups: Array<() => Promise<unknown>> = [];
   const cleanUp = async () => {
     for (const fn of cleanups.reverse()) await fn().catch(() => {});
@@ -260,13 +261,27 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     );
 
     let serving = false;
-    const grpcServer = createGrpcServer({
-      service: IdentityService,
-      impl,
+    const grpc = await startGrpcThread({
+      host: config.host,
+      port: config.grpcPort,
       maxReceiveBytes: config.maxRequestBytes,
+      impl,
+      log,
+      clock,
+      tokenSettings,
+      cacheSize: config.verifyCacheSize,
+      keyRing,
+      revocations,
+      onFailure(err) {
+        // /healthz turns 503, so the orchestrator replaces this instance.
+        serving = false;
+        log.error("the gRPC thread failed; this instance stops reporting healthy", {
+          error: errorSummary(err),
+        });
+      },
     });
-    const grpcPort = await grpcServer.listen(config.host, config.grpcPort);
-    cleanups.push(() => grpcServer.stop(5000));
+    const grpcPort = grpc.port;
+    cleanups.push(() => grpc.stop(5000));
 
     const http = createDualProtocolServer(
       createHttpHandler({
@@ -292,8 +307,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
     );
 
     serving = true;
-    grpcServer.health.setStatus("", "SERVING");
-    grpcServer.health.setStatus(IdentityService.typeName, "SERVING");
+    grpc.setServing(true);
 
     log.info("identity service started", {
       grpc: `${config.host}:${grpcPort}`,
@@ -322,8 +336,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       log,
       async stop() {
         serving = false;
-        grpcServer.health.setStatus("", "NOT_SERVING");
-        grpcServer.health.setStatus(IdentityService.typeName, "NOT_SERVING");
+        grpc.setServing(false);
         await cleanUp();
       },
     };

@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { type RunningApp, startApp } from "../../src/app.js";
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
-import type { Clock } from "../../src/domain/ports.js";
+import type { SharedClock } from "../../src/domain/ports.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import type { Logger } from "../../src/util/logger.js";
 import { startSandboxServer, type WechatSandbox } from "../../src/wechat/sandbox.js";
@@ -63,7 +63,7 @@ export async function startTestApp(
   backend: Backend,
   env: RawEnv = {},
   options: {
-    clock?: Clock;
+    clock?: SharedClock;
     /** Another instance of the same deployment: its database and Redis key prefix, not new ones. */
     shareStorageWith?: TestApp;
     /** Embedded backend: PGlite in a temporary folder instead of memory, so resume() keeps the data. */

@@ -1,0 +1,107 @@
+import { createServer } from "node:net";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startApp } from "../../src/app.js";
+import { parseConfig } from "../../src/config.js";
+import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
+import { errorData, errorFromData } from "../../src/transport/grpc-thread.js";
+import { grpcFailure, rejection } from "../helpers/failures.js";
+import { BACKENDS, memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+
+const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
+
+/**
+ * The gRPC server runs on its own thread with its own copy of what VerifyToken needs; these are
+ * the promises that split must keep (the other suites run every gRPC call through it too).
+ */
+describe.each(BACKENDS)("the gRPC thread (%s backends)", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp(backend);
+  });
+  afterAll(() => t.stop());
+
+  const login = async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    return (await t.connect.login({ appId: APP.appId, code })).tokens?.accessToken ?? "";
+  };
+
+  it("refuses a token at once after its session ended on the main thread, in every one of 20 rounds", async () => {
+    const tokens = await Promise.all(Array.from({ length: 20 }, login));
+    await Promise.all(tokens.map((accessToken) => t.grpc.call("verifyToken", { accessToken })));
+    const refused = await Promise.all(
+      tokens.map(async (accessToken) => {
+        await t.connect.logout({ accessToken });
+        return grpcFailure(t.grpc.call("verifyToken", { accessToken }));
+      }),
+    );
+    expect(refused).toEqual(
+      tokens.map(() => ({ code: grpc.status.UNAUTHENTICATED, reason: "TOKEN_REVOKED" })),
+    );
+  });
+
+  it("hands other methods to the main thread and brings back their answers and errors", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    const overGrpc = await t.grpc.call("login", { appId: APP.appId, code });
+    expect(
+      (await t.grpc.call("verifyToken", { accessToken: overGrpc.tokens?.accessToken ?? "" })).claims?.openid,
+    ).toBe(overGrpc.user?.openid);
+    expect(await grpcFailure(t.grpc.call("login", { appId: APP.appId, code: "never-issued" }))).toEqual({
+      code: grpc.status.UNAUTHENTICATED,
+      reason: "INVALID_CODE",
+    });
+  });
+});
+
+describe("errors crossing between the threads", () => {
+  it("keep their code, message and details", () => {
+    const original = new ConnectError(
+      "the session of this access token has ended",
+      Code.Unauthenticated,
+      undefined,
+      [
+        {
+          desc: ErrorInfoSchema,
+          value: create(ErrorInfoSchema, { reason: "TOKEN_REVOKED", domain: "identity" }),
+        },
+      ],
+    );
+    const crossed = errorFromData(structuredClone(errorData(original)));
+    expect(crossed.code).toBe(Code.Unauthenticated);
+    expect(crossed.rawMessage).toBe("the session of this access token has ended");
+    expect(crossed.findDetails(ErrorInfoSchema)).toMatchObject([
+      { reason: "TOKEN_REVOKED", domain: "identity" },
+    ]);
+  });
+
+  it("turn anything but a ConnectError into INTERNAL without its text", () => {
+    const crossed = errorFromData(errorData(new Error("password=hunter2")));
+    expect(crossed.code).toBe(Code.Internal);
+    expect(crossed.rawMessage).toBe("internal error");
+  });
+});
+
+describe("a gRPC port already taken", () => {
+  let blocker: ReturnType<typeof createServer>;
+  let port: number;
+  beforeAll(async () => {
+    blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    port = (blocker.address() as { port: number }).port;
+  });
+  afterAll(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+
+  it("stops the start with the reason", async () => {
+    const config = parseConfig({
+      GRPC_PORT: String(port),
+      HTTP_PORT: "0",
+      HOST: "127.0.0.1",
+      DATA_DIR: "memory://",
+      WECHAT_APPS: JSON.stringify(TEST_APPS),
+    });
+    const err = await rejection(startApp(config, { log: memoryLogger() }), Error);
+    expect(err.message).toMatch(/EADDRINUSE|address/i);
+  });
+});
