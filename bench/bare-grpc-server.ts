@@ -12,7 +12,8 @@ const reply = Buffer.from(
     create(VerifyTokenResponseSchema, { claims: { userId: "u", appId: "wx" } }),
   ),
 );
-const server = new grpc.Server();
+// grpc-js's defaults, channelz included; BENCH_BARE_CHANNELZ=0 turns it off as our server does.
+const server = new grpc.Server(process.env.BENCH_BARE_CHANNELZ === "0" ? { "grpc.enable_channelz": 0 } : {});
 server.addService(
   {
     verifyToken: {

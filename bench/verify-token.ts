@@ -1,11 +1,17 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
-import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
+import {
+  LoginRequestSchema,
+  VerifyTokenRequestSchema,
+  VerifyTokenResponseSchema,
+} from "../src/gen/identity/v1/identity_pb.js";
+import { createRawConnectClient } from "./lib/connect-raw-client.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
-import { formatLoad, runLoad } from "./lib/load.js";
+import { formatLoad, type LoadResult, runLoad } from "./lib/load.js";
 import {
+  BENCH_APP,
   describeBackends,
   freePort,
   PINNED,
@@ -24,9 +30,16 @@ const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 50_000);
 /** Pairs of runs, each on fresh processes of both servers, the order alternating. */
 const RUNS = Number(process.env.BENCH_RUNS ?? 21);
 const WARMUP = 10_000;
-const LOGINS_PER_INSTANCE = Number(process.env.BENCH_LOGINS_PER_INSTANCE ?? 200);
+/**
+ * What each fresh service instance serves before the load, as a production instance serves the
+ * BFF next to VerifyToken: BENCH_INSTANCE_TRAFFIC=connect-logins (the default), connect-verify,
+ * grpc-logins or none; BENCH_INSTANCE_CALLS calls of it (200).
+ */
+const INSTANCE_TRAFFIC = process.env.BENCH_INSTANCE_TRAFFIC ?? "connect-logins";
+const INSTANCE_CALLS = Number(process.env.BENCH_INSTANCE_CALLS ?? 200);
 const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 20_000);
 const PATH = "/identity.v1.IdentityService/VerifyToken";
+const LOGIN_PATH = "/identity.v1.IdentityService/Login";
 
 async function startBare(port: number): Promise<ServerProcess> {
   const script = join(dirname(fileURLToPath(import.meta.url)), "bare-grpc-server.js");
@@ -34,6 +47,50 @@ async function startBare(port: number): Promise<ServerProcess> {
   pinToServerCpu(bare.pid);
   return bare;
 }
+
+const failOnErrors = (result: LoadResult) => {
+  if (result.errors > 0) throw new Error(`the instance's first calls failed: ${result.firstError}`);
+};
+
+/** The calls an instance serves before the load (BENCH_INSTANCE_TRAFFIC). */
+async function serveFirst(stack: BenchStack, started: Instance, token: string): Promise<void> {
+  const instance = started.service;
+  switch (INSTANCE_TRAFFIC) {
+    case "none":
+      return;
+    case "connect-logins":
+      failOnErrors(await runLoad(INSTANCE_CALLS, 16, () => started.login(stack.issueCode())));
+      return;
+    case "connect-verify": {
+      const connect = createRawConnectClient(`http://127.0.0.1:${instance.httpPort}`);
+      const body = toBinary(
+        VerifyTokenRequestSchema,
+        create(VerifyTokenRequestSchema, { accessToken: token }),
+      );
+      failOnErrors(
+        await runLoad(INSTANCE_CALLS, 16, () => connect.call(PATH, body, VerifyTokenResponseSchema)),
+      );
+      return connect.close();
+    }
+    case "grpc-logins": {
+      const caller = createRawGrpcCaller(`127.0.0.1:${instance.grpcPort}`);
+      const login = () => create(LoginRequestSchema, { appId: BENCH_APP.appId, code: stack.issueCode() });
+      failOnErrors(
+        await runLoad(INSTANCE_CALLS, 16, () =>
+          caller.call(LOGIN_PATH, grpcFrame(toBinary(LoginRequestSchema, login()))),
+        ),
+      );
+      return caller.close();
+    }
+    default:
+      throw new Error(
+        `BENCH_INSTANCE_TRAFFIC=${INSTANCE_TRAFFIC}: not connect-logins, connect-verify, grpc-logins or none`,
+      );
+  }
+}
+
+type BenchStack = Awaited<ReturnType<typeof startBenchStack>>;
+type Instance = Awaited<ReturnType<BenchStack["startInstance"]>>;
 
 const frameOf = (token: string) =>
   grpcFrame(toBinary(VerifyTokenRequestSchema, create(VerifyTokenRequestSchema, { accessToken: token })));
@@ -45,7 +102,7 @@ async function main() {
   pinToServerCpu(service.pid);
   const login = async () => (await stack.login(stack.issueCode())).tokens?.accessToken ?? "";
   console.log(
-    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32)${PINNED ? ", servers on CPU 1, h2load on CPU 0" : ""}`,
+    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32), each instance serves ${INSTANCE_CALLS} ${INSTANCE_TRAFFIC} first${PINNED ? ", servers on CPU 1, h2load on CPU 0" : ""}`,
   );
 
   const token = await login();
@@ -68,11 +125,11 @@ async function main() {
   for (let i = 0; i < RUNS; i++) {
     const barePort = await freePort();
     const bare = await startBare(barePort);
-    const { service: instance, login: loginThere, close } = await stack.startInstance();
+    const started = await stack.startInstance();
+    const instance = started.service;
     pinToServerCpu(instance.pid);
-    // Like a production instance, it serves the BFF's Logins next to VerifyToken.
-    await runLoad(LOGINS_PER_INSTANCE, 16, () => loginThere(stack.issueCode()));
-    close();
+    await serveFirst(stack, started, token);
+    started.close();
     const baseline = urlOf(barePort);
     const ours = urlOf(instance.grpcPort);
     h2loadGrpc(baseline, hot, WARMUP, 4, 32);

@@ -99,8 +99,6 @@ export function createKeySchedule(clock: Clock) {
   };
 }
 
-export type KeySchedule = ReturnType<typeof createKeySchedule>;
-
 /**
  * The signing keys in memory: the stored keys, their schedule (createKeySchedule), and the private
  * key of the one that signs, opened when first needed.
