@@ -7,6 +7,8 @@ import { describeBackends, processCpuMs, startBenchStack } from "./lib/service.j
  * Usage: npm run bench:login (DATABASE_URL / REDIS_URL select the real servers).
  */
 const LOGINS = Number(process.env.BENCH_LOGINS ?? 10_000);
+/** BENCH_PHASES=first or returning runs one phase only (A/B runs of one setting). */
+const PHASES = process.env.BENCH_PHASES ?? "first,returning";
 const IN_FLIGHT = 64;
 
 async function main() {
@@ -27,8 +29,9 @@ async function main() {
     console.log(`${formatLoad(name, result)}  service CPU ${cpuUs.toFixed(0)} µs/login`);
   };
   const run = Date.now().toString(36);
-  await phase("first logins (a new user each)", () => undefined);
-  await phase("returning users (1,000 users)", (i) => `returning-${run}-${i % 1000}`);
+  if (PHASES.includes("first")) await phase("first logins (a new user each)", () => undefined);
+  if (PHASES.includes("returning"))
+    await phase("returning users (1,000 users)", (i) => `returning-${run}-${i % 1000}`);
   await stack.stop();
 }
 

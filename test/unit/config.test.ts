@@ -18,7 +18,7 @@ describe("configuration", () => {
       grpcPort: 50051,
       httpPort: 8080,
       databaseUrl: null,
-      databasePoolSize: 10,
+      databasePoolSize: 4,
       redisUrl: null,
       dataDir: "./.data",
       wechat: { mode: "sandbox" },
