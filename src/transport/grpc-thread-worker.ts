@@ -36,7 +36,7 @@ revocations.add(data.revoked);
 setInterval(() => revocations.forgetExpired(), REVOCATION_RESYNC_INTERVAL_MS).unref();
 
 let updatesApplied = 0;
-/** Takes the updates the main thread has posted and this thread has not applied yet. */
+/** Takes, synchronously, the updates the main thread has posted and this thread has not applied yet. */
 function applyUpdates(): void {
   if (Atomics.load(data.updatesPosted, 0) === updatesApplied) return;
   for (let next = receiveMessageOnPort(data.updates); next; next = receiveMessageOnPort(data.updates)) {
@@ -46,6 +46,8 @@ function applyUpdates(): void {
     else revocations.add(update.revoked);
   }
 }
+// A thread without calls takes them every second, so they do not pile up.
+setInterval(applyUpdates, 1000).unref();
 
 const verifyToken = verifyTokenMethod(
   createVerifyToken({
