@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from "node:crypto";
 import { createServer } from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -5,8 +6,10 @@ import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp } from "../../src/app.js";
 import { parseConfig } from "../../src/config.js";
+import { sharedClock } from "../../src/domain/ports.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
-import { errorData, errorFromData } from "../../src/transport/grpc-thread.js";
+import type { PublishedKey } from "../../src/identity/key-ring.js";
+import { errorData, errorFromData, startGrpcThread } from "../../src/transport/grpc-thread.js";
 import { grpcFailure, rejection } from "../helpers/failures.js";
 import { BACKENDS, memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
@@ -103,5 +106,46 @@ describe("a gRPC port already taken", () => {
     });
     const err = await rejection(startApp(config, { log: memoryLogger() }), Error);
     expect(err.message).toMatch(/EADDRINUSE|address/i);
+  });
+});
+
+describe("a gRPC thread that dies", () => {
+  it("is reported, and stopping it afterwards returns at once", async () => {
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const key: PublishedKey = {
+      kid: "k1",
+      alg: "ES256",
+      publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
+      activatesAt: new Date(Date.now() - 60_000),
+      retiresAt: null,
+    };
+    let pushKeys: (keys: readonly PublishedKey[]) => void = () => {};
+    let reportFailure: (err: Error) => void = () => {};
+    const failed = new Promise<Error>((resolve) => {
+      reportFailure = resolve;
+    });
+    const thread = await startGrpcThread({
+      host: "127.0.0.1",
+      port: 0,
+      maxReceiveBytes: 16 * 1024,
+      impl: {} as Parameters<typeof startGrpcThread>[0]["impl"],
+      log: memoryLogger(),
+      clock: sharedClock(),
+      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlSeconds: 60, leewaySeconds: 0 },
+      cacheSize: 10,
+      keyRing: {
+        keys: () => [{ ...key, sealedPrivateKey: "", createdAt: new Date() }],
+        watch: (watch) => {
+          pushKeys = watch;
+          return () => {};
+        },
+      },
+      revocations: { entries: () => [], watch: () => () => {} },
+      onFailure: reportFailure,
+    });
+    // Keys none of which can sign now: the thread's next take of its updates throws, uncaught.
+    pushKeys([{ ...key, activatesAt: new Date(Date.now() + 3_600_000) }]);
+    expect((await failed).message).toMatch(/no signing key is active/);
+    await thread.stop(1000);
   });
 });
