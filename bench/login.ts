@@ -1,5 +1,5 @@
 import { formatLoad, runLoad } from "./lib/load.js";
-import { describeBackends, processCpuMs, startBenchStack } from "./lib/service.js";
+import { describeBackends, startBenchStack, withCpuPerCall } from "./lib/service.js";
 
 /**
  * Login end to end over Connect (h2c, binary): BFF-like client -> service (its own process) ->
@@ -18,15 +18,11 @@ async function main() {
   );
   const phase = async (name: string, openidOf: (i: number) => string | undefined) => {
     const codes = Array.from({ length: LOGINS }, (_, i) => stack.issueCode(openidOf(i)));
-    const cpuBefore = processCpuMs(stack.service.pid);
-    const result = await runLoad(LOGINS, IN_FLIGHT, (i) => stack.login(codes[i] as string));
-    const cpuAfter = processCpuMs(stack.service.pid);
     // The service's own CPU per login: what the machine's noise and Postgres's moods move least.
-    const cpuUs =
-      cpuBefore === undefined || cpuAfter === undefined
-        ? Number.NaN
-        : ((cpuAfter - cpuBefore) * 1000) / LOGINS;
-    console.log(`${formatLoad(name, result)}  service CPU ${cpuUs.toFixed(0)} µs/login`);
+    const result = await withCpuPerCall(stack.service.pid, LOGINS, () =>
+      runLoad(LOGINS, IN_FLIGHT, (i) => stack.login(codes[i] as string)),
+    );
+    console.log(`${formatLoad(name, result)}  service CPU ${result.cpuUs.toFixed(0)} µs/login`);
   };
   const run = Date.now().toString(36);
   if (PHASES.includes("first")) await phase("first logins (a new user each)", () => undefined);

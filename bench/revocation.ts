@@ -5,7 +5,7 @@ import { openPostgres } from "../src/store/pg/database.js";
 import { createScratchDatabase } from "../test/helpers/scratch-database.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
-import { PINNED, pinToServerCpu, processCpuMs, startBenchStack } from "./lib/service.js";
+import { PINNED, pinToServerCpu, startBenchStack, withCpuPerCall } from "./lib/service.js";
 
 /**
  * Revocation across instances, with the real Postgres and Redis (DATABASE_URL, REDIS_URL):
@@ -109,14 +109,10 @@ async function verifyWithLargeMirror(serverUrl: string) {
       };
     }),
   );
-  const measure = (t: (typeof targets)[0]) => {
-    const before = processCpuMs(t.pid) ?? Number.NaN;
-    const result = h2loadGrpc(t.url, t.frame, REQUESTS, 4, 32);
+  const measure = async (t: (typeof targets)[0]) => {
+    const result = await withCpuPerCall(t.pid, REQUESTS, () => h2loadGrpc(t.url, t.frame, REQUESTS, 4, 32));
     if (result.failed > 0) throw new Error("h2load saw failed requests");
-    return {
-      perSecond: result.perSecond,
-      cpuUs: (((processCpuMs(t.pid) ?? Number.NaN) - before) * 1000) / REQUESTS,
-    };
+    return result;
   };
   for (const t of targets) h2loadGrpc(t.url, t.frame, 20_000, 4, 32); // warm-up
   const pairs: Array<{ ratio: number; cpuRatio: number }> = [];
@@ -124,9 +120,10 @@ async function verifyWithLargeMirror(serverUrl: string) {
     // Each goes first in every other pair.
     const [first, second] = i % 2 === 0 ? [0, 1] : [1, 0];
     const results = [];
-    results[first] = measure(targets[first] as (typeof targets)[0]);
-    results[second] = measure(targets[second] as (typeof targets)[0]);
-    const [n, m] = results as [ReturnType<typeof measure>, ReturnType<typeof measure>];
+    results[first] = await measure(targets[first] as (typeof targets)[0]);
+    results[second] = await measure(targets[second] as (typeof targets)[0]);
+    type Measured = Awaited<ReturnType<typeof measure>>;
+    const [n, m] = results as [Measured, Measured];
     pairs.push({ ratio: m.perSecond / n.perSecond, cpuRatio: n.cpuUs / m.cpuUs });
     console.log(
       `  run ${i + 1}: none ${n.perSecond.toFixed(0)} req/s (${n.cpuUs.toFixed(1)} µs CPU/req), ${REVOKED} revoked ${m.perSecond.toFixed(0)} req/s (${m.cpuUs.toFixed(1)} µs CPU/req)`,

@@ -16,10 +16,10 @@ import {
   freePort,
   PINNED,
   pinToServerCpu,
-  processCpuMs,
   type ServerProcess,
   startBenchStack,
   startNodeServer,
+  withCpuPerCall,
 } from "./lib/service.js";
 
 /**
@@ -109,14 +109,8 @@ async function main() {
   const hot = frameOf(token);
   const urlOf = (port: number) => `http://127.0.0.1:${port}${PATH}`;
   // Server CPU per request (µs) next to req/s.
-  const measure = (url: string, pid: number) => {
-    const before = processCpuMs(pid);
-    const result = h2loadGrpc(url, hot, REQUESTS, 4, 32);
-    const after = processCpuMs(pid);
-    const cpuUs =
-      before === undefined || after === undefined ? Number.NaN : ((after - before) * 1000) / REQUESTS;
-    return { ...result, cpuUs };
-  };
+  const measure = (url: string, pid: number) =>
+    withCpuPerCall(pid, REQUESTS, () => h2loadGrpc(url, hot, REQUESTS, 4, 32));
   // Every pair runs on two fresh processes. Two processes of the very same server differ by up to
   // 2x here, and each keeps its speed for its whole life (an A/A test of the bare server on one
   // pair of processes gave a median ratio of 0.82 over 10 runs), so a figure from one pair of
@@ -135,14 +129,14 @@ async function main() {
     h2loadGrpc(baseline, hot, WARMUP, 4, 32);
     h2loadGrpc(ours, hot, WARMUP, 4, 32);
     // Each server goes first in every other pair, so that neither profits from its place.
-    let b: ReturnType<typeof measure>;
-    let o: ReturnType<typeof measure>;
+    let b: Awaited<ReturnType<typeof measure>>;
+    let o: Awaited<ReturnType<typeof measure>>;
     if (i % 2 === 0) {
-      b = measure(baseline, bare.pid);
-      o = measure(ours, instance.pid);
+      b = await measure(baseline, bare.pid);
+      o = await measure(ours, instance.pid);
     } else {
-      o = measure(ours, instance.pid);
-      b = measure(baseline, bare.pid);
+      o = await measure(ours, instance.pid);
+      b = await measure(baseline, bare.pid);
     }
     await Promise.all([bare.stop(), instance.stop()]);
     if (o.failed > 0 || b.failed > 0) throw new Error("h2load saw failed requests");

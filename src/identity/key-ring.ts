@@ -25,13 +25,7 @@ export interface KeyRotationSettings {
 /** A key's public half and its schedule: all that verifying needs, and all the gRPC thread is given. */
 export type PublishedKey = Pick<StoredSigningKey, "kid" | "alg" | "publicJwk" | "activatesAt" | "retiresAt">;
 
-export const publishedKey = ({
-  kid,
-  alg,
-  publicJwk,
-  activatesAt,
-  retiresAt,
-}: PublishedKey): PublishedKey => ({
+const publishedKey = ({ kid, alg, publicJwk, activatesAt, retiresAt }: PublishedKey): PublishedKey => ({
   kid,
   alg,
   publicJwk,
@@ -117,6 +111,7 @@ export function createKeyRing(deps: {
   const schedule = createKeySchedule(deps.clock);
   const privateKeys = new Map<string, KeyObject>();
   const watchers: Array<(keys: readonly PublishedKey[]) => void> = [];
+  let published: readonly PublishedKey[] = [];
   let signing: SigningKey | undefined;
 
   function generate(now: Date, activatesAt: Date): StoredSigningKey {
@@ -151,7 +146,7 @@ export function createKeyRing(deps: {
     stored = [...keys].sort((a, b) => a.activatesAt.getTime() - b.activatesAt.getTime());
     schedule.accept(stored);
     signingKey(); // fails now, not at the first sign, if the key cannot be opened
-    const published = stored.map(publishedKey);
+    published = stored.map(publishedKey);
     for (const watch of watchers) watch(published);
   }
 
@@ -193,6 +188,8 @@ export function createKeyRing(deps: {
     jwks: schedule.jwks,
     /** The stored keys with their schedule (for the rotation command's report). */
     keys: (): readonly StoredSigningKey[] => stored,
+    /** The public halves of the keys with their schedule: what the gRPC thread is given. */
+    publishedKeys: (): readonly PublishedKey[] => published,
     /** Calls `watch` with the public halves of the keys each time they are (re)loaded; returns the stop. */
     watch(watch: (keys: readonly PublishedKey[]) => void): () => void {
       watchers.push(watch);

@@ -18,9 +18,17 @@ const entries = (sessions: readonly RevokedSession[]): RevocationEntry[] =>
 export function createRevocationMirror(clock: Clock) {
   const ended = new Map<string, number>();
   return {
-    add(batch: readonly RevocationEntry[]): void {
+    /** Adds the batch's live entries; returns those the mirror did not hold yet. */
+    add(batch: readonly RevocationEntry[]): RevocationEntry[] {
       const now = clock.now();
-      for (const [sessionId, forgetAfter] of batch) if (forgetAfter > now) ended.set(sessionId, forgetAfter);
+      const added: RevocationEntry[] = [];
+      for (const entry of batch) {
+        const [sessionId, forgetAfter] = entry;
+        if (forgetAfter <= now || ended.has(sessionId)) continue;
+        ended.set(sessionId, forgetAfter);
+        added.push(entry);
+      }
+      return added;
     },
     forgetExpired(): void {
       const now = clock.now();
@@ -55,9 +63,9 @@ export function createRevocations(deps: {
   const watchers: Array<(ended: RevocationEntry[]) => void> = [];
 
   function add(sessions: readonly RevokedSession[]) {
-    const ended = entries(sessions);
-    mirror.add(ended);
-    for (const watch of watchers) watch(ended);
+    // A reload brings back every known revocation: watchers hear only of the new ones.
+    const added = mirror.add(entries(sessions));
+    if (added.length > 0) for (const watch of watchers) watch(added);
   }
 
   async function reload() {
@@ -89,7 +97,7 @@ export function createRevocations(deps: {
     /** The ended sessions as [sessionId, forgetAfterMs] entries (what the gRPC thread starts from). */
     entries: mirror.entries,
 
-    /** Calls `watch` with every batch of ended sessions added from now on; returns the stop. */
+    /** Calls `watch` with every batch of newly ended sessions from now on; returns the stop. */
     watch(watch: (ended: RevocationEntry[]) => void): () => void {
       watchers.push(watch);
       return () => {

@@ -1,5 +1,4 @@
 import { MessageChannel, type MessagePort, Worker, type WorkerOptions } from "node:worker_threads";
-import { create, toBinary } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -10,9 +9,10 @@ import {
 import type { SharedClock } from "../domain/ports.js";
 import type { TokenSettings } from "../domain/tokens.js";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
-import { type KeyRing, type PublishedKey, publishedKey } from "../identity/key-ring.js";
+import type { KeyRing, PublishedKey } from "../identity/key-ring.js";
 import type { RevocationEntry, Revocations } from "../identity/revocations.js";
 import type { Logger } from "../util/logger.js";
+import { encodedDetails } from "./grpc.js";
 
 /**
  * The gRPC server runs on a thread of its own, a V8 isolate that sees nothing but grpc-js and
@@ -32,8 +32,8 @@ export interface GrpcThreadData {
   tokenSettings: TokenSettings;
   cacheSize: number;
   clockOffsetMs: Float64Array;
-  keys: PublishedKey[];
-  revoked: RevocationEntry[];
+  keys: readonly PublishedKey[];
+  revoked: readonly RevocationEntry[];
   /** Key and revocation updates, in order. */
   updates: MessagePort;
   /**
@@ -44,7 +44,7 @@ export interface GrpcThreadData {
   updatesPosted: Int32Array;
 }
 
-export type GrpcThreadUpdate = { keys: PublishedKey[] } | { revoked: RevocationEntry[] };
+export type GrpcThreadUpdate = { keys: readonly PublishedKey[] } | { revoked: readonly RevocationEntry[] };
 
 /** A ConnectError as it crosses between the threads. */
 export interface ErrorData {
@@ -67,15 +67,7 @@ export type FromGrpcThread =
 
 export function errorData(err: unknown): ErrorData {
   const error = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
-  return {
-    code: error.code,
-    message: error.rawMessage,
-    details: error.details.map((d) =>
-      "desc" in d
-        ? { type: d.desc.typeName, value: toBinary(d.desc, create(d.desc, d.value as never)) }
-        : { type: d.type, value: d.value },
-    ),
-  };
+  return { code: error.code, message: error.rawMessage, details: encodedDetails(error) };
 }
 
 export function errorFromData(data: ErrorData): ConnectError {
@@ -107,7 +99,7 @@ export interface GrpcThreadOptions {
   clock: SharedClock;
   tokenSettings: TokenSettings;
   cacheSize: number;
-  keyRing: Pick<KeyRing, "keys" | "watch">;
+  keyRing: Pick<KeyRing, "publishedKeys" | "watch">;
   revocations: Pick<Revocations, "entries" | "watch">;
   /** The thread ended on its own after it started: this instance no longer serves gRPC. */
   onFailure(err: Error): void;
@@ -130,7 +122,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     tokenSettings: options.tokenSettings,
     cacheSize: options.cacheSize,
     clockOffsetMs: options.clock.offsetMs,
-    keys: options.keyRing.keys().map(publishedKey),
+    keys: options.keyRing.publishedKeys(),
     revoked: options.revocations.entries(),
     updates: updates.port2,
     updatesPosted,
@@ -143,7 +135,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     Atomics.add(updatesPosted, 0, 1);
   };
   const unwatch = [
-    options.keyRing.watch((keys) => post({ keys: [...keys] })),
+    options.keyRing.watch((keys) => post({ keys })),
     options.revocations.watch((revoked) => post({ revoked })),
   ];
 

@@ -8,7 +8,6 @@ import {
   ScalarType,
   toBinary,
 } from "@bufbuild/protobuf";
-import { anyPack } from "@bufbuild/protobuf/wkt";
 import {
   Code,
   ConnectError,
@@ -33,15 +32,23 @@ import { addReflectionService } from "./grpc-reflection.js";
 /** What requestDeserialize returns for bytes that are not a valid message (answered, not thrown). */
 const UNDECODABLE = Symbol("undecodable");
 
+/** A ConnectError's details as type names and encoded messages, whether made here or received. */
+export function encodedDetails(err: ConnectError): Array<{ type: string; value: Uint8Array }> {
+  return err.details.map((d) =>
+    "desc" in d
+      ? { type: d.desc.typeName, value: toBinary(d.desc, create(d.desc, d.value as never)) }
+      : { type: d.type, value: d.value },
+  );
+}
+
 /** Encodes a ConnectError as grpc-js status, with google.rpc.Status in grpc-status-details-bin. */
 export function toGrpcStatus(err: ConnectError): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
   if (err.details.length > 0) {
-    const details = err.details.map((d) =>
-      "desc" in d
-        ? anyPack(d.desc, create(d.desc, d.value as never))
-        : { typeUrl: `type.googleapis.com/${d.type}`, value: d.value },
-    );
+    const details = encodedDetails(err).map((d) => ({
+      typeUrl: `type.googleapis.com/${d.type}`,
+      value: d.value,
+    }));
     const status = create(StatusSchema, { code: err.code, message: err.rawMessage, details });
     metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
   }

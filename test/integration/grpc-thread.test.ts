@@ -134,7 +134,7 @@ describe("a gRPC thread that dies", () => {
       tokenSettings: { issuer: "i", audience: "a", accessTokenTtlSeconds: 60, leewaySeconds: 0 },
       cacheSize: 10,
       keyRing: {
-        keys: () => [{ ...key, sealedPrivateKey: "", createdAt: new Date() }],
+        publishedKeys: () => [key],
         watch: (watch) => {
           pushKeys = watch;
           return () => {};
