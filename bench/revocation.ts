@@ -3,9 +3,10 @@ import postgres from "postgres";
 import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
 import { openPostgres } from "../src/store/pg/database.js";
 import { createScratchDatabase } from "../test/helpers/scratch-database.js";
+import { withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
-import { PINNED, pinToServerCpu, startBenchStack, withCpuPerCall } from "./lib/service.js";
+import { PINNED, pinToServerCpu, startBenchStack } from "./lib/service.js";
 
 /**
  * Revocation across instances, with the real Postgres and Redis (DATABASE_URL, REDIS_URL):

@@ -7,6 +7,7 @@ import {
   VerifyTokenResponseSchema,
 } from "../src/gen/identity/v1/identity_pb.js";
 import { createRawConnectClient } from "./lib/connect-raw-client.js";
+import { withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
 import { formatLoad, type LoadResult, runLoad } from "./lib/load.js";
@@ -19,7 +20,6 @@ import {
   type ServerProcess,
   startBenchStack,
   startNodeServer,
-  withCpuPerCall,
 } from "./lib/service.js";
 
 /**

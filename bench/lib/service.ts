@@ -259,35 +259,6 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
  */
 export const PINNED = process.env.BENCH_PIN === "1";
 
-/**
- * CPU time (user + system, ms) a process has used so far, from /proc; undefined off Linux.
- * Throughput on a shared 2-core VM swings ±40% between runs; CPU per request does not.
- */
-function processCpuMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15)
-    return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return undefined;
-  }
-}
-const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux build
-
-/** Runs `work` of `calls` calls and adds the CPU time per call (µs) process `pid` spent on it. */
-export async function withCpuPerCall<R extends object>(
-  pid: number,
-  calls: number,
-  work: () => R | Promise<R>,
-): Promise<R & { cpuUs: number }> {
-  const before = processCpuMs(pid);
-  const result = await work();
-  const after = processCpuMs(pid);
-  const cpuUs = before === undefined || after === undefined ? Number.NaN : ((after - before) * 1000) / calls;
-  return { ...result, cpuUs };
-}
-
 export function pinToServerCpu(pid: number): void {
   if (PINNED) spawnSync("taskset", ["-a", "-cp", "1", String(pid)], { stdio: "ignore" });
 }
