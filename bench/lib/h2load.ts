@@ -35,6 +35,21 @@ export function h2loadGrpc(
   clients: number,
   streams: number,
 ): H2loadResult {
+  return h2loadPost(url, body, requests, clients, streams, [
+    "content-type: application/grpc",
+    "te: trailers",
+  ]);
+}
+
+/** POSTs `body` with `headers` over h2c: `clients` connections, `streams` in flight on each. */
+export function h2loadPost(
+  url: string,
+  body: Buffer,
+  requests: number,
+  clients: number,
+  streams: number,
+  headers: string[],
+): H2loadResult {
   const file = join(tmpdir(), `h2load-body-${process.pid}.bin`);
   writeFileSync(file, body);
   // With BENCH_PIN=1 the load generator keeps to CPU 0 (servers are pinned to CPU 1).
@@ -53,10 +68,7 @@ export function h2loadGrpc(
       "1",
       "-d",
       file,
-      "-H",
-      "content-type: application/grpc",
-      "-H",
-      "te: trailers",
+      ...headers.flatMap((header) => ["-H", header]),
       url,
     ],
     { encoding: "utf8" },
