@@ -224,21 +224,17 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
     WECHAT_API_BASE_URL: wechat.baseUrl,
     ...options.env,
   };
-  const instances = await Promise.all(
-    Array.from({ length: options.instances ?? 1 }, async () => {
-      const service = await startService(env);
-      return { service, ...connectClient(`http://127.0.0.1:${service.httpPort}`) };
-    }),
-  );
+  const startInstance = async () => {
+    const service = await startService(env);
+    return { service, ...connectClient(`http://127.0.0.1:${service.httpPort}`) };
+  };
+  const instances = await Promise.all(Array.from({ length: options.instances ?? 1 }, startInstance));
   const first = instances[0] as (typeof instances)[0];
   return {
     ...first,
     instances,
     /** Another service process of this deployment with its Connect client, for the caller to stop. */
-    async startInstance() {
-      const service = await startService(env);
-      return { service, ...connectClient(`http://127.0.0.1:${service.httpPort}`) };
-    },
+    startInstance,
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
     /** What a WeChat API on the device would hand the mini-program for this user. */

@@ -9,6 +9,7 @@ import type { Broadcast, Clock, SigningKeyStore, StoredSigningKey } from "../dom
 import type { Sealer } from "../domain/sealing.js";
 import { SIGNING_ALG, type SigningKey } from "../domain/tokens.js";
 import { errorSummary, type Logger } from "../util/logger.js";
+import { createWatchers } from "../util/watchers.js";
 
 /** A published verification key: the stored public JWK plus kid, alg and use. */
 export type PublicJwk = Record<string, string> & { kid: string; alg: string; use: "sig" };
@@ -110,7 +111,7 @@ export function createKeyRing(deps: {
   let stored: StoredSigningKey[] = [];
   const schedule = createKeySchedule(deps.clock);
   const privateKeys = new Map<string, KeyObject>();
-  const watchers: Array<(keys: readonly PublishedKey[]) => void> = [];
+  const watchers = createWatchers<readonly PublishedKey[]>();
   let published: readonly PublishedKey[] = [];
   let signing: SigningKey | undefined;
 
@@ -147,7 +148,7 @@ export function createKeyRing(deps: {
     schedule.accept(stored);
     signingKey(); // fails now, not at the first sign, if the key cannot be opened
     published = stored.map(publishedKey);
-    for (const watch of watchers) watch(published);
+    watchers.notify(published);
   }
 
   const ring = {
@@ -191,12 +192,7 @@ export function createKeyRing(deps: {
     /** The public halves of the keys with their schedule: what the gRPC thread is given. */
     publishedKeys: (): readonly PublishedKey[] => published,
     /** Calls `watch` with the public halves of the keys each time they are (re)loaded; returns the stop. */
-    watch(watch: (keys: readonly PublishedKey[]) => void): () => void {
-      watchers.push(watch);
-      return () => {
-        if (watchers.includes(watch)) watchers.splice(watchers.indexOf(watch), 1);
-      };
-    },
+    watch: watchers.watch,
   };
   return ring;
 }

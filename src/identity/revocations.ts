@@ -1,5 +1,6 @@
 import type { Broadcast, Clock, RevokedSession, SessionStore, SessionTarget } from "../domain/ports.js";
 import { errorSummary, type Logger } from "../util/logger.js";
+import { createWatchers } from "../util/watchers.js";
 
 const TOPIC = "revocations";
 /** The safety net behind pub/sub: a revocation whose message was lost is seen within this. */
@@ -60,16 +61,16 @@ export function createRevocations(deps: {
   maxAccessTokenTtlMs: number;
 }) {
   const mirror = createRevocationMirror(deps.clock);
-  const watchers: Array<(ended: RevocationEntry[]) => void> = [];
+  const watchers = createWatchers<RevocationEntry[]>();
 
-  function add(sessions: readonly RevokedSession[]) {
+  function add(batch: readonly RevocationEntry[]) {
     // A reload brings back every known revocation: watchers hear only of the new ones.
-    const added = mirror.add(entries(sessions));
-    if (added.length > 0) for (const watch of watchers) watch(added);
+    const added = mirror.add(batch);
+    if (added.length > 0) watchers.notify(added);
   }
 
   async function reload() {
-    add(await deps.sessions.listRevokedSince(new Date(deps.clock.now() - deps.maxAccessTokenTtlMs)));
+    add(entries(await deps.sessions.listRevokedSince(new Date(deps.clock.now() - deps.maxAccessTokenTtlMs))));
     mirror.forgetExpired();
   }
 
@@ -83,8 +84,8 @@ export function createRevocations(deps: {
   };
 
   function receive(message: string) {
-    const sessions = decode(message);
-    if (sessions) add(sessions);
+    const batch = decode(message);
+    if (batch) add(batch);
     else deps.log.warn("ignored a malformed revocation message");
   }
 
@@ -98,12 +99,7 @@ export function createRevocations(deps: {
     entries: mirror.entries,
 
     /** Calls `watch` with every batch of newly ended sessions from now on; returns the stop. */
-    watch(watch: (ended: RevocationEntry[]) => void): () => void {
-      watchers.push(watch);
-      return () => {
-        if (watchers.includes(watch)) watchers.splice(watchers.indexOf(watch), 1);
-      };
-    },
+    watch: watchers.watch,
 
     get size() {
       return mirror.size;
@@ -126,9 +122,11 @@ export function createRevocations(deps: {
     ): Promise<number> {
       const ended = await deps.sessions.revoke(target, { ...options, now: new Date(deps.clock.now()) });
       if (ended.length === 0) return 0;
-      add(ended);
+      const batch = entries(ended);
+      add(batch);
       try {
-        await deps.broadcast.publish(TOPIC, encode(ended));
+        // The message: [[sessionId, forgetAfterMs], ...].
+        await deps.broadcast.publish(TOPIC, JSON.stringify(batch));
       } catch (err) {
         // Durable already; the other instances see it at their next reload.
         deps.log.warn("a revocation could not be published; other instances see it at their next resync", {
@@ -147,12 +145,8 @@ export function createRevocations(deps: {
 
 export type Revocations = ReturnType<typeof createRevocations>;
 
-/** The message: [[sessionId, forgetAfterMs], ...]. */
-function encode(sessions: readonly RevokedSession[]): string {
-  return JSON.stringify(entries(sessions));
-}
-
-function decode(message: string): RevokedSession[] | undefined {
+/** A published message back into its entries; undefined when it is not [[string, number], ...]. */
+function decode(message: string): RevocationEntry[] | undefined {
   let value: unknown;
   try {
     value = JSON.parse(message);
@@ -160,11 +154,9 @@ function decode(message: string): RevokedSession[] | undefined {
     return undefined;
   }
   if (!Array.isArray(value)) return undefined;
-  const sessions: RevokedSession[] = [];
   for (const entry of value) {
     if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number")
       return undefined;
-    sessions.push({ id: entry[0], forgetAfter: new Date(entry[1]) });
   }
-  return sessions;
+  return value as RevocationEntry[];
 }

@@ -72,7 +72,7 @@ export function errorData(err: unknown): ErrorData {
 
 export function errorFromData(data: ErrorData): ConnectError {
   const error = new ConnectError(data.message, data.code);
-  error.details = data.details.map((d) => ({ type: d.type, value: d.value }));
+  error.details = data.details;
   return error;
 }
 
