@@ -4,6 +4,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
 import { withCpuPerCall } from "./lib/cpu.js";
 import { ensureH2load, h2loadPost } from "./lib/h2load.js";
+import { median } from "./lib/load.js";
 import { describeBackends, freePort, startBenchStack, startNodeServer } from "./lib/service.js";
 
 /**
@@ -26,9 +27,6 @@ async function startBare(mode: "http2" | "connect") {
   const server = await startNodeServer(script, [mode, String(port)], {}, "server ready");
   return { pid: server.pid, url: `http://127.0.0.1:${port}${PATH}`, stop: server.stop };
 }
-
-const median = (values: number[]) =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
 
 async function main() {
   if (!ensureH2load()) throw new Error("h2load is not installed and apt-get could not install it");

@@ -6,6 +6,7 @@ import { createScratchDatabase } from "../test/helpers/scratch-database.js";
 import { withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
+import { median } from "./lib/load.js";
 import { PINNED, pinToServerCpu, startBenchStack } from "./lib/service.js";
 
 /**
@@ -27,7 +28,6 @@ const frameOf = (token: string) =>
   grpcFrame(toBinary(VerifyTokenRequestSchema, create(VerifyTokenRequestSchema, { accessToken: token })));
 const percentile = (sorted: number[], q: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 async function propagation() {
   const stack = await startBenchStack({ instances: 2 });

@@ -10,7 +10,7 @@ import { createRawConnectClient } from "./lib/connect-raw-client.js";
 import { withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
-import { formatLoad, type LoadResult, runLoad } from "./lib/load.js";
+import { formatLoad, type LoadResult, median, runLoad } from "./lib/load.js";
 import {
   BENCH_APP,
   describeBackends,
@@ -145,13 +145,6 @@ async function main() {
       `  pair ${i + 1}: bare grpc-js ${b.perSecond.toFixed(0)} req/s (${b.cpuUs.toFixed(1)} µs CPU/req), VerifyToken (one token) ${o.perSecond.toFixed(0)} req/s (${o.cpuUs.toFixed(1)} µs CPU/req), ratio ${(o.perSecond / b.perSecond).toFixed(2)}`,
     );
   }
-  const median = (xs: number[]) => {
-    const sorted = [...xs].sort((a, b) => a - b);
-    const mid = sorted.length / 2;
-    return sorted.length % 2
-      ? (sorted[Math.floor(mid)] as number)
-      : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
-  };
   const bareMedian = median(runs.map((r) => r.bare));
   const oursMedian = median(runs.map((r) => r.ours));
   console.log(
