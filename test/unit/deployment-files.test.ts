@@ -77,3 +77,26 @@ describe("Dockerfile", () => {
     expect(dockerfile).toMatch(/EXPOSE 50051 8080/);
   });
 });
+
+describe("package-lock.json", () => {
+  const lock = JSON.parse(readFileSync("package-lock.json", "utf8")) as {
+    packages: Record<string, { optionalDependencies?: Record<string, string> }>;
+  };
+
+  it("holds every platform's optional binaries, so `npm ci` installs from it on any machine", () => {
+    const missing: string[] = [];
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      for (const name of Object.keys(entry.optionalDependencies ?? {})) {
+        // npm resolves a dependency next to its dependant first, then at the top.
+        const nested = `${path ? `${path}/` : ""}node_modules/${name}`;
+        if (!lock.packages[nested] && !lock.packages[`node_modules/${name}`]) missing.push(name);
+      }
+    }
+    expect(missing).toEqual([]);
+  });
+
+  it("is what the Dockerfile installs from, with no fallback to `npm install`", () => {
+    expect(dockerfile).toMatch(/npm ci/);
+    expect(dockerfile).not.toMatch(/npm install/);
+  });
+});
