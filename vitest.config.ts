@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
@@ -6,6 +7,9 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // The gRPC thread's module is loaded by Node itself, in a worker thread: each test process
+    // registers a TypeScript loader, and its worker threads inherit it.
+    execArgv: ["--import", fileURLToPath(new URL("./test/helpers/typescript-loader.mjs", import.meta.url))],
     // Timing is never asserted; retries would only hide real failures.
     retry: 0,
   },

@@ -60,23 +60,25 @@ export interface Config {
   wechat:
     | { mode: "real"; apps: AppCredentials[]; baseUrl: string; timeoutMs: number }
     | { mode: "sandbox"; apps: AppCredentials[]; timeoutMs: number };
+  /** Durations in milliseconds, like every duration the code passes around. */
   tokens: {
     issuer: string;
     audience: string;
-    accessTokenTtlSeconds: number;
-    refreshIdleTtlSeconds: number;
-    sessionAbsoluteTtlSeconds: number;
-    leewaySeconds: number;
+    accessTokenTtlMs: number;
+    refreshIdleTtlMs: number;
+    sessionAbsoluteTtlMs: number;
+    /** Clock skew tolerated on exp, nbf and iat. */
+    leewayMs: number;
     /** How long a just-spent refresh token may be presented again (parallel refreshes); 0 = never. */
-    refreshReuseGraceSeconds: number;
+    refreshReuseGraceMs: number;
   };
   /** 32 bytes, or null to use (or create) the key file in dataDir (refused in production). */
   keyEncryptionKey: Buffer | null;
   signingKeys: {
     /** A new signing key is made when the newest is this old; 0 = only by `npm run keys:rotate`. */
-    rotationIntervalSeconds: number;
+    rotationIntervalMs: number;
     /** How long a new key is published in JWKS before it signs. */
-    publishAheadSeconds: number;
+    publishAheadMs: number;
   };
   verifyCacheSize: number;
   maxRequestBytes: number;
@@ -176,31 +178,34 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     problems.push("KEY_ENCRYPTION_KEY: required in production (openssl rand -base64 32)");
   }
 
+  const SECOND = 1000;
   const tokens = {
     issuer: raw.TOKEN_ISSUER ?? "wechat-identity",
     audience: raw.TOKEN_AUDIENCE ?? "wechat-identity",
-    accessTokenTtlSeconds: duration("ACCESS_TOKEN_TTL", 2 * 3600),
-    refreshIdleTtlSeconds: duration("REFRESH_TOKEN_IDLE_TTL", 7 * 86400),
-    sessionAbsoluteTtlSeconds: duration("SESSION_ABSOLUTE_TTL", 30 * 86400),
-    leewaySeconds: integer("TOKEN_LEEWAY", 5, 0, 300),
-    refreshReuseGraceSeconds: integer("REFRESH_TOKEN_REUSE_GRACE", 10, 0, 120),
+    accessTokenTtlMs: duration("ACCESS_TOKEN_TTL", 2 * 3600) * SECOND,
+    refreshIdleTtlMs: duration("REFRESH_TOKEN_IDLE_TTL", 7 * 86400) * SECOND,
+    sessionAbsoluteTtlMs: duration("SESSION_ABSOLUTE_TTL", 30 * 86400) * SECOND,
+    leewayMs: integer("TOKEN_LEEWAY", 5, 0, 300) * SECOND,
+    refreshReuseGraceMs: integer("REFRESH_TOKEN_REUSE_GRACE", 10, 0, 120) * SECOND,
   };
-  if (tokens.accessTokenTtlSeconds > 86400)
+  if (tokens.accessTokenTtlMs > 86400 * SECOND)
     problems.push("ACCESS_TOKEN_TTL: at most 24h (access tokens cannot be recalled offline)");
-  if (tokens.refreshIdleTtlSeconds > tokens.sessionAbsoluteTtlSeconds) {
+  if (tokens.refreshIdleTtlMs > tokens.sessionAbsoluteTtlMs) {
     problems.push("REFRESH_TOKEN_IDLE_TTL: must not exceed SESSION_ABSOLUTE_TTL");
   }
 
   const signingKeys = {
-    rotationIntervalSeconds:
-      raw.SIGNING_KEY_ROTATION_INTERVAL === undefined ? 0 : duration("SIGNING_KEY_ROTATION_INTERVAL", 0),
-    publishAheadSeconds: duration("SIGNING_KEY_PUBLISH_AHEAD", 900),
+    rotationIntervalMs:
+      raw.SIGNING_KEY_ROTATION_INTERVAL === undefined
+        ? 0
+        : duration("SIGNING_KEY_ROTATION_INTERVAL", 0) * SECOND,
+    publishAheadMs: duration("SIGNING_KEY_PUBLISH_AHEAD", 900) * SECOND,
   };
-  if (signingKeys.rotationIntervalSeconds !== 0 && signingKeys.rotationIntervalSeconds < 3600)
+  if (signingKeys.rotationIntervalMs !== 0 && signingKeys.rotationIntervalMs < 3600 * SECOND)
     problems.push("SIGNING_KEY_ROTATION_INTERVAL: at least 1h (or unset for rotation by command only)");
   // Every instance reloads keys within a minute and JWKS may be cached for five: a new key must be
   // known everywhere before anything signed with it reaches a verifier.
-  if (signingKeys.publishAheadSeconds < 360)
+  if (signingKeys.publishAheadMs < 360 * SECOND)
     problems.push("SIGNING_KEY_PUBLISH_AHEAD: at least 6m (JWKS max-age 5m + key reload 1m)");
 
   const config: Config = {
@@ -210,8 +215,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     grpcPort: integer("GRPC_PORT", 50051, 0, 65535),
     httpPort: integer("HTTP_PORT", 8080, 0, 65535),
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
-    // postgres.js pipelines queries on each connection, so a few carry the load: on this project's
-    // 2-core machine 4 gave ~10% more logins/s than 10 (fewer socket writes, fewer backends to wake).
+    // postgres.js pipelines queries on each connection, so a few carry the load (docs/benchmarks.md).
     databasePoolSize: integer("DATABASE_POOL_SIZE", 4, 1, 1000),
     dataDir: raw.DATA_DIR ?? "./.data",
     redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),

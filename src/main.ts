@@ -1,7 +1,7 @@
-import { startApp } from "./app.js";
+import { startApp } from "./app/start-app.js";
 import { ConfigError, parseConfig, readEnv } from "./config.js";
 
-/** Entry point: read env -> parse config -> start -> drain on SIGTERM/SIGINT. */
+/** Entry point: read env -> parse config -> app context -> servers -> drain on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   let config: ReturnType<typeof parseConfig>;
   try {

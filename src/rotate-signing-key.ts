@@ -1,11 +1,11 @@
-import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { keyEncryptionKey, signingKeySettings } from "./app.js";
+import { keyEncryptionKey } from "./app/key-encryption-key.js";
 import { type Config, ConfigError, parseConfig, readEnv } from "./config.js";
 import { type Clock, systemClock } from "./domain/ports.js";
 import { createSealer } from "./domain/sealing.js";
-import { createKeyRing, SIGNING_KEYS_TOPIC } from "./identity/key-ring.js";
-import { openPglite, openPostgres } from "./store/pg/database.js";
+import { topics } from "./domain/storage-keys.js";
+import { createKeyRing, keyRotationSettings } from "./signing-keys/key-ring.js";
+import { openDatabase } from "./store/pg/database.js";
 import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
 import { createRedisBroadcast } from "./store/redis/broadcast.js";
 import { connectRedis } from "./store/redis/connection.js";
@@ -32,16 +32,14 @@ export async function rotateSigningKey(
 ): Promise<RotationReport> {
   const log = options.log ?? createLogger(config.logLevel);
   const kek = await keyEncryptionKey(config, log);
-  const database = config.databaseUrl
-    ? openPostgres(config.databaseUrl, { maxConnections: 1 })
-    : await openPglite(join(config.dataDir, "pglite"));
+  const database = await openDatabase(config, { maxConnections: 1 });
   try {
     await database.migrate();
     const keyRing = createKeyRing({
       store: createPgSigningKeyStore(database.db),
       sealer: createSealer(kek, "signing-key"),
       clock: options.clock ?? systemClock,
-      settings: { ...signingKeySettings(config), rotationIntervalMs: 0 },
+      settings: { ...keyRotationSettings(config.signingKeys, config.tokens), rotationIntervalMs: 0 },
     });
     await keyRing.load();
     const { rotated, next } = await keyRing.rotate();
@@ -49,7 +47,7 @@ export async function rotateSigningKey(
       const redis = connectRedis(config.redisUrl);
       const broadcast = createRedisBroadcast(redis, { url: config.redisUrl, prefix: config.redisKeyPrefix });
       try {
-        await broadcast.publish(SIGNING_KEYS_TOPIC, "rotated");
+        await broadcast.publish(topics.signingKeys, "rotated");
       } finally {
         await broadcast.close();
         redis.disconnect();

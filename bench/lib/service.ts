@@ -18,7 +18,7 @@ import {
   RefreshRequestSchema,
   RefreshResponseSchema,
 } from "../../src/gen/identity/v1/identity_pb.js";
-import { startSandboxServer } from "../../src/wechat/sandbox.js";
+import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createScratchDatabase } from "../../test/helpers/scratch-database.js";
 import { createRawConnectClient } from "./connect-raw-client.js";
 

@@ -1,15 +1,14 @@
-import { create, fromBinary } from "@bufbuild/protobuf";
-import { anyUnpack, timestampMs } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
-import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
-import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import {
   IdentityService,
   VerifyTokenRequestSchema,
   type VerifyTokenResponse,
 } from "../gen/identity/v1/identity_pb.js";
-import { grpcMethodDefinition } from "../transport/grpc.js";
 import { TokenCache } from "../util/lru-cache.js";
+import { errorInfoOfGrpcError } from "../wire/errors.js";
+import { grpcMethodDefinition } from "../wire/grpc-method.js";
 
 /** The claims of a verified access token, as an internal service needs them. */
 export interface VerifiedUser {
@@ -123,17 +122,7 @@ export type Verifier = ReturnType<typeof createVerifier>;
 
 /** The ErrorInfo reason the service put into a gRPC error's trailers, if any. */
 export function reasonOfGrpcError(err: unknown): string | undefined {
-  const bin = (err as grpc.ServiceError | null)?.metadata?.get("grpc-status-details-bin")[0];
-  if (!(bin instanceof Buffer)) return undefined;
-  try {
-    for (const detail of fromBinary(StatusSchema, bin).details) {
-      const info = anyUnpack(detail, ErrorInfoSchema);
-      if (info) return info.reason;
-    }
-  } catch {
-    // Not a google.rpc.Status: no reason.
-  }
-  return undefined;
+  return errorInfoOfGrpcError(err)?.reason;
 }
 
 function toVerifyError(err: grpc.ServiceError | null): VerifyError {

@@ -1,6 +1,6 @@
 /**
  * Every failure the service reports on purpose. The reason is stable and machine-readable (it goes
- * into google.rpc.ErrorInfo); transport/error-map.ts turns it into a status code, in one table.
+ * into google.rpc.ErrorInfo); wire/errors.ts says, in one table, which status code it gets and whether it is logged.
  * Messages must never contain secrets: no session_key, token, code or app secret.
  */
 export const ERROR_REASONS = [
@@ -51,6 +51,13 @@ export function invalidArgument(field: string, problem: string): IdentityError {
   return new IdentityError("INVALID_ARGUMENT", `${field}: ${problem}`, { field });
 }
 
-export function isIdentityError(err: unknown): err is IdentityError {
-  return err instanceof IdentityError;
+/**
+ * WeChat refused the app access_token a server API call carried (errcodes 40001, 42001): another
+ * service's forced refresh knocked it out, or it expired early. The caller replaces the token and
+ * calls once more; if it escapes, it reads as WeChat being unavailable.
+ */
+export class AccessTokenRejectedError extends IdentityError {
+  constructor(message: string, metadata: Readonly<Record<string, string>>) {
+    super("WECHAT_UNAVAILABLE", message, metadata);
+  }
 }

@@ -200,7 +200,7 @@ export interface Broadcast {
   close(): Promise<void>;
 }
 
-/** A wx.login() code can be exchanged once, within five minutes of being issued (WECHAT.md). */
+/** A wx.login() code can be exchanged once, within five minutes of being issued (docs/wechat.md). */
 export const WECHAT_CODE_LIFETIME_MS = 5 * 60 * 1000;
 
 export interface AppCredentials {
@@ -216,7 +216,7 @@ export interface Code2SessionResult {
 
 export interface StableToken {
   accessToken: string;
-  expiresInSeconds: number;
+  expiresInMs: number;
 }
 
 /** WeChat's server API as the service uses it. Failures are IdentityErrors with WeChat reasons. */

@@ -2,7 +2,7 @@ import { createDecipheriv, createHash, createHmac, timingSafeEqual } from "node:
 import { IdentityError } from "./errors.js";
 
 /**
- * WeChat's encrypted user data (encryptedData / iv, WECHAT.md): AES-128-CBC with PKCS#7 padding
+ * WeChat's encrypted user data (encryptedData / iv, docs/wechat.md): AES-128-CBC with PKCS#7 padding
  * under the user's session_key, a JSON object carrying a watermark; and the rawData signature,
  * hex(sha1(rawData + session_key)).
  */

@@ -1,8 +1,8 @@
+import type { AppRegistry } from "../domain/app-registry.js";
 import type { WechatApi } from "../domain/ports.js";
 import { sessionKeyExpired } from "../domain/user-data.js";
-import type { AppAccessTokens } from "./app-access-tokens.js";
-import type { AppRegistry } from "./apps.js";
-import type { SessionKeyVault } from "./session-keys.js";
+import type { AppAccessTokens } from "../wechat-session/app-access-tokens.js";
+import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
 import type { VerifyToken } from "./verify-token.js";
 
 /**

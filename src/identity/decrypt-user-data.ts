@@ -9,7 +9,7 @@ import {
   sessionKeyExpired,
   signatureMatches,
 } from "../domain/user-data.js";
-import type { SessionKeyVault } from "./session-keys.js";
+import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
 import type { VerifyToken } from "./verify-token.js";
 
 export interface DecryptUserDataInput {
@@ -18,7 +18,8 @@ export interface DecryptUserDataInput {
   iv: string;
   rawData: string;
   signature: string;
-  maxAgeSeconds: number;
+  /** 0: any age. */
+  maxAgeMs: number;
 }
 
 /** The largest encryptedData accepted (WeChat's blobs are a few KB at most). */
@@ -78,11 +79,8 @@ export function createDecryptUserData(deps: {
         field: "encrypted_data",
       });
     }
-    if (
-      input.maxAgeSeconds > 0 &&
-      deps.clock.now() - result.watermark.timestamp * 1000 > input.maxAgeSeconds * 1000
-    ) {
-      throw new IdentityError("DATA_TOO_OLD", `the data is older than ${input.maxAgeSeconds} seconds`, {
+    if (input.maxAgeMs > 0 && deps.clock.now() - result.watermark.timestamp * 1000 > input.maxAgeMs) {
+      throw new IdentityError("DATA_TOO_OLD", `the data is older than ${input.maxAgeMs / 1000} seconds`, {
         field: "encrypted_data",
       });
     }

@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
+import type { AppRegistry } from "../domain/app-registry.js";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
 import { newRefreshToken, type TokenSettings } from "../domain/tokens.js";
-import type { AppRegistry } from "./apps.js";
-import type { CodeExchange } from "./code-exchange.js";
-import type { KeyRing } from "./key-ring.js";
-import type { SessionKeyVault } from "./session-keys.js";
-import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
+import type { KeyRing } from "../signing-keys/key-ring.js";
+import type { CodeExchange } from "../wechat-session/code-exchange.js";
+import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
+import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 
 export interface LoginInput {
   appId: string;

@@ -7,8 +7,8 @@ import {
   type TokenSettings,
   verifyAccessToken,
 } from "../domain/tokens.js";
-import type { KeyRing } from "./key-ring.js";
-import type { Revocations } from "./revocations.js";
+import type { Revocations } from "../revocation/revocations.js";
+import type { KeyRing } from "../signing-keys/key-ring.js";
 
 export interface LogoutInput {
   accessToken: string;

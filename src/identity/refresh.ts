@@ -7,10 +7,10 @@ import {
   newRefreshToken,
   type TokenSettings,
 } from "../domain/tokens.js";
-import type { KeyRing } from "./key-ring.js";
+import type { Revocations } from "../revocation/revocations.js";
+import type { KeyRing } from "../signing-keys/key-ring.js";
+import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 import type { SessionSettings } from "./login.js";
-import type { Revocations } from "./revocations.js";
-import { type IssuedTokens, issueTokenPair } from "./token-pair.js";
 
 /**
  * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
@@ -25,7 +25,7 @@ export function createRefresh(deps: {
   keyRing: KeyRing;
   sealer: Sealer;
   tokenSettings: TokenSettings;
-  sessionSettings: SessionSettings & { reuseGraceMs: number };
+  sessionSettings: SessionSettings & { refreshReuseGraceMs: number };
   clock: Clock;
 }) {
   /** A new access token for the session, next to the refresh token it now holds. */
@@ -58,7 +58,7 @@ export function createRefresh(deps: {
       successor: {
         tokenHash: successor.hash,
         // Kept only when a parallel refresh may ask for it again.
-        sealedToken: deps.sessionSettings.reuseGraceMs > 0 ? deps.sealer.seal(successor.token) : null,
+        sealedToken: deps.sessionSettings.refreshReuseGraceMs > 0 ? deps.sealer.seal(successor.token) : null,
         idleExpiresAt: new Date(now + deps.sessionSettings.refreshIdleTtlMs),
       },
     });
@@ -73,7 +73,7 @@ export function createRefresh(deps: {
 
     const isParentOfNewest = token.generation === session.generation - 1;
     const withinGrace =
-      token.spentAt !== null && now - token.spentAt.getTime() <= deps.sessionSettings.reuseGraceMs;
+      token.spentAt !== null && now - token.spentAt.getTime() <= deps.sessionSettings.refreshReuseGraceMs;
     if (isParentOfNewest && withinGrace && token.sealedSuccessor) {
       return issue(session, deps.sealer.open(token.sealedSuccessor), now);
     }

@@ -6,9 +6,9 @@ import {
   type TokenSettings,
   verifyAccessToken,
 } from "../domain/tokens.js";
+import type { Revocations } from "../revocation/revocations.js";
+import type { KeyRing } from "../signing-keys/key-ring.js";
 import { TokenCache } from "../util/lru-cache.js";
-import type { KeyRing } from "./key-ring.js";
-import type { Revocations } from "./revocations.js";
 
 /**
  * VerifyToken, the hot path. A token verified once is kept in a bounded LRU cache, so a repeated
@@ -29,7 +29,7 @@ export function createVerifyToken(deps: {
     const now = deps.clock.now();
     let claims = cache.get(token);
     if (claims) {
-      checkNotExpired(claims.expiresAt, now, deps.settings.leewaySeconds);
+      checkNotExpired(claims.expiresAt, now, deps.settings.leewayMs);
     } else {
       // Size cap, structure, signature and claims: all in the one full check.
       claims = verifyAccessToken(deps.settings, deps.keyRing.verificationKeys(), token, now);

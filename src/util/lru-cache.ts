@@ -39,10 +39,6 @@ export class LruCache<K, V> {
     }
   }
 
-  delete(key: K): void {
-    this.#entries.delete(key);
-  }
-
   get size(): number {
     return this.#entries.size;
   }
@@ -53,7 +49,7 @@ const TOKEN_KEY_CHARS = 32;
 
 /**
  * An LruCache keyed by bearer tokens. Hashing a whole ~700-character JWT for every lookup cost
- * about 1 µs of a warm VerifyToken, so the key is the token's tail (signature bytes) and a hit
+ * a noticeable share of a warm VerifyToken (docs/benchmarks.md), so the key is the token's tail (signature bytes) and a hit
  * is compared with the whole token: a token that only shares the tail, such as a forgery reusing
  * a genuine signature, misses.
  */

@@ -7,7 +7,8 @@ let used = POOL_BYTES;
 
 /**
  * Cryptographically secure random bytes, small requests served from a pool that is refilled
- * 4 KiB at a time. Each crypto.randomBytes() call costs ~5 µs whatever its size (measured here),
+ * 4 KiB at a time. Each crypto.randomBytes() call has a fixed cost whatever its size
+ * (docs/benchmarks.md),
  * and every login needs two (the refresh token, the session_key's IV). Node's randomUUID() pools
  * its entropy the same way. Each byte is handed out once, as a copy the caller owns, and wiped
  * from the pool.

@@ -36,8 +36,8 @@ const unavailable = (why: string) => new IdentityError("WECHAT_UNAVAILABLE", `We
 /**
  * The real WeChat server API client. The app secret goes only into the request URL, which never
  * appears in an error or a log line (a well-known SDK leaked secrets through URI exceptions).
- * It uses node:http(s) with keep-alive agents rather than fetch: measured here, fetch cost about
- * 300 µs more CPU per call, a tenth of a login.
+ * It uses node:http(s) with keep-alive agents rather than fetch, which cost a tenth of a login's CPU
+ * more (docs/benchmarks.md).
  */
 export function createWechatClient(options: WechatClientOptions): WechatApi & { close(): void } {
   const baseUrl = () =>
@@ -159,7 +159,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       throw unavailable("answer without access_token");
     }
     if (typeof expiresIn !== "number" || !(expiresIn > 0)) throw unavailable("answer without expires_in");
-    return { accessToken, expiresInSeconds: expiresIn };
+    return { accessToken, expiresInMs: expiresIn * 1000 };
   }
 
   async function getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber> {

@@ -1,7 +1,7 @@
-import { IdentityError } from "../domain/errors.js";
+import { AccessTokenRejectedError, IdentityError } from "../domain/errors.js";
 
 /**
- * WeChat errcodes the service distinguishes (WECHAT.md). Anything else is treated as WeChat being
+ * WeChat errcodes the service distinguishes (docs/wechat.md). Anything else is treated as WeChat being
  * unavailable, with the errcode kept in the error metadata for the logs.
  */
 export const WECHAT_ERRCODES = {
@@ -35,6 +35,9 @@ export function wechatError(errcode: number): IdentityError {
     case WECHAT_ERRCODES.RATE_LIMITED:
     case WECHAT_ERRCODES.FORCED_REFRESH_LIMIT:
       return new IdentityError("WECHAT_RATE_LIMITED", "WeChat rate limit reached, retry later", metadata);
+    case WECHAT_ERRCODES.ACCESS_TOKEN_INVALID:
+    case WECHAT_ERRCODES.ACCESS_TOKEN_EXPIRED:
+      return new AccessTokenRejectedError(`WeChat answered errcode ${errcode}`, metadata);
     default:
       return new IdentityError("WECHAT_UNAVAILABLE", `WeChat answered errcode ${errcode}`, metadata);
   }

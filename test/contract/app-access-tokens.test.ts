@@ -3,12 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityError } from "../../src/domain/errors.js";
 import type { KeyValueStore } from "../../src/domain/ports.js";
 import { createSealer } from "../../src/domain/sealing.js";
-import { createAppAccessTokens } from "../../src/identity/app-access-tokens.js";
+import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.js";
 import { createWechatClient } from "../../src/wechat/client.js";
-import { startSandboxServer } from "../../src/wechat/sandbox.js";
+import { WECHAT_ERRCODES, wechatError } from "../../src/wechat/errcodes.js";
+import { createAppAccessTokens } from "../../src/wechat-session/app-access-tokens.js";
 import { REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
 import { uniqueName } from "../helpers/scratch-database.js";
@@ -35,7 +36,7 @@ function appAccessTokensContract(
       const sealer = createSealer(randomBytes(32), "app-access-token");
       clients = [0, 1, 2].map(() => createWechatClient({ baseUrl: server.baseUrl, timeoutMs: 1000 }));
       instances = clients.map((wechat) =>
-        createAppAccessTokens({ wechat, kv, sealer, clock, renewAheadMs: 4 * 60_000, waitTimeoutMs: 3000 }),
+        createAppAccessTokens({ wechat, kv, sealer, clock, renewAheadMs: 4 * 60_000, wechatTimeoutMs: 1000 }),
       );
     });
     afterAll(async () => {
@@ -50,9 +51,7 @@ function appAccessTokensContract(
     /** A WeChat API that takes the token: it answers 40001 for a token WeChat no longer accepts. */
     const callWechat = async (token: string) => {
       if (!server.sandbox.accessTokenValid(APP.appId, token)) {
-        throw new IdentityError("WECHAT_UNAVAILABLE", "WeChat answered errcode 40001", {
-          wechat_errcode: "40001",
-        });
+        throw wechatError(WECHAT_ERRCODES.ACCESS_TOKEN_INVALID); // what the WeChat client makes of it
       }
       return token;
     };
@@ -113,7 +112,7 @@ function appAccessTokensContract(
         sealer: createSealer(randomBytes(32), "app-access-token"),
         clock,
         renewAheadMs: 60_000,
-        waitTimeoutMs: 1000,
+        wechatTimeoutMs: 0,
       });
       await expect(fresh.withToken(wrong, async (token) => token)).rejects.toMatchObject({
         reason: "WECHAT_APP_REJECTED",

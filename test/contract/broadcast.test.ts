@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import type { Broadcast } from "../../src/domain/ports.js";
-import { createLocalBroadcast } from "../../src/store/memory/broadcast.js";
+import { createMemoryBroadcast } from "../../src/store/memory/broadcast.js";
 import { createRedisBroadcast } from "../../src/store/redis/broadcast.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { REAL_REDIS_URL } from "../helpers/backends.js";
@@ -48,7 +48,7 @@ function broadcastContract(
 }
 
 broadcastContract("in-process (embedded)", async () => {
-  const local = createLocalBroadcast();
+  const local = createMemoryBroadcast();
   return { a: local, b: local, close: () => local.close() };
 });
 

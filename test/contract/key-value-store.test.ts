@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { KeyValueStore } from "../../src/domain/ports.js";
+import { guardPort } from "../../src/store/guard-port.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.js";
-import { guardPort } from "../../src/store/storage-errors.js";
 import { REAL_REDIS_URL } from "../helpers/backends.js";
 import { uniqueName } from "../helpers/scratch-database.js";
 

@@ -1,7 +1,7 @@
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
-import { grpcMethodDefinition } from "../../src/transport/grpc.js";
+import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 
 type Methods = typeof IdentityService.method;
 

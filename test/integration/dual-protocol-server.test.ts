@@ -6,7 +6,7 @@ import {
   type Server,
 } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createDualProtocolServer } from "../../src/transport/http-server.js";
+import { createDualProtocolServer } from "../../src/transport/http/dual-protocol-server.js";
 
 /** The HTTP port's protocol sniffing (src/transport/http-server.ts) over real sockets. */
 describe("one cleartext port for HTTP/1.1 and h2c", () => {

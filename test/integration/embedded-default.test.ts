@@ -6,7 +6,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startApp } from "../../src/app.js";
+import { startApp } from "../../src/app/start-app.js";
 import { parseConfig } from "../../src/config.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { openPglite } from "../../src/store/pg/database.js";

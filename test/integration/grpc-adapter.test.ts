@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService, VerifyTokenResponseSchema } from "../../src/gen/identity/v1/identity_pb.js";
-import { createGrpcServer, type GrpcServer } from "../../src/transport/grpc.js";
+import { createGrpcServer, type GrpcServer } from "../../src/transport/grpc/grpc-server.js";
 import { rejection } from "../helpers/failures.js";
 import { createGrpcClient } from "../helpers/grpc-client.js";
 

@@ -1,16 +1,20 @@
 import { generateKeyPairSync } from "node:crypto";
 import { createServer } from "node:net";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startApp } from "../../src/app.js";
+import { startApp } from "../../src/app/start-app.js";
 import { parseConfig } from "../../src/config.js";
 import { sharedClock } from "../../src/domain/ports.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
-import type { PublishedKey } from "../../src/identity/key-ring.js";
-import { errorData, errorFromData, startGrpcThread } from "../../src/transport/grpc-thread.js";
+import { IdentityService, LoginRequestSchema } from "../../src/gen/identity/v1/identity_pb.js";
+import type { PublishedKey } from "../../src/signing-keys/key-schedule.js";
+import { startGrpcThread } from "../../src/transport/grpc/thread/grpc-thread.js";
+import { errorData, errorFromData } from "../../src/wire/errors.js";
+import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 import { grpcFailure, rejection } from "../helpers/failures.js";
+import { createGrpcClient } from "../helpers/grpc-client.js";
 import { BACKENDS, memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
@@ -131,21 +135,88 @@ describe("a gRPC thread that dies", () => {
       impl: {} as Parameters<typeof startGrpcThread>[0]["impl"],
       log: memoryLogger(),
       clock: sharedClock(),
-      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlSeconds: 60, leewaySeconds: 0 },
+      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
       cacheSize: 10,
-      keyRing: {
-        publishedKeys: () => [key],
-        watch: (watch) => {
-          pushKeys = watch;
+      feed: {
+        snapshot: () => [{ keys: [key] }, { revoked: [] }],
+        watch: (send) => {
+          pushKeys = (keys) => send({ keys });
           return () => {};
         },
       },
-      revocations: { entries: () => [], watch: () => () => {} },
       onFailure: reportFailure,
     });
     // Keys none of which can sign now: the thread's next take of its updates throws, uncaught.
     pushKeys([{ ...key, activatesAt: new Date(Date.now() + 3_600_000) }]);
     expect((await failed).message).toMatch(/no signing key is active/);
     await thread.stop(1000);
+  });
+});
+
+describe("a call the gRPC thread hands to the main thread", () => {
+  it("carries its deadline, and its cancellation reaches the handler", async () => {
+    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+    const key: PublishedKey = {
+      kid: "k1",
+      alg: "ES256",
+      publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
+      activatesAt: new Date(Date.now() - 60_000),
+      retiresAt: null,
+    };
+    let started: (context: HandlerContext) => void = () => {};
+    const handlerStarted = new Promise<HandlerContext>((resolve) => {
+      started = resolve;
+    });
+    const thread = await startGrpcThread({
+      host: "127.0.0.1",
+      port: 0,
+      maxReceiveBytes: 16 * 1024,
+      impl: {
+        // Waits until its call is cancelled, as a handler waiting on a dependency would.
+        login: (_request, context) =>
+          new Promise((_resolve, reject) => {
+            started(context);
+            context.signal.addEventListener("abort", () => reject(context.signal.reason), { once: true });
+          }),
+      },
+      log: memoryLogger(),
+      clock: sharedClock(),
+      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
+      cacheSize: 10,
+      feed: { snapshot: () => [{ keys: [key] }, { revoked: [] }], watch: () => () => {} },
+      onFailure: () => {},
+    });
+    const client = createGrpcClient(`127.0.0.1:${thread.port}`);
+    try {
+      const login = grpcMethodDefinition(IdentityService, IdentityService.method.login);
+      let settle: (err: grpc.ServiceError | null) => void = () => {};
+      const settled = new Promise<grpc.ServiceError | null>((resolve) => {
+        settle = resolve;
+      });
+      const call = client.raw.makeUnaryRequest(
+        login.path,
+        login.requestSerialize,
+        login.responseDeserialize,
+        create(LoginRequestSchema, { code: "c" }),
+        new grpc.Metadata(),
+        { deadline: Date.now() + 8000 },
+        (err) => settle(err),
+      );
+      const context = await handlerStarted;
+      const left = context.timeoutMs() as number;
+      expect(left).toBeGreaterThan(0);
+      expect(left).toBeLessThanOrEqual(8000);
+      expect(context.signal.aborted).toBe(false);
+
+      call.cancel();
+      expect((await settled)?.code).toBe(grpc.status.CANCELLED);
+      await new Promise<void>((resolve) =>
+        context.signal.aborted ? resolve() : context.signal.addEventListener("abort", () => resolve()),
+      );
+      expect(context.signal.aborted).toBe(true);
+    } finally {
+      client.close();
+      await thread.stop(1000);
+    }
   });
 });

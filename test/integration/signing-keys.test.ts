@@ -2,8 +2,8 @@ import * as grpc from "@grpc/grpc-js";
 import { createRemoteJWKSet, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createSealer } from "../../src/domain/sealing.js";
-import { createKeyRing } from "../../src/identity/key-ring.js";
 import { rotateSigningKey } from "../../src/rotate-signing-key.js";
+import { createKeyRing } from "../../src/signing-keys/key-ring.js";
 import type { DatabaseHandle } from "../../src/store/pg/database.js";
 import { createPgSigningKeyStore } from "../../src/store/pg/signing-key-store.js";
 import { type OpenedDatabase, PG_DATABASES, REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
@@ -128,15 +128,15 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)(
       expect((await rotateSigningKey(a.config, { clock })).rotated).toBe(false); // one waits already
       const newKid = report.kid;
       const ahead = report.activatesAt.getTime() - clock.now();
-      expect(ahead).toBeGreaterThan(a.config.signingKeys.publishAheadSeconds * 1000 - 5000);
-      expect(ahead).toBeLessThanOrEqual(a.config.signingKeys.publishAheadSeconds * 1000);
+      expect(ahead).toBeGreaterThan(a.config.signingKeys.publishAheadMs - 5000);
+      expect(ahead).toBeLessThanOrEqual(a.config.signingKeys.publishAheadMs);
       // Both instances hear of it through Redis and publish it at once...
       for (const on of [a, b]) {
         await expect.poll(() => jwksKids(on), { timeout: 5000 }).toEqual([oldKid, newKid]);
         expect(kidOf(await login(on))).toBe(oldKid); // ...but still sign with the old one
       }
 
-      clock.advance(a.config.signingKeys.publishAheadSeconds * 1000);
+      clock.advance(a.config.signingKeys.publishAheadMs);
       const newTokens = [await login(a), await login(b)];
       for (const token of newTokens) expect(kidOf(token)).toBe(newKid);
       for (const on of [a, b]) {

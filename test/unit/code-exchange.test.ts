@@ -2,10 +2,10 @@ import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Code2SessionResult } from "../../src/domain/ports.js";
 import { createSealer } from "../../src/domain/sealing.js";
-import { createCodeExchange } from "../../src/identity/code-exchange.js";
+import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
 import { createWechatClient } from "../../src/wechat/client.js";
-import { startSandboxServer } from "../../src/wechat/sandbox.js";
+import { createCodeExchange } from "../../src/wechat-session/code-exchange.js";
 
 const app = { appId: "wxexchange000001", appSecret: "s" };
 let server: Awaited<ReturnType<typeof startSandboxServer>>;
@@ -23,7 +23,7 @@ function exchangeOn(
     kv,
     sealer,
     clock: { now: () => Date.now() },
-    waitTimeoutMs: 3000,
+    wechatTimeoutMs: 1000,
   });
 }
 

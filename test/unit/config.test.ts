@@ -23,18 +23,18 @@ describe("configuration", () => {
       dataDir: "./.data",
       wechat: { mode: "sandbox" },
       tokens: {
-        accessTokenTtlSeconds: 7200,
-        refreshIdleTtlSeconds: 7 * 86400,
-        sessionAbsoluteTtlSeconds: 30 * 86400,
+        accessTokenTtlMs: 7200 * 1000,
+        refreshIdleTtlMs: 7 * 86400 * 1000,
+        sessionAbsoluteTtlMs: 30 * 86400 * 1000,
       },
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
 
   it("rotates signing keys by command only unless a schedule is set, and publishes them ahead", () => {
-    expect(parseConfig({}).signingKeys).toEqual({ rotationIntervalSeconds: 0, publishAheadSeconds: 900 });
-    expect(parseConfig({ SIGNING_KEY_ROTATION_INTERVAL: "30d" }).signingKeys.rotationIntervalSeconds).toBe(
-      30 * 86400,
+    expect(parseConfig({}).signingKeys).toEqual({ rotationIntervalMs: 0, publishAheadMs: 900 * 1000 });
+    expect(parseConfig({ SIGNING_KEY_ROTATION_INTERVAL: "30d" }).signingKeys.rotationIntervalMs).toBe(
+      30 * 86400 * 1000,
     );
     expect(problems({ SIGNING_KEY_ROTATION_INTERVAL: "10m" })).toEqual([
       expect.stringMatching(/^SIGNING_KEY_ROTATION_INTERVAL: at least 1h/),
@@ -68,7 +68,7 @@ describe("configuration", () => {
       REFRESH_TOKEN_IDLE_TTL: "2d",
       SESSION_ABSOLUTE_TTL: "90d",
     });
-    expect(config.tokens).toMatchObject({ accessTokenTtlSeconds: 900, refreshIdleTtlSeconds: 172800 });
+    expect(config.tokens).toMatchObject({ accessTokenTtlMs: 900 * 1000, refreshIdleTtlMs: 172800 * 1000 });
   });
 
   it.each([

@@ -54,7 +54,7 @@ describe("docker-compose.yml", () => {
       WECHAT_APP_SECRET: "s",
       KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64"),
     });
-    expect(config.signingKeys.rotationIntervalSeconds).toBe(30 * 86400);
+    expect(config.signingKeys.rotationIntervalMs).toBe(30 * 86400 * 1000);
     expect(identity?.ports).toEqual([
       `${config.grpcPort}:${config.grpcPort}`,
       `${config.httpPort}:${config.httpPort}`,

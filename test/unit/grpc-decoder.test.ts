@@ -5,7 +5,7 @@ import {
   RefreshRequestSchema,
   VerifyTokenRequestSchema,
 } from "../../src/gen/identity/v1/identity_pb.js";
-import { stringFieldsDecoder } from "../../src/transport/grpc.js";
+import { stringFieldsDecoder } from "../../src/wire/grpc-method.js";
 
 const decode = stringFieldsDecoder(VerifyTokenRequestSchema) as (bytes: Buffer) => unknown;
 

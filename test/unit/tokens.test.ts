@@ -10,7 +10,7 @@ import {
   verifyAccessToken,
 } from "../../src/domain/tokens.js";
 
-const settings = { issuer: "iss-test", audience: "aud-test", accessTokenTtlSeconds: 3600, leewaySeconds: 5 };
+const settings = { issuer: "iss-test", audience: "aud-test", accessTokenTtlMs: 3600_000, leewayMs: 5000 };
 const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const keys = new Map<string, KeyObject>([["k1", publicKey]]);
 const NOW = Date.UTC(2026, 0, 1);

@@ -18,7 +18,7 @@ function encrypt(plaintext: string, key = KEY) {
 }
 
 describe("WeChat user data", () => {
-  it("computes WeChat's documented rawData signature (WECHAT.md) and compares it in constant time", () => {
+  it("computes WeChat's documented rawData signature (docs/wechat.md) and compares it in constant time", () => {
     const rawData =
       '{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}';
     const signature = rawDataSignature(rawData, KEY);

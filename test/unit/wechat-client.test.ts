@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { IdentityError } from "../../src/domain/errors.js";
+import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createWechatClient } from "../../src/wechat/client.js";
-import { startSandboxServer } from "../../src/wechat/sandbox.js";
 
 const app = { appId: "wxclienttest0001", appSecret: "very-secret-app-secret" };
 let server: Awaited<ReturnType<typeof startSandboxServer>>;

@@ -7,6 +7,7 @@ import { type PgDatabase, PgDialect, type PgQueryResultHKT } from "drizzle-orm/p
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
+import type { Config } from "../../config.js";
 import * as schema from "./schema.js";
 
 /** Either driver behind one type: the stores are written once against it. */
@@ -16,6 +17,8 @@ export interface DatabaseHandle {
   db: Database;
   /** "postgres" for a server, "pglite" for the embedded database. */
   kind: "postgres" | "pglite";
+  /** For the start log: "postgres", or where the embedded database lives. */
+  description: string;
   migrate(): Promise<void>;
   close(): Promise<void>;
 }
@@ -43,6 +46,7 @@ export function openPostgres(url: string, options: { maxConnections: number }): 
   return {
     db: drizzlePostgres(client, { schema }),
     kind: "postgres",
+    description: "postgres",
     async migrate() {
       // Migrations run on their own single connection, under an advisory lock, so instances
       // starting together apply them once.
@@ -61,7 +65,7 @@ export function openPostgres(url: string, options: { maxConnections: number }): 
 /**
  * A raw statement both drivers prepare once and run with named values (`sql.placeholder`). For a
  * statement as large as the login's, Postgres spends about twice as long planning it as running
- * it, so the hot statements are prepared (measured: 1.1 ms -> 0.35 ms of server CPU per login).
+ * it, so the hot statements are prepared (docs/benchmarks.md: about a third of the server CPU).
  */
 export function preparedStatement<Row>(db: Database, name: string, query: SQL) {
   const prepared = db._.session.prepareQuery(new PgDialect().sqlToQuery(query), undefined, name, false);
@@ -89,7 +93,25 @@ export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
   return {
     db,
     kind: "pglite",
+    description: dataDir === "memory://" ? "embedded PGlite in memory" : `embedded PGlite in ${dataDir}`,
     migrate: () => migratePglite(db, { migrationsFolder: migrationsFolder() }),
     close: () => client.close(),
   };
+}
+
+/**
+ * The database the configuration names, for every entry point (the service, `npm run migrate`,
+ * `npm run keys:rotate`): DATABASE_URL, or the embedded database in DATA_DIR (kept in memory
+ * with DATA_DIR=memory://).
+ */
+export function openDatabase(
+  config: Pick<Config, "databaseUrl" | "databasePoolSize" | "dataDir">,
+  options: { maxConnections?: number } = {},
+): Promise<DatabaseHandle> {
+  if (config.databaseUrl) {
+    return Promise.resolve(
+      openPostgres(config.databaseUrl, { maxConnections: options.maxConnections ?? config.databasePoolSize }),
+    );
+  }
+  return openPglite(config.dataDir === "memory://" ? "memory://" : join(config.dataDir, "pglite"));
 }

@@ -8,7 +8,7 @@ import type {
   StartedSession,
   WechatIdentity,
 } from "../../domain/ports.js";
-import { errorCodes } from "../storage-errors.js";
+import { errorCodes } from "../guard-port.js";
 import { type Database, preparedStatement } from "./database.js";
 
 /** A named value of a prepared statement. */

@@ -1,0 +1,128 @@
+import type { Config } from "../config.js";
+import { type SharedClock, sharedClock } from "../domain/ports.js";
+import type { UseCases } from "../identity/use-cases.js";
+import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
+import type { Revocations } from "../revocation/revocations.js";
+import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
+import type { KeyRing } from "../signing-keys/key-ring.js";
+import { guardPort } from "../store/guard-port.js";
+import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
+import { createPgSessionStore } from "../store/pg/session-store.js";
+import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
+import { createPgUserStore } from "../store/pg/user-store.js";
+import type { HttpRoute } from "../transport/http/http-handler.js";
+import {
+  createIdentityServiceImpl,
+  type IdentityServiceImpl,
+} from "../transport/identity-service/identity-service.js";
+import { createLogger, type Logger } from "../util/logger.js";
+import { createWechatClient } from "../wechat/client.js";
+import { createIdentityServices } from "./identity-services.js";
+import { keyEncryptionKey } from "./key-encryption-key.js";
+import { openSharedStorage, type SharedStorage } from "./shared-storage.js";
+
+/** Where the built-in WeChat sandbox is mounted on the HTTP port. */
+export const SANDBOX_MOUNT = "/sandbox";
+
+/** What tests may replace; production passes nothing. */
+export interface AppOverrides {
+  /** Shared, so that the gRPC thread reads the same time. */
+  clock?: SharedClock;
+  log?: Logger;
+}
+
+/** Everything the servers need, built once from the config. */
+export interface AppContext {
+  config: Readonly<Config>;
+  log: Logger;
+  clock: SharedClock;
+  database: DatabaseHandle;
+  storage: SharedStorage;
+  keyRing: KeyRing;
+  revocations: Revocations;
+  useCases: UseCases;
+  /** The IdentityService, mounted on both ports. */
+  impl: IdentityServiceImpl;
+  /** What the gRPC thread's VerifyToken replica is fed from. */
+  replicaFeed: ReplicaFeed;
+  /** The built-in WeChat stand-in, when no WeChat credentials are configured. */
+  sandbox: WechatSandbox | undefined;
+  /** HTTP endpoints to mount beside the service (the sandbox's). */
+  routes: HttpRoute[];
+  /** Tells the context where its HTTP port answers: the built-in sandbox is reached there. */
+  listeningAt(httpBaseUrl: string): void;
+  /** Stops the background work and closes every connection, in the reverse order of opening. */
+  close(): Promise<void>;
+}
+
+/** The one place that wires the service: config in, an app context out (no server started). */
+export async function createAppContext(
+  config: Readonly<Config>,
+  overrides: AppOverrides = {},
+): Promise<AppContext> {
+  const log = overrides.log ?? createLogger(config.logLevel);
+  const clock = overrides.clock ?? sharedClock();
+  const cleanups: Array<() => unknown> = [];
+  const close = async () => {
+    for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => {});
+    cleanups.length = 0;
+  };
+
+  try {
+    // First: a key file that cannot be read stops the start before anything is opened.
+    const kek = await keyEncryptionKey(config, log);
+    const database = await openDatabase(config);
+    cleanups.push(() => database.close());
+    await database.migrate();
+    const storage = await openSharedStorage(config, { clock, log });
+    cleanups.push(() => storage.close());
+
+    const sandbox =
+      config.wechat.mode === "sandbox" ? createWechatSandbox({ apps: config.wechat.apps, clock }) : undefined;
+    let httpBaseUrl = "";
+    const wechat = createWechatClient({
+      baseUrl: config.wechat.mode === "real" ? config.wechat.baseUrl : () => `${httpBaseUrl}${SANDBOX_MOUNT}`,
+      timeoutMs: config.wechat.timeoutMs,
+    });
+    cleanups.push(() => wechat.close());
+
+    const { keyRing, revocations, useCases, stop } = await createIdentityServices({
+      config,
+      clock,
+      log,
+      keyEncryptionKey: kek,
+      sessions: guardPort(
+        createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
+        "postgres",
+      ),
+      users: guardPort(createPgUserStore(database.db), "postgres"),
+      signingKeys: guardPort(createPgSigningKeyStore(database.db), "postgres"),
+      kv: storage.kv,
+      broadcast: storage.broadcast,
+      wechat,
+    });
+    cleanups.push(stop);
+
+    return {
+      config,
+      log,
+      clock,
+      database,
+      storage,
+      keyRing,
+      revocations,
+      useCases,
+      impl: createIdentityServiceImpl(useCases, log),
+      replicaFeed: createReplicaFeed(keyRing, revocations),
+      sandbox,
+      routes: sandbox ? [{ prefix: SANDBOX_MOUNT, handle: sandbox.handle }] : [],
+      listeningAt(url) {
+        httpBaseUrl = url;
+      },
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

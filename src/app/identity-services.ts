@@ -1,0 +1,150 @@
+import type { Config } from "../config.js";
+import { createAppRegistry } from "../domain/app-registry.js";
+import type {
+  Broadcast,
+  Clock,
+  KeyValueStore,
+  SessionStore,
+  SigningKeyStore,
+  UserStore,
+  WechatApi,
+} from "../domain/ports.js";
+import { createSealer, SealedValueError } from "../domain/sealing.js";
+import { createCheckSessionKey } from "../identity/check-session-key.js";
+import { createDecryptUserData } from "../identity/decrypt-user-data.js";
+import { createGetPhoneNumber } from "../identity/get-phone-number.js";
+import { createLogin } from "../identity/login.js";
+import { createLogout } from "../identity/logout.js";
+import { createRefresh } from "../identity/refresh.js";
+import type { UseCases } from "../identity/use-cases.js";
+import { createVerifyToken } from "../identity/verify-token.js";
+import { createRevocations, type Revocations } from "../revocation/revocations.js";
+import { keepKeyRingFresh } from "../signing-keys/keep-key-ring-fresh.js";
+import { createKeyRing, type KeyRing, keyRotationSettings } from "../signing-keys/key-ring.js";
+import type { Logger } from "../util/logger.js";
+import { createAppAccessTokens } from "../wechat-session/app-access-tokens.js";
+import { createCodeExchange } from "../wechat-session/code-exchange.js";
+import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
+
+/** The ports and settings the identity services are built on; the app context passes the real ones. */
+export interface IdentityServiceDeps {
+  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheSize">;
+  clock: Clock;
+  log: Logger;
+  keyEncryptionKey: Buffer;
+  sessions: SessionStore;
+  users: UserStore;
+  signingKeys: SigningKeyStore;
+  kv: KeyValueStore;
+  broadcast: Broadcast;
+  wechat: WechatApi;
+}
+
+export interface IdentityServices {
+  keyRing: KeyRing;
+  revocations: Revocations;
+  useCases: UseCases;
+  /** Stops the key reloads and the revocation resyncs. */
+  stop(): void;
+}
+
+/**
+ * The use cases and what they share (the key ring, the revocations, the WeChat session), on the
+ * ports given: Postgres, Redis and WeChat in the service, the in-memory stores in fast tests.
+ * Loads the signing keys and the revocations before it returns.
+ */
+export async function createIdentityServices(deps: IdentityServiceDeps): Promise<IdentityServices> {
+  const { config, clock, log, kv, broadcast, wechat, sessions } = deps;
+  const sealer = (purpose: string) => createSealer(deps.keyEncryptionKey, purpose);
+  const stops: Array<() => void> = [];
+  const stop = () => {
+    for (const fn of stops.splice(0).reverse()) fn();
+  };
+
+  const keyRing = createKeyRing({
+    store: deps.signingKeys,
+    sealer: sealer("signing-key"),
+    clock,
+    settings: keyRotationSettings(config.signingKeys, config.tokens),
+  });
+  try {
+    await keyRing.load();
+  } catch (err) {
+    if (err instanceof SealedValueError) {
+      throw new Error(
+        "the signing keys cannot be decrypted: KEY_ENCRYPTION_KEY is not the key that sealed them",
+      );
+    }
+    throw err;
+  }
+  stops.push(await keepKeyRingFresh({ keyRing, broadcast, log }));
+
+  const revocations = createRevocations({
+    sessions,
+    broadcast,
+    clock,
+    log,
+    maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs,
+  });
+  try {
+    await revocations.start();
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  stops.push(() => revocations.stop());
+
+  const apps = createAppRegistry(config.wechat.apps);
+  const sessionKeys = createSessionKeyVault({
+    kv,
+    sealer: sealer("session-key"),
+    ttlMs: config.tokens.refreshIdleTtlMs,
+  });
+  const appAccessTokens = createAppAccessTokens({
+    wechat,
+    kv,
+    sealer: sealer("app-access-token"),
+    clock,
+    wechatTimeoutMs: config.wechat.timeoutMs,
+  });
+  const verifyToken = createVerifyToken({
+    keyRing,
+    revocations,
+    settings: config.tokens,
+    clock,
+    cacheSize: config.verifyCacheSize,
+  });
+  const useCases: UseCases = {
+    login: createLogin({
+      apps,
+      codeExchange: createCodeExchange({
+        wechat,
+        kv,
+        sealer: sealer("code-exchange"),
+        clock,
+        wechatTimeoutMs: config.wechat.timeoutMs,
+      }),
+      sessions,
+      sessionKeys,
+      keyRing,
+      tokenSettings: config.tokens,
+      sessionSettings: config.tokens,
+      clock,
+    }),
+    refresh: createRefresh({
+      sessions,
+      revocations,
+      keyRing,
+      sealer: sealer("refresh-successor"),
+      tokenSettings: config.tokens,
+      sessionSettings: config.tokens,
+      clock,
+    }),
+    logout: createLogout({ revocations, keyRing, tokenSettings: config.tokens, clock }),
+    verifyToken,
+    decryptUserData: createDecryptUserData({ verifyToken, sessionKeys, clock }),
+    getPhoneNumber: createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat, users: deps.users }),
+    checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
+  };
+  return { keyRing, revocations, useCases, stop };
+}

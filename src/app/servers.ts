@@ -1,0 +1,83 @@
+import type { AddressInfo } from "node:net";
+import { IdentityService } from "../gen/identity/v1/identity_pb.js";
+import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
+import { createDualProtocolServer } from "../transport/http/dual-protocol-server.js";
+import { createHttpHandler } from "../transport/http/http-handler.js";
+import { errorSummary } from "../util/logger.js";
+import type { AppContext } from "./context.js";
+
+/** How long a stopping gRPC server lets running calls finish. */
+const GRPC_DRAIN_MS = 5000;
+
+export interface RunningServers {
+  grpcPort: number;
+  httpPort: number;
+  /** Health checks answer NOT_SERVING, running calls finish (bounded), the ports close. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts both ports on an app context: gRPC on a thread of its own (internal services), HTTP for
+ * the BFF (Connect, gRPC-Web, gRPC), health, JWKS and the context's routes. Health turns SERVING
+ * once both listen.
+ */
+export async function startServers(ctx: AppContext): Promise<RunningServers> {
+  const { config, log } = ctx;
+  let serving = false;
+  const grpc = await startGrpcThread({
+    host: config.host,
+    port: config.grpcPort,
+    maxReceiveBytes: config.maxRequestBytes,
+    impl: ctx.impl,
+    log,
+    clock: ctx.clock,
+    tokenSettings: config.tokens,
+    cacheSize: config.verifyCacheSize,
+    feed: ctx.replicaFeed,
+    onFailure(err) {
+      // /healthz turns 503, so the orchestrator replaces this instance.
+      serving = false;
+      log.error("the gRPC thread failed; this instance stops reporting healthy", {
+        error: errorSummary(err),
+      });
+    },
+  });
+
+  const http = createDualProtocolServer(
+    createHttpHandler({
+      service: IdentityService,
+      impl: ctx.impl,
+      maxRequestBytes: config.maxRequestBytes,
+      jwks: () => ctx.keyRing.jwks(),
+      isServing: () => serving,
+      routes: ctx.routes,
+    }),
+  );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      http.server.once("error", reject);
+      http.server.listen(config.httpPort, config.host, resolve);
+    });
+  } catch (err) {
+    await grpc.stop(0);
+    throw err;
+  }
+  const httpPort = (http.server.address() as AddressInfo).port;
+  ctx.listeningAt(`http://127.0.0.1:${httpPort}`);
+
+  serving = true;
+  grpc.setServing(true);
+  return {
+    grpcPort: grpc.port,
+    httpPort,
+    async stop() {
+      serving = false;
+      grpc.setServing(false);
+      await new Promise<void>((resolve) => {
+        http.server.close(() => resolve());
+        http.closeConnections();
+      });
+      await grpc.stop(GRPC_DRAIN_MS);
+    },
+  };
+}

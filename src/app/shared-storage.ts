@@ -1,0 +1,65 @@
+import type { Config } from "../config.js";
+import type { Broadcast, Clock, KeyValueStore } from "../domain/ports.js";
+import { guardPort } from "../store/guard-port.js";
+import { createMemoryBroadcast } from "../store/memory/broadcast.js";
+import { createMemoryKeyValueStore } from "../store/memory/key-value-store.js";
+import { createRedisBroadcast } from "../store/redis/broadcast.js";
+import { connectRedis } from "../store/redis/connection.js";
+import { createRedisKeyValueStore } from "../store/redis/key-value-store.js";
+import type { Logger } from "../util/logger.js";
+
+/** How often a Redis outage is logged: one line per interval shows it without flooding the log. */
+const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
+
+export interface SharedStorage {
+  kind: "redis" | "in-process";
+  kv: KeyValueStore;
+  broadcast: Broadcast;
+  close(): Promise<void>;
+}
+
+/**
+ * What instances of a deployment share besides Postgres: Redis (REDIS_URL), or this process's
+ * memory in the embedded default, where this process is the only instance.
+ */
+export async function openSharedStorage(
+  config: Pick<Config, "redisUrl" | "redisKeyPrefix">,
+  deps: { clock: Clock; log: Logger },
+): Promise<SharedStorage> {
+  if (!config.redisUrl) {
+    const broadcast = createMemoryBroadcast();
+    return {
+      kind: "in-process",
+      kv: createMemoryKeyValueStore(deps.clock),
+      broadcast,
+      close: () => broadcast.close(),
+    };
+  }
+  let lastLogged = 0;
+  const onError = (err: Error) => {
+    if (deps.clock.now() - lastLogged < REDIS_ERROR_LOG_INTERVAL_MS) return;
+    lastLogged = deps.clock.now();
+    deps.log.warn("redis connection error", { error: (err as NodeJS.ErrnoException).code ?? err.name });
+  };
+  const redis = connectRedis(config.redisUrl, onError);
+  try {
+    await redis.connect();
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  const broadcast = createRedisBroadcast(redis, {
+    url: config.redisUrl,
+    prefix: config.redisKeyPrefix,
+    onError,
+  });
+  return {
+    kind: "redis",
+    kv: guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis"),
+    broadcast,
+    async close() {
+      await broadcast.close();
+      await redis.quit().catch(() => {});
+    },
+  };
+}

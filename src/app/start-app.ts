@@ -1,0 +1,55 @@
+import type { Config } from "../config.js";
+import type { WechatSandbox } from "../sandbox/sandbox.js";
+import type { Logger } from "../util/logger.js";
+import { type AppOverrides, createAppContext, SANDBOX_MOUNT } from "./context.js";
+import { startServers } from "./servers.js";
+
+export interface RunningApp {
+  grpcPort: number;
+  httpPort: number;
+  /** Present when the built-in WeChat sandbox serves (no WeChat credentials configured). */
+  sandbox: WechatSandbox | undefined;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+/** The running service: the app context, then its servers; stop() drains both in reverse. */
+export async function startApp(config: Readonly<Config>, overrides: AppOverrides = {}): Promise<RunningApp> {
+  const ctx = await createAppContext(config, overrides);
+  let servers: Awaited<ReturnType<typeof startServers>>;
+  try {
+    servers = await startServers(ctx);
+  } catch (err) {
+    await ctx.close();
+    throw err;
+  }
+  const { log, sandbox } = ctx;
+  log.info("identity service started", {
+    grpc: `${config.host}:${servers.grpcPort}`,
+    http: `${config.host}:${servers.httpPort}`,
+    database: ctx.database.description,
+    store: ctx.storage.kind === "redis" ? "redis" : "in-process (single instance only)",
+    revokedSessions: ctx.revocations.size,
+    wechat: sandbox
+      ? `built-in sandbox at http://127.0.0.1:${servers.httpPort}${SANDBOX_MOUNT} (app ${config.wechat.apps[0]?.appId})`
+      : config.wechat.mode === "real"
+        ? config.wechat.baseUrl
+        : "",
+    apps: config.wechat.apps.map((a) => a.appId),
+  });
+  if (sandbox) {
+    log.warn(
+      "running on the built-in WeChat sandbox: logins are simulated; set WECHAT_APP_ID and WECHAT_APP_SECRET for real ones",
+    );
+  }
+  return {
+    grpcPort: servers.grpcPort,
+    httpPort: servers.httpPort,
+    sandbox,
+    log,
+    async stop() {
+      await servers.stop();
+      await ctx.close();
+    },
+  };
+}

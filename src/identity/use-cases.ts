@@ -1,0 +1,18 @@
+import type { CheckSessionKey } from "./check-session-key.js";
+import type { DecryptUserData } from "./decrypt-user-data.js";
+import type { GetPhoneNumber } from "./get-phone-number.js";
+import type { Login } from "./login.js";
+import type { Logout } from "./logout.js";
+import type { Refresh } from "./refresh.js";
+import type { VerifyToken } from "./verify-token.js";
+
+/** The IdentityService's use cases, one per RPC, as the app context builds them. */
+export interface UseCases {
+  login: Login;
+  refresh: Refresh;
+  logout: Logout;
+  verifyToken: VerifyToken;
+  decryptUserData: DecryptUserData;
+  getPhoneNumber: GetPhoneNumber;
+  checkSessionKey: CheckSessionKey;
+}

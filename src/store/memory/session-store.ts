@@ -1,0 +1,167 @@
+import { randomUUID } from "node:crypto";
+import type { RefreshableSession, RevokedSession, SessionStore, UserRecord } from "../../domain/ports.js";
+import { identityKey, type MemoryDatabase, type MemorySession, type MemoryUser } from "./memory-database.js";
+
+/**
+ * SessionStore on Maps, with the Postgres store's semantics (test/contract runs both through one
+ * suite). Each method does its whole work without awaiting, so it is as atomic as the Postgres
+ * store's single statements.
+ */
+export function createMemorySessionStore(
+  db: MemoryDatabase,
+  options: { maxAccessTokenTtlMs: number },
+): SessionStore {
+  const revokedSession = (session: MemorySession): RevokedSession => ({
+    id: session.id,
+    forgetAfter: new Date((session.revokedAt as Date).getTime() + options.maxAccessTokenTtlMs),
+  });
+  const userRecord = (user: MemoryUser): UserRecord => ({ ...user, roles: [...user.roles] });
+
+  function refreshable(session: MemorySession): RefreshableSession {
+    const user = db.users.get(session.userId) as MemoryUser;
+    return {
+      id: session.id,
+      userId: session.userId,
+      appId: session.appId,
+      openid: session.openid,
+      unionid: db.identities.get(identityKey(session.appId, session.openid))?.unionid ?? null,
+      roles: [...user.roles],
+      generation: session.refreshGeneration,
+      revokedAt: session.revokedAt,
+      idleExpiresAt: session.idleExpiresAt,
+      absoluteExpiresAt: session.absoluteExpiresAt,
+      userDisabled: user.disabledAt !== null,
+    };
+  }
+
+  return {
+    async start(identity, session) {
+      const key = identityKey(identity.appId, identity.openid);
+      const found = db.identities.get(key);
+      let user: MemoryUser;
+      let unionid = identity.unionid;
+      if (found) {
+        user = db.users.get(found.userId) as MemoryUser;
+        if (identity.unionid && identity.unionid !== found.unionid) {
+          // A unionid that appears on a later login: the identity records it, and the user too
+          // unless someone else already holds it (no automatic merge of people).
+          found.unionid = identity.unionid;
+          const taken = [...db.users.values()].some((u) => u.unionid === identity.unionid);
+          if (user.unionid === null && !taken) user.unionid = identity.unionid;
+        } else {
+          unionid = found.unionid;
+        }
+      } else {
+        const samePerson = identity.unionid
+          ? [...db.users.values()].find((u) => u.unionid === identity.unionid)
+          : undefined;
+        user = samePerson ?? {
+          id: randomUUID(),
+          unionid: identity.unionid,
+          roles: [],
+          phoneNumber: null,
+          disabledAt: null,
+          createdAt: new Date(),
+        };
+        db.users.set(user.id, user);
+        db.identities.set(key, { ...identity, userId: user.id });
+      }
+      const sessionStored = user.disabledAt === null;
+      if (sessionStored) {
+        db.sessions.set(session.id, {
+          id: session.id,
+          userId: user.id,
+          appId: identity.appId,
+          openid: identity.openid,
+          createdAt: session.createdAt,
+          idleExpiresAt: session.idleExpiresAt,
+          absoluteExpiresAt: session.absoluteExpiresAt,
+          lastRefreshedAt: null,
+          clientIp: session.client.ip,
+          userAgent: session.client.userAgent,
+          deviceId: session.client.deviceId,
+          refreshGeneration: 0,
+          revokedAt: null,
+          revokedReason: null,
+        });
+        db.refreshTokens.set(session.refreshTokenHash.toString("hex"), {
+          tokenHash: session.refreshTokenHash,
+          sessionId: session.id,
+          generation: 0,
+          createdAt: session.createdAt,
+          spentAt: null,
+          sealedSuccessor: null,
+        });
+      }
+      return { user: userRecord(user), unionid, created: !found, sessionStored };
+    },
+
+    async rotateRefreshToken({ tokenHash, now, successor }) {
+      const presented = db.refreshTokens.get(tokenHash.toString("hex"));
+      if (!presented) return { found: false };
+      const session = db.sessions.get(presented.sessionId) as MemorySession;
+      // As the Postgres statement reports it: the presented token as it was before this call.
+      const token = {
+        generation: presented.generation,
+        spentAt: presented.spentAt,
+        sealedSuccessor: presented.sealedSuccessor,
+      };
+      const before = refreshable(session);
+      const rotated =
+        session.refreshGeneration === presented.generation &&
+        presented.spentAt === null &&
+        !before.userDisabled &&
+        session.revokedAt === null &&
+        session.idleExpiresAt > now &&
+        session.absoluteExpiresAt > now;
+      if (!rotated) return { found: true, rotated, token, session: before };
+      session.refreshGeneration++;
+      session.lastRefreshedAt = now;
+      session.idleExpiresAt = new Date(
+        Math.min(successor.idleExpiresAt.getTime(), session.absoluteExpiresAt.getTime()),
+      );
+      presented.spentAt = now;
+      presented.sealedSuccessor = successor.sealedToken;
+      db.refreshTokens.set(successor.tokenHash.toString("hex"), {
+        tokenHash: successor.tokenHash,
+        sessionId: session.id,
+        generation: session.refreshGeneration,
+        createdAt: now,
+        spentAt: null,
+        sealedSuccessor: null,
+      });
+      return { found: true, rotated, token, session: refreshable(session) };
+    },
+
+    async revoke(target, { everySessionOfUser, reason, now }) {
+      const targeted =
+        "sessionId" in target
+          ? db.sessions.get(target.sessionId)
+          : db.sessions.get(db.refreshTokens.get(target.refreshTokenHash.toString("hex"))?.sessionId ?? "");
+      if (!targeted) return [];
+      const victims = [targeted];
+      if (everySessionOfUser) {
+        // Sessions idle-expired longer ago than an access token lives have no valid token left.
+        const liveSince = now.getTime() - options.maxAccessTokenTtlMs;
+        for (const s of db.sessions.values()) {
+          if (s.userId === targeted.userId && s.revokedAt === null && s.idleExpiresAt.getTime() > liveSince)
+            victims.push(s);
+        }
+      }
+      const ended: RevokedSession[] = [];
+      for (const session of new Set(victims)) {
+        if (session.revokedAt !== null) continue;
+        session.revokedAt = now;
+        session.revokedReason = reason;
+        ended.push(revokedSession(session));
+      }
+      return ended;
+    },
+
+    async listRevokedSince(since) {
+      return [...db.sessions.values()]
+        .filter((s) => s.revokedAt !== null && s.revokedAt > since)
+        .map(revokedSession);
+    },
+  };
+}

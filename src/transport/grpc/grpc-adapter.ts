@@ -1,0 +1,142 @@
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createHandlerContext,
+  createServiceImplSpec,
+  type HandlerContext,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import type * as grpc from "@grpc/grpc-js";
+import { toGrpcStatus } from "../../wire/errors.js";
+import { grpcMethodDefinition, UNDECODABLE } from "../../wire/grpc-method.js";
+
+/**
+ * The gRPC transport's adapter: the service is the same Connect ServiceImpl the Connect server
+ * mounts, and this walks the generated descriptor to build grpc-js handlers for it. grpc-js
+ * rather than connect-node's gRPC serves this port because it is several times faster for small
+ * unary calls (docs/architecture.md).
+ */
+
+/**
+ * The HandlerContext a gRPC call hands to the ServiceImpl, built lazily: creating a full Connect
+ * context (abort signal, three Headers) costs a sixth of a warm VerifyToken, and
+ * handlers that never look at it should not pay for it.
+ */
+class LazyGrpcContext {
+  readonly protocolName = "grpc";
+  readonly requestMethod = "POST";
+  #full: HandlerContext | undefined;
+
+  constructor(
+    readonly service: DescService,
+    readonly method: DescMethod,
+    readonly url: string,
+    private readonly serverCall: grpc.ServerUnaryCall<unknown, unknown>,
+  ) {}
+
+  get #context(): HandlerContext {
+    if (!this.#full) {
+      const deadline = this.serverCall.getDeadline();
+      const deadlineMs = deadline instanceof Date ? deadline.getTime() : Number(deadline);
+      const controller = createHandlerContext({
+        service: this.service,
+        method: this.method,
+        protocolName: this.protocolName,
+        requestMethod: this.requestMethod,
+        url: this.url,
+        timeoutMs: Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined,
+      });
+      this.serverCall.once("cancelled", () => controller.abort());
+      this.#full = controller;
+    }
+    return this.#full;
+  }
+  get signal() {
+    return this.#context.signal;
+  }
+  get timeoutMs() {
+    return this.#context.timeoutMs;
+  }
+  get requestHeader() {
+    return this.#context.requestHeader;
+  }
+  get responseHeader() {
+    return this.#context.responseHeader;
+  }
+  get responseTrailer() {
+    return this.#context.responseTrailer;
+  }
+  get values() {
+    return this.#context.values;
+  }
+}
+
+/** Answers a failed call: ConnectErrors as they are, anything else as INTERNAL (never its text). */
+function fail(callback: grpc.sendUnaryData<unknown>, err: unknown): void {
+  const connectError = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
+  callback(toGrpcStatus(connectError));
+}
+
+function unaryHandler(
+  service: DescService,
+  method: DescMethod,
+  call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
+) {
+  const url = `/${service.typeName}/${method.name}`;
+  return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    if (serverCall.request === UNDECODABLE) {
+      fail(callback, new ConnectError("request is not a valid protobuf message", Code.InvalidArgument));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = call(
+        serverCall.request,
+        new LazyGrpcContext(service, method, url, serverCall) as HandlerContext,
+      );
+    } catch (err) {
+      return fail(callback, err);
+    }
+    // Synchronous answers (VerifyToken from the cache) go out without a promise round trip.
+    if (result instanceof Promise) {
+      result.then(
+        (response) => callback(null, response),
+        (err: unknown) => fail(callback, err),
+      );
+    } else callback(null, result);
+  };
+}
+
+/** Adds a service to a grpc-js server with handlers keyed by each method's localName. */
+export function addGrpcService(
+  server: grpc.Server,
+  service: DescService,
+  handlers: Record<string, grpc.UntypedHandleCall>,
+): void {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  for (const method of service.methods) definition[method.localName] = grpcMethodDefinition(service, method);
+  server.addService(definition as grpc.ServiceDefinition, handlers);
+}
+
+/** Adds every (unary) method of a Connect ServiceImpl to a grpc-js server. */
+export function addConnectService<S extends DescService>(
+  server: grpc.Server,
+  service: S,
+  impl: Partial<ServiceImpl<S>>,
+): void {
+  // Connect's own spec binds each method and answers UNIMPLEMENTED for those a partial
+  // implementation lacks, as its router does.
+  const spec = createServiceImplSpec(service, impl);
+  const handlers: Record<string, grpc.UntypedHandleCall> = {};
+  for (const method of service.methods) {
+    const methodSpec = spec.methods[method.localName];
+    if (methodSpec?.kind !== "unary") throw new Error(`${method.name}: only unary methods are adapted`);
+    handlers[method.localName] = unaryHandler(
+      service,
+      method,
+      methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
+    ) as grpc.handleUnaryCall<unknown, unknown>;
+  }
+  addGrpcService(server, service, handlers);
+}

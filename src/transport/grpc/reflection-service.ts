@@ -1,0 +1,131 @@
+import { create, type DescFile, type DescMessage, type DescService, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import * as grpc from "@grpc/grpc-js";
+import {
+  ServerReflection,
+  type ServerReflectionRequest,
+  type ServerReflectionResponse,
+  ServerReflectionResponseSchema,
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
+import { addGrpcService } from "./grpc-adapter.js";
+
+/**
+ * gRPC server reflection (v1, and v1alpha, which is wire-identical), answered from the exact
+ * descriptors protobuf-es generated, so grpcurl and `buf curl` need no .proto files.
+ */
+export function addReflectionService(
+  server: grpc.Server,
+  services: readonly DescService[],
+  /** Files clients need beyond the services' own, e.g. error detail messages. */
+  extraFiles: readonly DescFile[] = [],
+): void {
+  const files = new Map<string, DescFile>();
+  const addFile = (file: DescFile) => {
+    if (files.has(file.name)) return;
+    files.set(file.name, file);
+    for (const dep of file.dependencies) addFile(dep);
+  };
+  const all = [...services, ServerReflection];
+  for (const service of all) addFile(service.file);
+  for (const file of extraFiles) addFile(file);
+
+  // Fully-qualified name -> the file that declares it (services, methods, messages, enums).
+  const symbols = new Map<string, DescFile>();
+  const addMessage = (message: DescMessage, file: DescFile) => {
+    symbols.set(message.typeName, file);
+    for (const nested of message.nestedMessages) addMessage(nested, file);
+    for (const nested of message.nestedEnums) symbols.set(nested.typeName, file);
+  };
+  for (const file of files.values()) {
+    for (const message of file.messages) addMessage(message, file);
+    for (const enumeration of file.enums) symbols.set(enumeration.typeName, file);
+    for (const service of file.services) {
+      symbols.set(service.typeName, file);
+      for (const method of service.methods) symbols.set(`${service.typeName}.${method.name}`, file);
+    }
+  }
+
+  const encoded = new Map(
+    [...files.values()].map((f) => [f.name, toBinary(FileDescriptorProtoSchema, f.proto)]),
+  );
+  /** The file and everything it imports, the file first (as the protocol asks). */
+  const withDependencies = (file: DescFile): Uint8Array[] => {
+    const seen = new Set<string>();
+    const order: Uint8Array[] = [];
+    const visit = (f: DescFile) => {
+      if (seen.has(f.name)) return;
+      seen.add(f.name);
+      order.push(encoded.get(f.name) ?? new Uint8Array());
+      for (const dep of f.dependencies) visit(dep);
+    };
+    visit(file);
+    return order;
+  };
+  const serviceNames = [...all.map((s) => s.typeName), "grpc.reflection.v1alpha.ServerReflection"];
+
+  function answer(request: ServerReflectionRequest): ServerReflectionResponse {
+    const base = { validHost: request.host, originalRequest: request };
+    const notFound = (what: string) =>
+      create(ServerReflectionResponseSchema, {
+        ...base,
+        messageResponse: {
+          case: "errorResponse",
+          value: { errorCode: grpc.status.NOT_FOUND, errorMessage: `${what} not found` },
+        },
+      });
+    const filesOf = (file: DescFile | undefined, what: string) =>
+      file
+        ? create(ServerReflectionResponseSchema, {
+            ...base,
+            messageResponse: {
+              case: "fileDescriptorResponse",
+              value: { fileDescriptorProto: withDependencies(file) },
+            },
+          })
+        : notFound(what);
+    const req = request.messageRequest;
+    switch (req.case) {
+      case "listServices":
+        return create(ServerReflectionResponseSchema, {
+          ...base,
+          messageResponse: {
+            case: "listServicesResponse",
+            value: { service: serviceNames.map((name) => ({ name })) },
+          },
+        });
+      case "fileByFilename":
+        return filesOf(files.get(req.value), `file ${req.value}`);
+      case "fileContainingSymbol":
+        return filesOf(symbols.get(req.value.replace(/^\./, "")), `symbol ${req.value}`);
+      case "allExtensionNumbersOfType":
+        return create(ServerReflectionResponseSchema, {
+          ...base,
+          messageResponse: {
+            case: "allExtensionNumbersResponse",
+            value: { baseTypeName: req.value, extensionNumber: [] },
+          },
+        });
+      default:
+        return notFound("extension");
+    }
+  }
+
+  const handler = (call: grpc.ServerDuplexStream<ServerReflectionRequest, ServerReflectionResponse>) => {
+    call.on("data", (request: ServerReflectionRequest | symbol) => {
+      if (typeof request === "symbol") return call.end();
+      call.write(answer(request));
+    });
+    call.on("end", () => call.end());
+  };
+  addGrpcService(server, ServerReflection, {
+    serverReflectionInfo: handler as grpc.handleBidiStreamingCall<unknown, unknown>,
+  });
+  // v1alpha: the same messages under the old package name.
+  addGrpcService(
+    server,
+    { ...ServerReflection, typeName: "grpc.reflection.v1alpha.ServerReflection" } as DescService,
+    {
+      serverReflectionInfo: handler as grpc.handleBidiStreamingCall<unknown, unknown>,
+    },
+  );
+}

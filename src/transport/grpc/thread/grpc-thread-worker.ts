@@ -1,0 +1,103 @@
+import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { HandlerContext } from "@connectrpc/connect";
+import { sharedClock } from "../../../domain/ports.js";
+import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/v1/identity_pb.js";
+import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
+import type { Logger } from "../../../util/logger.js";
+import { errorFromData } from "../../../wire/errors.js";
+import { guarded } from "../../identity-service/guard.js";
+import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
+import { verifyTokenRpc } from "../../identity-service/verify-token.js";
+import { createGrpcServer } from "../grpc-server.js";
+import type { FromGrpcThread, GrpcThreadData, ToGrpcThread } from "./grpc-thread.js";
+
+/** The gRPC thread (see grpc-thread.ts): serves VerifyToken here, hands every other call over. */
+const data = workerData as GrpcThreadData;
+const main = parentPort as MessagePort;
+const send = (message: FromGrpcThread) => main.postMessage(message);
+
+const log: Logger = {
+  debug: (message, fields) => send({ type: "log", level: "debug", message, fields }),
+  info: (message, fields) => send({ type: "log", level: "info", message, fields }),
+  warn: (message, fields) => send({ type: "log", level: "warn", message, fields }),
+  error: (message, fields) => send({ type: "log", level: "error", message, fields }),
+};
+
+const replica = createVerifyTokenReplica({
+  clock: sharedClock(data.clockOffsetMs),
+  settings: data.tokenSettings,
+  cacheSize: data.cacheSize,
+});
+for (const update of data.snapshot) replica.apply(update);
+
+let updatesApplied = 0;
+/** Takes, synchronously, the updates the main thread has posted and this thread has not applied yet. */
+function applyUpdates(): void {
+  if (Atomics.load(data.updatesPosted, 0) === updatesApplied) return;
+  for (let next = receiveMessageOnPort(data.updates); next; next = receiveMessageOnPort(data.updates)) {
+    updatesApplied++;
+    replica.apply(next.message as ReplicaUpdate);
+  }
+}
+// A thread without calls takes them every second, so they do not pile up.
+setInterval(applyUpdates, 1000).unref();
+
+const calls = new Map<number, { resolve(response: unknown): void; reject(err: unknown): void }>();
+let lastCallId = 0;
+/** Hands a call to the main thread with what is left of its deadline; a cancellation follows it. */
+const handOver = (method: string) => (request: unknown, context: HandlerContext) =>
+  new Promise((resolve, reject) => {
+    const id = ++lastCallId;
+    const { signal } = context;
+    const cancel = () => send({ type: "cancel", id });
+    signal.addEventListener("abort", cancel, { once: true });
+    calls.set(id, {
+      resolve(response) {
+        signal.removeEventListener("abort", cancel);
+        resolve(response);
+      },
+      reject(err) {
+        signal.removeEventListener("abort", cancel);
+        reject(err);
+      },
+    });
+    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs() });
+  });
+
+const impl: Record<string, unknown> = Object.fromEntries(
+  IdentityService.methods.map((m) => [m.localName, handOver(m.localName)]),
+);
+const verifyToken = guarded(log, "VerifyToken", verifyTokenRpc(replica.verifyToken));
+impl.verifyToken = (request: VerifyTokenRequest) => {
+  applyUpdates();
+  return verifyToken(request);
+};
+
+const grpc = createGrpcServer({
+  service: IdentityService,
+  impl: impl as Partial<IdentityServiceImpl>,
+  maxReceiveBytes: data.maxReceiveBytes,
+});
+
+main.on("message", (message: ToGrpcThread) => {
+  switch (message.type) {
+    case "reply": {
+      const call = calls.get(message.id);
+      calls.delete(message.id);
+      if ("error" in message) call?.reject(errorFromData(message.error));
+      else call?.resolve(message.response);
+      break;
+    }
+    case "serving": {
+      const status = message.serving ? "SERVING" : "NOT_SERVING";
+      grpc.health.setStatus("", status);
+      grpc.health.setStatus(IdentityService.typeName, status);
+      break;
+    }
+    case "stop":
+      void grpc.stop(message.graceMs).then(() => send({ type: "stopped" }));
+      break;
+  }
+});
+
+send({ type: "listening", port: await grpc.listen(data.host, data.port) });

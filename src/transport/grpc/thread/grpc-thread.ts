@@ -1,0 +1,179 @@
+import { extname } from "node:path";
+import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import { Code, ConnectError, createHandlerContext, createServiceImplSpec } from "@connectrpc/connect";
+import type { SharedClock } from "../../../domain/ports.js";
+import type { TokenSettings } from "../../../domain/tokens.js";
+import { IdentityService } from "../../../gen/identity/v1/identity_pb.js";
+import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-replica.js";
+import type { Logger } from "../../../util/logger.js";
+import { type ErrorData, errorData } from "../../../wire/errors.js";
+import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
+
+/**
+ * The gRPC server runs on a thread of its own, a V8 isolate that sees nothing but grpc-js and
+ * VerifyToken: Connect traffic in the same isolate made grpc-js's VerifyToken about a third slower
+ * (docs/architecture.md). The thread answers VerifyToken from a replica of what that reads (the
+ * public signing keys and the ended sessions), fed by this thread through one ReplicaFeed; every
+ * other method it hands to this thread's ServiceImpl, with its deadline and its cancellation, so
+ * there is still one implementation of each.
+ */
+
+/** What the gRPC thread starts with (structured-cloned to it). */
+export interface GrpcThreadData {
+  host: string;
+  port: number;
+  maxReceiveBytes: number;
+  tokenSettings: TokenSettings;
+  cacheSize: number;
+  clockOffsetMs: Float64Array;
+  /** The replica's starting state. */
+  snapshot: ReplicaUpdate[];
+  /** The replica's updates, in order. */
+  updates: MessagePort;
+  /**
+   * How many updates were posted. Before each VerifyToken the thread compares it with how many
+   * it has applied and takes the missing ones synchronously, so a logout answered here is seen
+   * by the next VerifyToken there, whatever order the two threads' events run in.
+   */
+  updatesPosted: Int32Array;
+}
+
+export type ToGrpcThread =
+  | { type: "reply"; id: number; response: unknown }
+  | { type: "reply"; id: number; error: ErrorData }
+  | { type: "serving"; serving: boolean }
+  | { type: "stop"; graceMs: number };
+
+export type FromGrpcThread =
+  | { type: "listening"; port: number }
+  /** A call handed over; `timeoutMs` is what was left of its deadline when it was sent. */
+  | { type: "call"; id: number; method: string; request: unknown; timeoutMs: number | undefined }
+  /** The caller cancelled a call handed over (or its deadline passed there). */
+  | { type: "cancel"; id: number }
+  | { type: "log"; level: keyof Logger; message: string; fields?: Record<string, unknown> }
+  | { type: "stopped" };
+
+/** The thread's module, next to this one and in its language (.js built, .ts under the tests' loader). */
+const THREAD_ENTRY = new URL(
+  `./grpc-thread-worker${extname(new URL(import.meta.url).pathname)}`,
+  import.meta.url,
+);
+
+export interface GrpcThreadOptions {
+  host: string;
+  port: number;
+  maxReceiveBytes: number;
+  impl: Partial<IdentityServiceImpl>;
+  log: Logger;
+  clock: SharedClock;
+  tokenSettings: TokenSettings;
+  cacheSize: number;
+  /** Where the thread's VerifyToken replica gets its state from. */
+  feed: ReplicaFeed;
+  /** The thread ended on its own after it started: this instance no longer serves gRPC. */
+  onFailure(err: Error): void;
+}
+
+export interface GrpcThread {
+  port: number;
+  setServing(serving: boolean): void;
+  /** Stops taking calls, lets running ones finish (up to graceMs), then ends the thread. */
+  stop(graceMs: number): Promise<void>;
+}
+
+export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread> {
+  const updates = new MessageChannel();
+  const updatesPosted = new Int32Array(new SharedArrayBuffer(4));
+  const data: GrpcThreadData = {
+    host: options.host,
+    port: options.port,
+    maxReceiveBytes: options.maxReceiveBytes,
+    tokenSettings: options.tokenSettings,
+    cacheSize: options.cacheSize,
+    clockOffsetMs: options.clock.offsetMs,
+    snapshot: options.feed.snapshot(),
+    updates: updates.port2,
+    updatesPosted,
+  };
+  const worker = new Worker(THREAD_ENTRY, { workerData: data, transferList: [updates.port2] });
+  const unwatch = options.feed.watch((update) => {
+    updates.port1.postMessage(update);
+    Atomics.add(updatesPosted, 0, 1);
+  });
+
+  const spec = createServiceImplSpec<typeof IdentityService>(IdentityService, options.impl);
+  const send = (message: ToGrpcThread) => worker.postMessage(message);
+  /** The calls handed over and not answered yet, to cancel. */
+  const running = new Map<number, ReturnType<typeof createHandlerContext>>();
+
+  /** A call the thread hands over: run by the ServiceImpl here, the answer or error sent back. */
+  async function answer(id: number, name: string, request: unknown, timeoutMs: number | undefined) {
+    try {
+      const methodSpec = spec.methods[name];
+      if (methodSpec?.kind !== "unary") throw new ConnectError(`${name} is not served`, Code.Unimplemented);
+      const { method } = methodSpec;
+      const context = createHandlerContext({
+        service: IdentityService,
+        method,
+        protocolName: "grpc",
+        requestMethod: "POST",
+        url: `/${IdentityService.typeName}/${method.name}`,
+        timeoutMs,
+      });
+      running.set(id, context);
+      send({ type: "reply", id, response: await methodSpec.impl(request as never, context) });
+    } catch (err) {
+      send({ type: "reply", id, error: errorData(err) });
+    } finally {
+      running.delete(id);
+    }
+  }
+
+  let stopping = false;
+  let exited = false;
+  return new Promise((resolve, reject) => {
+    let started = false;
+    const ended = (err: Error) => {
+      if (exited) return;
+      exited = true;
+      unwatch();
+      updates.port1.close();
+      for (const context of running.values()) context.abort(err);
+      if (!started) reject(err);
+      else if (!stopping) options.onFailure(err);
+    };
+    // An uncaught error ends the thread ("error", then "exit"); report the error, once.
+    worker.on("error", ended);
+    worker.on("exit", (code) => ended(new Error(`the gRPC thread exited with code ${code}`)));
+    worker.on("message", (message: FromGrpcThread) => {
+      switch (message.type) {
+        case "listening":
+          started = true;
+          resolve({
+            port: message.port,
+            setServing: (serving) => send({ type: "serving", serving }),
+            stop: (graceMs) =>
+              new Promise<void>((done) => {
+                stopping = true;
+                if (exited) return done();
+                worker.once("exit", () => done());
+                send({ type: "stop", graceMs });
+              }),
+          });
+          break;
+        case "call":
+          void answer(message.id, message.method, message.request, message.timeoutMs);
+          break;
+        case "cancel":
+          running.get(message.id)?.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+          break;
+        case "log":
+          options.log[message.level](message.message, message.fields);
+          break;
+        case "stopped":
+          void worker.terminate();
+          break;
+      }
+    });
+  });
+}

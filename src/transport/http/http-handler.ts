@@ -1,0 +1,73 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest } from "node:http2";
+import type { DescService } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import type { RequestHandler } from "./dual-protocol-server.js";
+
+/** More HTTP endpoints under a path prefix, such as the built-in WeChat sandbox under /sandbox. */
+export interface HttpRoute {
+  /** "/sandbox": the route gets "/sandbox" and everything under it. */
+  prefix: string;
+  /**
+   * Serves a request; `path` is the URL after the prefix ("/" at least), with its query. False
+   * when nothing is there: answered 404.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
+}
+
+export interface HttpHandlerOptions<S extends DescService> {
+  service: S;
+  impl: ServiceImpl<S>;
+  maxRequestBytes: number;
+  /** The public signing keys, served at /.well-known/jwks.json. */
+  jwks: () => unknown;
+  /** /healthz answers 200 while true, 503 otherwise (starting, draining). */
+  isServing: () => boolean;
+  routes?: readonly HttpRoute[];
+}
+
+type NodeRequest = IncomingMessage | Http2ServerRequest;
+// connect-node's response type: the http1 or http2 response without its differing write() overloads.
+type NodeResponse = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[1];
+
+function sendJson(res: NodeResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+/**
+ * The HTTP port: Connect, gRPC-Web and gRPC over HTTP/1.1 and h2c (for the BFF), plus health,
+ * JWKS and whatever routes the app mounts.
+ */
+export function createHttpHandler<S extends DescService>(options: HttpHandlerOptions<S>): RequestHandler {
+  const routes = options.routes ?? [];
+  const fallback = (req: NodeRequest, res: NodeResponse) => {
+    const url = req.url ?? "/";
+    const path = url.split("?")[0] ?? "/";
+    if (req.method === "GET" && path === "/healthz") {
+      const serving = options.isServing();
+      return sendJson(res, serving ? 200 : 503, { status: serving ? "SERVING" : "NOT_SERVING" });
+    }
+    if (req.method === "GET" && path === "/.well-known/jwks.json") {
+      // Verifiers refetch on an unknown kid; a short max-age keeps rotation quick to reach them.
+      return sendJson(res, 200, options.jwks(), { "cache-control": "public, max-age=300" });
+    }
+    const route = routes.find((r) => path === r.prefix || path.startsWith(`${r.prefix}/`));
+    if (route) {
+      void route
+        .handle(req as IncomingMessage, res as ServerResponse, url.slice(route.prefix.length) || "/")
+        .then((served) => {
+          if (!served) sendJson(res, 404, { error: "not found" });
+        });
+      return;
+    }
+    sendJson(res, 404, { error: "not found" });
+  };
+
+  return connectNodeAdapter({
+    routes: (router) => router.service(options.service, options.impl),
+    readMaxBytes: options.maxRequestBytes,
+    fallback,
+  }) as RequestHandler;
+}

@@ -1,0 +1,36 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import {
+  type LoginRequest,
+  type LoginResponse,
+  LoginResponseSchema,
+} from "../../gen/identity/v1/identity_pb.js";
+import type { Login } from "../../identity/login.js";
+import { toTokenPair } from "./messages.js";
+
+export const loginRpc =
+  (login: Login) =>
+  async (req: LoginRequest): Promise<LoginResponse> => {
+    const { tokens, user, newUser } = await login({
+      appId: req.appId,
+      code: req.code,
+      client: {
+        ip: req.client?.ip ?? "",
+        userAgent: req.client?.userAgent ?? "",
+        deviceId: req.client?.deviceId ?? "",
+      },
+    });
+    return create(LoginResponseSchema, {
+      tokens: toTokenPair(tokens),
+      user: {
+        id: user.id,
+        appId: user.appId,
+        openid: user.openid,
+        unionid: user.unionid ?? "",
+        roles: user.roles,
+        phoneNumber: user.phoneNumber ?? "",
+        createdAt: timestampFromMs(user.createdAt.getTime()),
+      },
+      newUser,
+    });
+  };

@@ -1,0 +1,152 @@
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { anyUnpack } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import * as grpc from "@grpc/grpc-js";
+import { type ErrorReason, IdentityError } from "../domain/errors.js";
+import { type ErrorInfo, ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { StatusSchema } from "../gen/google/rpc/status_pb.js";
+import { errorSummary, type Logger } from "../util/logger.js";
+
+/**
+ * Errors on the wire, in one place: which status code each reason gets and whether it is logged;
+ * the google.rpc.ErrorInfo detail every failure carries; its encoding in gRPC status trailers;
+ * errors crossing between the main thread and the gRPC thread; and the client's reading of them.
+ * Numerically, gRPC and Connect codes are the same.
+ */
+
+export const ERROR_DOMAIN = "identity";
+
+interface ReasonRule {
+  code: Code;
+  /** Logged as a dependency failure: an operator must hear of it (a user's bad token is no news). */
+  logged?: true;
+}
+
+/** The one table from domain reasons to status codes. */
+export const REASONS: Record<ErrorReason, ReasonRule> = {
+  INVALID_ARGUMENT: { code: Code.InvalidArgument },
+  UNKNOWN_APP: { code: Code.InvalidArgument },
+  TOKEN_INVALID: { code: Code.Unauthenticated },
+  TOKEN_EXPIRED: { code: Code.Unauthenticated },
+  TOKEN_REVOKED: { code: Code.Unauthenticated },
+  REFRESH_TOKEN_REUSED: { code: Code.Unauthenticated },
+  INVALID_CODE: { code: Code.Unauthenticated },
+  CODE_USED: { code: Code.Unauthenticated },
+  HIGH_RISK_USER: { code: Code.PermissionDenied },
+  USER_DISABLED: { code: Code.PermissionDenied },
+  WECHAT_RATE_LIMITED: { code: Code.ResourceExhausted },
+  WECHAT_APP_REJECTED: { code: Code.FailedPrecondition, logged: true },
+  WECHAT_UNAVAILABLE: { code: Code.Unavailable, logged: true },
+  STORAGE_UNAVAILABLE: { code: Code.Unavailable, logged: true },
+  STORAGE_CONFLICT: { code: Code.Aborted },
+  BAD_BASE64: { code: Code.InvalidArgument },
+  BAD_IV_LENGTH: { code: Code.InvalidArgument },
+  DECRYPT_FAILED: { code: Code.InvalidArgument },
+  WATERMARK_MISMATCH: { code: Code.InvalidArgument },
+  USER_MISMATCH: { code: Code.InvalidArgument },
+  SIGNATURE_MISMATCH: { code: Code.InvalidArgument },
+  DATA_TOO_OLD: { code: Code.InvalidArgument },
+  SESSION_KEY_EXPIRED: { code: Code.FailedPrecondition },
+  INVALID_PHONE_CODE: { code: Code.InvalidArgument },
+};
+
+/** A ConnectError carrying an ErrorInfo with the reason and its metadata. */
+export function errorWithInfo(
+  message: string,
+  code: Code,
+  reason: string,
+  metadata: Readonly<Record<string, string>> = {},
+): ConnectError {
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata }) },
+  ]);
+}
+
+/**
+ * Converts whatever a use case threw into the ConnectError the client sees. Anything that is not
+ * an IdentityError is a bug: it is logged (name and stack only, the message may carry data) and
+ * answered INTERNAL without details.
+ */
+export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectError {
+  if (err instanceof IdentityError) {
+    const rule = REASONS[err.reason];
+    if (rule.logged) {
+      log.warn("dependency failure", {
+        rpc,
+        reason: err.reason,
+        ...err.metadata,
+        cause: errorSummary(err.cause),
+      });
+    }
+    return errorWithInfo(err.message, rule.code, err.reason, err.metadata);
+  }
+  if (err instanceof ConnectError) return err;
+  log.error("unexpected error", {
+    rpc,
+    error: err instanceof Error ? err.name : typeof err,
+    stack: stackOf(err),
+  });
+  return errorWithInfo("internal error", Code.Internal, "INTERNAL");
+}
+
+function stackOf(err: unknown): string | undefined {
+  // The first line of a stack repeats the message; keep only the frames.
+  return err instanceof Error ? err.stack?.split("\n").slice(1, 8).join("\n") : undefined;
+}
+
+/** A ConnectError's details as type names and encoded messages, whether made here or received. */
+function encodedDetails(err: ConnectError): Array<{ type: string; value: Uint8Array }> {
+  return err.details.map((d) =>
+    "desc" in d
+      ? { type: d.desc.typeName, value: toBinary(d.desc, create(d.desc, d.value as never)) }
+      : { type: d.type, value: d.value },
+  );
+}
+
+/** Encodes a ConnectError as grpc-js status, with google.rpc.Status in grpc-status-details-bin. */
+export function toGrpcStatus(err: ConnectError): Partial<grpc.StatusObject> {
+  const metadata = new grpc.Metadata();
+  if (err.details.length > 0) {
+    const details = encodedDetails(err).map((d) => ({
+      typeUrl: `type.googleapis.com/${d.type}`,
+      value: d.value,
+    }));
+    const status = create(StatusSchema, { code: err.code, message: err.rawMessage, details });
+    metadata.set("grpc-status-details-bin", Buffer.from(toBinary(StatusSchema, status)));
+  }
+  return { code: err.code as number as grpc.status, details: err.rawMessage, metadata };
+}
+
+/** The ErrorInfo the service put into a gRPC error's trailers, if any. */
+export function errorInfoOfGrpcError(err: unknown): ErrorInfo | undefined {
+  const bin = (err as grpc.ServiceError | null)?.metadata?.get("grpc-status-details-bin")[0];
+  if (!(bin instanceof Buffer)) return undefined;
+  try {
+    for (const detail of fromBinary(StatusSchema, bin).details) {
+      const info = anyUnpack(detail, ErrorInfoSchema);
+      if (info) return info;
+    }
+  } catch {
+    // Not a google.rpc.Status: no ErrorInfo.
+  }
+  return undefined;
+}
+
+/** A ConnectError as it crosses between the threads (structured-cloneable). */
+export interface ErrorData {
+  code: Code;
+  message: string;
+  details: Array<{ type: string; value: Uint8Array }>;
+}
+
+/** For the crossing: a ConnectError as it is, anything else as INTERNAL (never its text). */
+export function errorData(err: unknown): ErrorData {
+  const error = err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
+  return { code: error.code, message: error.rawMessage, details: encodedDetails(error) };
+}
+
+export function errorFromData(data: ErrorData): ConnectError {
+  const error = new ConnectError(data.message, data.code);
+  error.details = data.details;
+  return error;
+}

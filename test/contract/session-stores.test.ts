@@ -1,0 +1,235 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SessionStart, SessionStore, WechatIdentity } from "../../src/domain/ports.js";
+import { hashRefreshToken } from "../../src/domain/tokens.js";
+import { uniqueName } from "../helpers/scratch-database.js";
+import { SESSION_STORE_BACKENDS, type SessionStoreBackend } from "../helpers/session-store-backends.js";
+
+/**
+ * The SessionStore and UserStore contract, run against every implementation: in memory (the use
+ * cases' fast tests), embedded PGlite and the real PostgreSQL.
+ */
+function sessionStoresContract(name: string, open: () => Promise<SessionStoreBackend>) {
+  describe(`SessionStore and UserStore: ${name}`, () => {
+    let store: SessionStoreBackend;
+    let sessions: SessionStore;
+
+    beforeAll(async () => {
+      store = await open();
+      sessions = store.sessions;
+    });
+    afterAll(() => store.close());
+
+    /** A login's session, each with its own id and refresh token hash. */
+    const newSession = (): SessionStart => {
+      const now = new Date();
+      return {
+        id: crypto.randomUUID(),
+        refreshTokenHash: hashRefreshToken(uniqueName("rt")),
+        createdAt: now,
+        idleExpiresAt: new Date(now.getTime() + 1000),
+        absoluteExpiresAt: new Date(now.getTime() + 2000),
+        client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
+      };
+    };
+    const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
+    const rotate = (tokenHash: Buffer, now = new Date()) =>
+      sessions.rotateRefreshToken({
+        tokenHash,
+        now,
+        successor: {
+          tokenHash: hashRefreshToken(uniqueName("next")),
+          sealedToken: "sealed",
+          idleExpiresAt: new Date(now.getTime() + 1500),
+        },
+      });
+    const logoutNow = () => ({ everySessionOfUser: false, reason: "logout", now: new Date() });
+
+    describe("SessionStore.start (the login write)", () => {
+      it("creates a user on first sight and finds the same one after", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const first = await login(identity);
+        expect(first).toMatchObject({ created: true, sessionStored: true, unionid: null });
+        const again = await login(identity);
+        expect(again.created).toBe(false);
+        expect(again.user.id).toBe(first.user.id);
+        expect(again.user.roles).toEqual([]);
+        expect(Math.abs(again.user.createdAt.getTime() - Date.now())).toBeLessThan(60_000);
+      });
+
+      it("stores the session and its first refresh token hash (generation 0)", async () => {
+        const session = newSession();
+        const { user } = await sessions.start(
+          { appId: "wxa", openid: uniqueName("o"), unionid: null },
+          session,
+        );
+        const tokens = await store.refreshTokensOf(session.id);
+        expect(tokens).toHaveLength(1);
+        expect(Buffer.from(tokens[0]?.tokenHash as Buffer)).toEqual(session.refreshTokenHash);
+        expect(tokens[0]?.generation).toBe(0);
+        const stored = await store.storedSession(session.id);
+        expect(stored).toMatchObject({
+          userId: user.id,
+          appId: "wxa",
+          clientIp: "10.0.0.1",
+          revokedAt: null,
+        });
+        expect(stored?.idleExpiresAt.getTime()).toBe(session.idleExpiresAt.getTime());
+        expect(await sessions.listRevokedSince(new Date(0))).toEqual([]);
+      });
+
+      it("creates one user for 40 parallel first logins, exactly one says created, all get a session", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("race"), unionid: null };
+        const results = await Promise.all(Array.from({ length: 40 }, () => login(identity)));
+        expect(new Set(results.map((r) => r.user.id)).size).toBe(1);
+        expect(results.filter((r) => r.created)).toHaveLength(1);
+        expect(results.every((r) => r.sessionStored)).toBe(true);
+        const stored = await store.sessionsOfUser(results[0]?.user.id as string);
+        expect(stored).toHaveLength(40);
+      });
+
+      it("links one person's identities in two apps by unionid", async () => {
+        const unionid = uniqueName("union");
+        const inA = await login({ appId: "wxa", openid: uniqueName("o"), unionid });
+        const inB = await login({ appId: "wxb", openid: uniqueName("o"), unionid });
+        expect(inB.created).toBe(true); // new in app B...
+        expect(inB.user.id).toBe(inA.user.id); // ...but the same person
+        expect(inB.user.unionid).toBe(unionid);
+      });
+
+      it("makes one person of parallel first logins in several apps with one unionid", async () => {
+        const unionid = uniqueName("union");
+        const results = await Promise.all(
+          ["wxa", "wxb", "wxc", "wxd"].map((appId) => login({ appId, openid: uniqueName("o"), unionid })),
+        );
+        expect(new Set(results.map((r) => r.user.id)).size).toBe(1);
+        expect(results.every((r) => r.created && r.sessionStored)).toBe(true);
+      });
+
+      it("records a unionid that appears on a later login", async () => {
+        const openid = uniqueName("o");
+        const before = await login({ appId: "wxa", openid, unionid: null });
+        expect(before.unionid).toBeNull();
+        const unionid = uniqueName("union");
+        const after = await login({ appId: "wxa", openid, unionid });
+        expect(after.unionid).toBe(unionid);
+        expect(after.user.unionid).toBe(unionid);
+        // A later app login with that unionid now finds the same person.
+        const other = await login({ appId: "wxc", openid: uniqueName("o"), unionid });
+        expect(other.user.id).toBe(before.user.id);
+      });
+
+      it("stores no session for a disabled user", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const { user } = await login(identity);
+        await store.disableUser(user.id);
+        const session = newSession();
+        const refused = await sessions.start(identity, session);
+        expect(refused.sessionStored).toBe(false);
+        expect(refused.user.disabledAt).toBeInstanceOf(Date);
+        expect(await store.storedSession(session.id)).toBe(undefined);
+      });
+    });
+
+    describe("SessionStore refresh and revoke", () => {
+      it("rotates the newest token once, then reports it spent with its sealed successor", async () => {
+        const session = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, session);
+        const first = await rotate(session.refreshTokenHash);
+        expect(first).toMatchObject({
+          found: true,
+          rotated: true,
+          session: { id: session.id, generation: 1 },
+        });
+        const again = await rotate(session.refreshTokenHash);
+        expect(again).toMatchObject({
+          found: true,
+          rotated: false,
+          token: { generation: 0, sealedSuccessor: "sealed" },
+        });
+        expect(again.found && again.token.spentAt).toBeInstanceOf(Date);
+        expect(await rotate(hashRefreshToken("never issued"))).toEqual({ found: false });
+      });
+
+      it("does not rotate for a disabled user, a revoked or an expired session", async () => {
+        const disabled = newSession();
+        const { user } = await sessions.start(
+          { appId: "wxa", openid: uniqueName("o"), unionid: null },
+          disabled,
+        );
+        await store.disableUser(user.id);
+        expect(await rotate(disabled.refreshTokenHash)).toMatchObject({
+          rotated: false,
+          session: { userDisabled: true },
+        });
+
+        const revoked = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, revoked);
+        await sessions.revoke({ sessionId: revoked.id }, logoutNow());
+        const result = await rotate(revoked.refreshTokenHash);
+        expect(result.found && !result.rotated && result.session.revokedAt).toBeInstanceOf(Date);
+
+        const expired = newSession(); // idle lifetime 1 s
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, expired);
+        expect(await rotate(expired.refreshTokenHash, new Date(Date.now() + 5000))).toMatchObject({
+          rotated: false,
+        });
+      });
+    });
+
+    describe("UserStore", () => {
+      it("binds a phone number, which the next login's user carries", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const { user } = await login(identity);
+        expect(user.phoneNumber).toBeNull();
+        await store.users.bindPhoneNumber(user.id, "+86 13912345678");
+        expect((await login(identity)).user.phoneNumber).toBe("+86 13912345678");
+      });
+    });
+
+    describe("SessionStore.revoke (logout)", () => {
+      it("ends a session by id or by any of its refresh tokens, once", async () => {
+        const byId = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, byId);
+        const ended = await sessions.revoke({ sessionId: byId.id }, logoutNow());
+        expect(ended.map((r) => r.id)).toEqual([byId.id]);
+        // Remembered until an access token issued just before could have expired (1 h here).
+        expect(ended[0]?.forgetAfter.getTime()).toBeGreaterThan(Date.now() + 3500_000);
+        expect(await sessions.revoke({ sessionId: byId.id }, logoutNow())).toEqual([]); // already ended
+        expect((await sessions.listRevokedSince(new Date(Date.now() - 60_000))).map((r) => r.id)).toContain(
+          byId.id,
+        );
+
+        const byToken = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, byToken);
+        await rotate(byToken.refreshTokenHash); // the first token is now spent: it still names the session
+        expect(
+          (await sessions.revoke({ refreshTokenHash: byToken.refreshTokenHash }, logoutNow())).map(
+            (r) => r.id,
+          ),
+        ).toEqual([byToken.id]);
+
+        expect(await sessions.revoke({ sessionId: crypto.randomUUID() }, logoutNow())).toEqual([]);
+        expect(await sessions.revoke({ refreshTokenHash: hashRefreshToken("unknown") }, logoutNow())).toEqual(
+          [],
+        );
+      });
+
+      it("ends every live session of the user with everySessionOfUser, and no one else's", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const mine = [newSession(), newSession(), newSession()];
+        for (const s of mine) await sessions.start(identity, s);
+        const othersSession = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, othersSession);
+
+        const ended = await sessions.revoke(
+          { refreshTokenHash: (mine[0] as SessionStart).refreshTokenHash },
+          { ...logoutNow(), everySessionOfUser: true },
+        );
+        expect(ended.map((r) => r.id).sort()).toEqual(mine.map((s) => s.id).sort());
+        expect(await rotate(othersSession.refreshTokenHash)).toMatchObject({ rotated: true });
+      });
+    });
+  });
+}
+
+for (const { name, open } of SESSION_STORE_BACKENDS) sessionStoresContract(name, open);

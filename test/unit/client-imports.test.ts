@@ -1,0 +1,29 @@
+import { readFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { describe, expect, it } from "vitest";
+
+/** Every file of the repository a module pulls in through relative imports, itself included. */
+function importGraph(entry: string): string[] {
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const source = readFileSync(file, "utf8");
+    for (const [, spec] of source.matchAll(/(?:from|import)\s*\(?\s*"(\.{1,2}\/[^"]+)"/g)) {
+      visit(join(dirname(file), (spec as string).replace(/\.js$/, ".ts")));
+    }
+  };
+  visit(entry);
+  return [...seen].map((f) => relative(process.cwd(), f)).sort();
+}
+
+describe("wechat-identity/client", () => {
+  it("imports no server code: only the generated messages, the wire module and small utilities", () => {
+    const files = importGraph("src/client/index.ts");
+    expect(files).toContain("src/wire/errors.ts");
+    const outside = files.filter(
+      (f) => !/^src\/(client|wire|gen|util)\//.test(f) && f !== "src/domain/errors.ts",
+    );
+    expect(outside).toEqual([]);
+  });
+});

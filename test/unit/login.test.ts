@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityError } from "../../src/domain/errors.js";
+import { rejection } from "../helpers/failures.js";
+import { TEST_APPS } from "../helpers/test-app.js";
+import { createUseCaseWorld, type UseCaseWorld } from "../helpers/use-case-world.js";
+
+const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
+const noClient = { ip: "", userAgent: "", deviceId: "" };
+
+describe("Login (use case, in-memory stores)", () => {
+  let w: UseCaseWorld;
+  beforeAll(async () => {
+    w = await createUseCaseWorld();
+  });
+  afterAll(() => w.close());
+
+  it("creates the user on the first login, finds the same one after, and issues tokens VerifyToken accepts", async () => {
+    const first = await w.login("alice");
+    expect(first.newUser).toBe(true);
+    expect(first.user).toMatchObject({ appId: APP.appId, openid: "alice", roles: [] });
+    const again = await w.login("alice");
+    expect(again.newUser).toBe(false);
+    expect(again.user.id).toBe(first.user.id);
+    expect(again.tokens.accessClaims.sessionId).not.toBe(first.tokens.accessClaims.sessionId);
+    expect(w.useCases.verifyToken.verify(first.tokens.accessToken)).toMatchObject({
+      userId: first.user.id,
+      openid: "alice",
+      appId: APP.appId,
+    });
+  });
+
+  it("keeps the session_key and gives a refresh token that lives as long as the idle lifetime", async () => {
+    const { tokens } = await w.login("bob");
+    expect(tokens.refreshTokenExpiresAt.getTime()).toBe(w.clock.now() + w.config.tokens.refreshIdleTtlMs);
+    expect(tokens.accessClaims.expiresAt - tokens.accessClaims.issuedAt).toBe(
+      w.config.tokens.accessTokenTtlMs / 1000,
+    );
+  });
+
+  it("asks WeChat once for a code sent twice (a retry), and both answers carry a session", async () => {
+    const { code } = w.sandbox.issueCode({ appId: APP.appId, openid: "carol" });
+    const before = w.sandbox.stats.code2SessionCalls;
+    const [a, b] = await Promise.all([
+      w.useCases.login({ appId: APP.appId, code, client: noClient }),
+      w.useCases.login({ appId: APP.appId, code, client: noClient }),
+    ]);
+    expect(w.sandbox.stats.code2SessionCalls - before).toBe(1);
+    expect(a.user.id).toBe(b.user.id);
+  });
+
+  it("refuses a code WeChat does not know, and a disabled user", async () => {
+    const unknown = await rejection(
+      w.useCases.login({ appId: APP.appId, code: "never-issued", client: noClient }),
+      IdentityError,
+    );
+    expect(unknown.reason).toBe("INVALID_CODE");
+
+    const { user } = await w.login("dave");
+    (w.db.users.get(user.id) as { disabledAt: Date | null }).disabledAt = new Date();
+    expect((await rejection(w.login("dave"), IdentityError)).reason).toBe("USER_DISABLED");
+  });
+
+  it("names the field at fault in bad input, before asking WeChat", async () => {
+    const before = w.sandbox.stats.code2SessionCalls;
+    const empty = await rejection(
+      w.useCases.login({ appId: APP.appId, code: "", client: noClient }),
+      IdentityError,
+    );
+    expect(empty).toMatchObject({ reason: "INVALID_ARGUMENT", metadata: { field: "code" } });
+    const app = await rejection(
+      w.useCases.login({ appId: "wxnotours", code: "c", client: noClient }),
+      IdentityError,
+    );
+    expect(app).toMatchObject({ reason: "UNKNOWN_APP", metadata: { field: "app_id" } });
+    expect(w.sandbox.stats.code2SessionCalls).toBe(before);
+  });
+});

@@ -1,0 +1,46 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUseCaseWorld, type UseCaseWorld } from "../helpers/use-case-world.js";
+
+describe("VerifyToken (use case, in-memory stores)", () => {
+  let w: UseCaseWorld;
+  beforeAll(async () => {
+    w = await createUseCaseWorld({ ACCESS_TOKEN_TTL: "15m", TOKEN_LEEWAY: "5" });
+  });
+  afterAll(() => w.close());
+
+  const refusal = (token: string) => {
+    try {
+      w.useCases.verifyToken.verify(token);
+    } catch (err) {
+      return (err as { reason?: string; metadata?: Record<string, string> }).reason;
+    }
+    return "accepted";
+  };
+
+  it("accepts a token it issued, from the cache too, with the same claims", async () => {
+    const { tokens, user } = await w.login();
+    const first = w.useCases.verifyToken.verify(tokens.accessToken);
+    expect(first).toMatchObject({ userId: user.id, sessionId: tokens.accessClaims.sessionId, roles: [] });
+    expect(w.useCases.verifyToken.verify(tokens.accessToken)).toEqual(first);
+  });
+
+  it("checks expiry on every call, cached or not, with the configured leeway", async () => {
+    const { tokens } = await w.login();
+    w.useCases.verifyToken.verify(tokens.accessToken); // now cached
+    w.clock.advance(w.config.tokens.accessTokenTtlMs + w.config.tokens.leewayMs - 2000);
+    expect(refusal(tokens.accessToken)).toBe("accepted");
+    w.clock.advance(3000);
+    expect(refusal(tokens.accessToken)).toBe("TOKEN_EXPIRED");
+  });
+
+  it("refuses a forged signature, another token's tail, and an empty token", async () => {
+    const a = (await w.login()).tokens.accessToken;
+    const b = (await w.login()).tokens.accessToken;
+    w.useCases.verifyToken.verify(a);
+    const [header, payload] = b.split(".");
+    const signatureOfA = a.split(".")[2];
+    expect(refusal(`${header}.${payload}.${signatureOfA}`)).toBe("TOKEN_INVALID");
+    expect(refusal(`${a.slice(0, -4)}AAAA`)).toBe("TOKEN_INVALID");
+    expect(refusal("")).toBe("INVALID_ARGUMENT");
+  });
+});
