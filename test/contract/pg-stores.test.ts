@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SessionStart, SessionStore, WechatIdentity } from "../../src/domain/ports.js";
-import { hashRefreshToken } from "../../src/domain/tokens.js";
+import type { SessionStore, WechatIdentity } from "../../src/domain/ports.js";
 import type { DatabaseHandle } from "../../src/store/pg/database.js";
 import { users as usersTable, wechatIdentities } from "../../src/store/pg/schema.js";
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { type OpenedDatabase, PG_DATABASES, REAL_DATABASE_URL } from "../helpers/backends.js";
 import { uniqueName } from "../helpers/scratch-database.js";
+import { newSession } from "../helpers/session-store-backends.js";
 
 /**
  * What only the Postgres stores have (migrations, a login waiting on another transaction), on
@@ -29,18 +29,6 @@ function pgStoresContract(name: string, open: () => Promise<OpenedDatabase>) {
       await drop();
     });
 
-    /** A login's session, each with its own id and refresh token hash. */
-    const newSession = (): SessionStart => {
-      const now = new Date();
-      return {
-        id: crypto.randomUUID(),
-        refreshTokenHash: hashRefreshToken(uniqueName("rt")),
-        createdAt: now,
-        idleExpiresAt: new Date(now.getTime() + 1000),
-        absoluteExpiresAt: new Date(now.getTime() + 2000),
-        client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
-      };
-    };
     const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
 
     describe("SessionStore.start on Postgres", () => {

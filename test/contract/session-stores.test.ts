@@ -2,7 +2,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SessionStart, SessionStore, WechatIdentity } from "../../src/domain/ports.js";
 import { hashRefreshToken } from "../../src/domain/tokens.js";
 import { uniqueName } from "../helpers/scratch-database.js";
-import { SESSION_STORE_BACKENDS, type SessionStoreBackend } from "../helpers/session-store-backends.js";
+import {
+  newSession,
+  SESSION_STORE_BACKENDS,
+  type SessionStoreBackend,
+} from "../helpers/session-store-backends.js";
 
 /**
  * The SessionStore and UserStore contract, run against every implementation: in memory (the use
@@ -19,18 +23,6 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
     });
     afterAll(() => store.close());
 
-    /** A login's session, each with its own id and refresh token hash. */
-    const newSession = (): SessionStart => {
-      const now = new Date();
-      return {
-        id: crypto.randomUUID(),
-        refreshTokenHash: hashRefreshToken(uniqueName("rt")),
-        createdAt: now,
-        idleExpiresAt: new Date(now.getTime() + 1000),
-        absoluteExpiresAt: new Date(now.getTime() + 2000),
-        client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
-      };
-    };
     const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
     const rotate = (tokenHash: Buffer, now = new Date()) =>
       sessions.rotateRefreshToken({

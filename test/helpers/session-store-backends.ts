@@ -1,5 +1,7 @@
+import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import type { SessionStore, UserStore } from "../../src/domain/ports.js";
+import type { SessionStart, SessionStore, UserStore } from "../../src/domain/ports.js";
+import { hashRefreshToken } from "../../src/domain/tokens.js";
 import { createMemoryDatabase } from "../../src/store/memory/memory-database.js";
 import { createMemorySessionStore } from "../../src/store/memory/session-store.js";
 import { createMemoryUserStore } from "../../src/store/memory/user-store.js";
@@ -7,6 +9,7 @@ import { sessions as sessionsTable, users as usersTable } from "../../src/store/
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgUserStore } from "../../src/store/pg/user-store.js";
 import { PG_DATABASES } from "./backends.js";
+import { uniqueName } from "./scratch-database.js";
 
 /** A session as the contract reads it back from the backend's own tables. */
 export interface StoredSessionRow {
@@ -77,3 +80,16 @@ export const SESSION_STORE_BACKENDS: ReadonlyArray<{ name: string; open(): Promi
     },
   })),
 ];
+
+/** A login's session, each with its own id and refresh token hash; idle 1 s, absolute 2 s. */
+export function newSession(): SessionStart {
+  const now = new Date();
+  return {
+    id: randomUUID(),
+    refreshTokenHash: hashRefreshToken(uniqueName("rt")),
+    createdAt: now,
+    idleExpiresAt: new Date(now.getTime() + 1000),
+    absoluteExpiresAt: new Date(now.getTime() + 2000),
+    client: { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" },
+  };
+}

@@ -113,16 +113,21 @@ describe("a gRPC port already taken", () => {
   });
 });
 
+/** A public signing key that signs from a minute ago: what a thread's replica starts from. */
+function signingKey(): PublishedKey {
+  const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return {
+    kid: "k1",
+    alg: "ES256",
+    publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
+    activatesAt: new Date(Date.now() - 60_000),
+    retiresAt: null,
+  };
+}
+
 describe("a gRPC thread that dies", () => {
   it("is reported, and stopping it afterwards returns at once", async () => {
-    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const key: PublishedKey = {
-      kid: "k1",
-      alg: "ES256",
-      publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
-      activatesAt: new Date(Date.now() - 60_000),
-      retiresAt: null,
-    };
+    const key = signingKey();
     let pushKeys: (keys: readonly PublishedKey[]) => void = () => {};
     let reportFailure: (err: Error) => void = () => {};
     const failed = new Promise<Error>((resolve) => {
@@ -155,14 +160,7 @@ describe("a gRPC thread that dies", () => {
 
 describe("a call the gRPC thread hands to the main thread", () => {
   it("carries its deadline, and its cancellation reaches the handler", async () => {
-    const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-    const key: PublishedKey = {
-      kid: "k1",
-      alg: "ES256",
-      publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
-      activatesAt: new Date(Date.now() - 60_000),
-      retiresAt: null,
-    };
+    const key = signingKey();
     let started: (context: HandlerContext) => void = () => {};
     const handlerStarted = new Promise<HandlerContext>((resolve) => {
       started = resolve;

@@ -1,17 +1,13 @@
+import type { UserRecord } from "../../domain/ports.js";
+
 /**
  * The tables of the Postgres schema as Maps, for the in-memory SessionStore and UserStore: fast
  * tests of the use cases, and the same contract suites as the Postgres stores. Not a production
  * backend: nothing is kept, and one process is one instance.
  */
 
-export interface MemoryUser {
-  id: string;
-  unionid: string | null;
-  roles: string[];
-  phoneNumber: string | null;
-  disabledAt: Date | null;
-  createdAt: Date;
-}
+/** A user row: what the SessionStore hands out as a UserRecord. */
+export type MemoryUser = UserRecord;
 
 export interface MemoryIdentity {
   appId: string;
