@@ -31,7 +31,9 @@ describe("Login (use case, in-memory stores)", () => {
 
   it("keeps the session_key and gives a refresh token that lives as long as the idle lifetime", async () => {
     const { tokens } = await w.login("bob");
-    expect(tokens.refreshTokenExpiresAt.getTime()).toBe(w.clock.now() + w.config.tokens.refreshIdleTtlMs);
+    // Both lifetimes run from the login's instant (the access token's iat, in whole seconds).
+    const loginAt = tokens.refreshTokenExpiresAt.getTime() - w.config.tokens.refreshIdleTtlMs;
+    expect(Math.floor(loginAt / 1000)).toBe(tokens.accessClaims.issuedAt);
     expect(tokens.accessClaims.expiresAt - tokens.accessClaims.issuedAt).toBe(
       w.config.tokens.accessTokenTtlMs / 1000,
     );
