@@ -52,6 +52,26 @@ export function checkNotExpired(expiresAtSeconds: number, nowMs: number, leewayM
   }
 }
 
+/** The order of P-256's group; an ECDSA signature (r, s) also verifies as (r, n - s). */
+const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+const P256_HALF_ORDER = P256_ORDER >> 1n;
+
+/**
+ * Signatures are kept to the low-S form (s <= n/2), so that one set of claims has one token
+ * string: the high-S twin of a genuine signature verifies too, and is refused.
+ */
+export function toLowS(signature: Buffer): Buffer {
+  const s = BigInt(`0x${signature.subarray(32).toString("hex")}`);
+  if (s <= P256_HALF_ORDER) return signature;
+  return Buffer.concat([
+    signature.subarray(0, 32),
+    Buffer.from((P256_ORDER - s).toString(16).padStart(64, "0"), "hex"),
+  ]);
+}
+
+export const isHighS = (signature: Buffer) =>
+  BigInt(`0x${signature.subarray(32).toString("hex")}`) > P256_HALF_ORDER;
+
 function b64url(input: string | Buffer): string {
   return Buffer.from(input).toString("base64url");
 }
@@ -86,10 +106,9 @@ export function signAccessToken(
     roles: claims.roles,
   };
   const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
-  const signature = sign("sha256", Buffer.from(signingInput), {
-    key: key.privateKey,
-    dsaEncoding: "ieee-p1363",
-  });
+  const signature = toLowS(
+    sign("sha256", Buffer.from(signingInput), { key: key.privateKey, dsaEncoding: "ieee-p1363" }),
+  );
   return { token: `${signingInput}.${signature.toString("base64url")}`, claims };
 }
 
@@ -159,7 +178,7 @@ export function verifyAccessToken(
   const signature = Buffer.from(signaturePart, "base64url");
   // Only the canonical encoding is accepted: otherwise the unused low bits of the last character
   // would let several strings carry one signature.
-  if (signature.length !== 64 || signature.toString("base64url") !== signaturePart) {
+  if (signature.length !== 64 || signature.toString("base64url") !== signaturePart || isHighS(signature)) {
     throw invalid("bad signature");
   }
   const signed = verify(

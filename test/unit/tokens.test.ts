@@ -1,12 +1,14 @@
-import { createHmac, generateKeyPairSync, type KeyObject, sign } from "node:crypto";
+import { createHmac, generateKeyPairSync, type KeyObject, sign, verify } from "node:crypto";
 import { createLocalJWKSet, jwtVerify, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
 import { IdentityError } from "../../src/domain/errors.js";
 import {
   hashRefreshToken,
+  isHighS,
   MAX_ACCESS_TOKEN_LENGTH,
   newRefreshToken,
   signAccessToken,
+  toLowS,
   verifyAccessToken,
 } from "../../src/domain/tokens.js";
 
@@ -43,7 +45,7 @@ const b64 = (value: unknown) =>
 /** A token with our real signature over a header and payload of the test's choosing. */
 function signed(header: Record<string, unknown>, payload: Record<string, unknown>) {
   const input = `${b64(header)}.${b64(payload)}`;
-  const sig = sign("sha256", Buffer.from(input), { key: privateKey, dsaEncoding: "ieee-p1363" });
+  const sig = toLowS(sign("sha256", Buffer.from(input), { key: privateKey, dsaEncoding: "ieee-p1363" }));
   return `${input}.${sig.toString("base64url")}`;
 }
 
@@ -103,6 +105,28 @@ describe("access tokens", () => {
       chars[i] = c === "A" ? "B" : c === "a" ? "b" : "A";
       const tampered = chars.join("");
       expect(() => verifyAccessToken(settings, keys, tampered, NOW), `position ${i}`).toThrow(IdentityError);
+    }
+  });
+
+  it("sign in the low-S form only, and refuse the high-S twin of a genuine signature", () => {
+    const P256_ORDER = 0xffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551n;
+    for (let i = 0; i < 50; i++) {
+      const token = issue();
+      const signature = Buffer.from(token.slice(token.lastIndexOf(".") + 1), "base64url");
+      expect(isHighS(signature)).toBe(false);
+      const s = BigInt(`0x${signature.subarray(32).toString("hex")}`);
+      const twin = Buffer.concat([
+        signature.subarray(0, 32),
+        Buffer.from((P256_ORDER - s).toString(16).padStart(64, "0"), "hex"),
+      ]);
+      // The twin is a valid ECDSA signature of the same input: only the low-S rule refuses it.
+      const input = token.slice(0, token.lastIndexOf("."));
+      expect(verify("sha256", Buffer.from(input), { key: publicKey, dsaEncoding: "ieee-p1363" }, twin)).toBe(
+        true,
+      );
+      expect(
+        reasonOf(() => verifyAccessToken(settings, keys, `${input}.${twin.toString("base64url")}`, NOW)),
+      ).toBe("TOKEN_INVALID");
     }
   });
 
