@@ -1,9 +1,12 @@
 import { createHmac, createPublicKey, generateKeyPairSync, sign } from "node:crypto";
 import { createServer } from "node:http";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newRefreshToken } from "../../src/domain/tokens.js";
-import { grpcFailure } from "../helpers/failures.js";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
@@ -128,5 +131,33 @@ describe("VerifyToken refuses forgeries (embedded backends, over gRPC)", () => {
     for (const change of changes) await refused(`${header}.${b64({ ...payload(), ...change })}.${sig}`);
     const typJwt = b64({ ...JSON.parse(Buffer.from(header, "base64url").toString()), typ: "JWT" });
     await refused(`${typJwt}.${genuine.split(".")[1]}.${sig}`);
+  });
+});
+
+describe("the HTTP port answers RPCs over POST only", () => {
+  let t: TestApp;
+  let token: string;
+  beforeAll(async () => {
+    t = await startTestApp("embedded");
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    token = (await t.connect.login({ appId: APP.appId, code })).tokens?.accessToken as string;
+  });
+  afterAll(() => t.stop());
+
+  it("refuses VerifyToken over Connect GET, where the token would sit in the URL", async () => {
+    const overGet = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "1.1", useHttpGet: true }),
+    );
+    expect(await connectFailure(overGet.verifyToken({ accessToken: token }))).toMatchObject({
+      code: Code.InvalidArgument,
+      reason: "INVALID_ARGUMENT",
+      field: "method",
+    });
+    const raw = await fetch(`${t.httpUrl}/identity.v1.IdentityService/VerifyToken?encoding=json&message={}`);
+    expect(raw.status).toBe(405);
+    expect(raw.headers.get("allow")).toBe("POST");
+    // The same call over POST answers.
+    expect((await t.connect.verifyToken({ accessToken: token })).claims?.appId).toBe(APP.appId);
   });
 });

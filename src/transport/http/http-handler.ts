@@ -1,8 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import { errorWithInfo } from "../../wire/errors.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
 
 /** More HTTP endpoints under a path prefix, such as the built-in WeChat sandbox under /sandbox. */
@@ -65,9 +67,27 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     sendJson(res, 404, { error: "not found" });
   };
 
-  return connectNodeAdapter({
+  const connect = connectNodeAdapter({
     routes: (router) => router.service(options.service, options.impl),
     readMaxBytes: options.maxRequestBytes,
     fallback,
   }) as RequestHandler;
+  const servicePath = `/${options.service.typeName}/`;
+  return (req, res) => {
+    // Connect allows GET for side-effect-free methods (VerifyToken), which would put bearer tokens
+    // into URLs and so into access logs and proxies: every RPC answers POST only.
+    if (req.method === "GET" && req.url?.startsWith(servicePath)) return refuseGet(res as NodeResponse);
+    connect(req, res);
+  };
+}
+
+function refuseGet(res: NodeResponse) {
+  const error = errorWithInfo(
+    "RPCs answer POST only: a token in a URL ends up in access logs",
+    Code.InvalidArgument,
+    "INVALID_ARGUMENT",
+    { field: "method" },
+  );
+  res.writeHead(405, { "content-type": "application/json", allow: "POST" });
+  res.end(Buffer.from(errorToJsonBytes(error, {})));
 }
