@@ -35,6 +35,23 @@ describe("gRPC server reflection and health", () => {
     ]);
   });
 
+  it.each(["grpc-v1", "grpc-v1alpha"])(
+    "lists every method of every service it lists (%s)",
+    async (protocol) => {
+      const out = await bufCurl(
+        "--reflect-protocol",
+        protocol,
+        "--list-methods",
+        `http://127.0.0.1:${t.app.grpcPort}`,
+      );
+      const methods = out.split("\n").filter(Boolean);
+      expect(methods).toContain("identity.v1.IdentityService/VerifyToken");
+      expect(methods).toContain("grpc.health.v1.Health/Check");
+      expect(methods).toContain("grpc.reflection.v1.ServerReflection/ServerReflectionInfo");
+      expect(methods).toContain("grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+    },
+  );
+
   it("calls VerifyToken from JSON, and shows the error reason", async () => {
     const { code } = t.sandbox.issueCode({ appId: "wxtestapp0000001", openid: "o-curl" });
     const login = await t.connect.login({ appId: "wxtestapp0000001", code });

@@ -1,5 +1,13 @@
-import { create, type DescFile, type DescMessage, type DescService, toBinary } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import {
+  clone,
+  create,
+  createFileRegistry,
+  type DescFile,
+  type DescMessage,
+  type DescService,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { type DescriptorProto, FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import {
   ServerReflection,
@@ -11,7 +19,8 @@ import { addGrpcService } from "./grpc-adapter.js";
 
 /**
  * gRPC server reflection (v1, and v1alpha, which is wire-identical), answered from the exact
- * descriptors protobuf-es generated, so grpcurl and `buf curl` need no .proto files.
+ * descriptors protobuf-es generated, so grpcurl and `buf curl` need no .proto files. Every
+ * service it lists can be described, v1alpha's too (clients describe each before listing methods).
  */
 export function addReflectionService(
   server: grpc.Server,
@@ -25,7 +34,8 @@ export function addReflectionService(
     files.set(file.name, file);
     for (const dep of file.dependencies) addFile(dep);
   };
-  const all = [...services, ServerReflection];
+  const v1alpha = reflectionV1alpha();
+  const all = [...services, ServerReflection, v1alpha];
   for (const service of all) addFile(service.file);
   for (const file of extraFiles) addFile(file);
 
@@ -61,7 +71,7 @@ export function addReflectionService(
     visit(file);
     return order;
   };
-  const serviceNames = [...all.map((s) => s.typeName), "grpc.reflection.v1alpha.ServerReflection"];
+  const serviceNames = all.map((s) => s.typeName);
 
   function answer(request: ServerReflectionRequest): ServerReflectionResponse {
     const base = { validHost: request.host, originalRequest: request };
@@ -121,11 +131,35 @@ export function addReflectionService(
     serverReflectionInfo: handler as grpc.handleBidiStreamingCall<unknown, unknown>,
   });
   // v1alpha: the same messages under the old package name.
-  addGrpcService(
-    server,
-    { ...ServerReflection, typeName: "grpc.reflection.v1alpha.ServerReflection" } as DescService,
-    {
-      serverReflectionInfo: handler as grpc.handleBidiStreamingCall<unknown, unknown>,
-    },
-  );
+  // v1alpha is served with v1's messages (the same on the wire) under its own path.
+  addGrpcService(server, { ...ServerReflection, typeName: v1alpha.typeName } as DescService, {
+    serverReflectionInfo: handler as grpc.handleBidiStreamingCall<unknown, unknown>,
+  });
+}
+
+const V1 = "grpc.reflection.v1";
+const V1ALPHA = "grpc.reflection.v1alpha";
+
+/**
+ * grpc.reflection.v1alpha.ServerReflection as a descriptor of its own: v1's file under v1alpha's
+ * package and name (the messages are the same on the wire), so that it can be described too.
+ */
+function reflectionV1alpha(): DescService {
+  const proto = clone(FileDescriptorProtoSchema, ServerReflection.file.proto);
+  proto.name = "grpc/reflection/v1alpha/reflection.proto";
+  proto.package = V1ALPHA;
+  const rename = (typeName: string) => typeName.replace(`.${V1}.`, `.${V1ALPHA}.`);
+  const renameFields = (message: DescriptorProto) => {
+    for (const field of message.field) field.typeName = rename(field.typeName);
+    for (const nested of message.nestedType) renameFields(nested);
+  };
+  for (const message of proto.messageType) renameFields(message);
+  for (const service of proto.service) {
+    for (const method of service.method) {
+      method.inputType = rename(method.inputType);
+      method.outputType = rename(method.outputType);
+    }
+  }
+  const registry = createFileRegistry(proto, () => undefined); // the file imports nothing
+  return registry.getService(`${V1ALPHA}.ServerReflection`) as DescService;
 }
