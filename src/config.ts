@@ -26,6 +26,7 @@ export const CONFIG_VARIABLES = [
   "WECHAT_APPS",
   "WECHAT_API_BASE_URL",
   "WECHAT_TIMEOUT_MS",
+  "SANDBOX_ALLOW_REMOTE",
   "TOKEN_ISSUER",
   "TOKEN_AUDIENCE",
   "ACCESS_TOKEN_TTL",
@@ -59,7 +60,13 @@ export interface Config {
   /** "sandbox": no credentials given, the built-in WeChat stand-in serves a generated app. */
   wechat:
     | { mode: "real"; apps: AppCredentials[]; baseUrl: string; timeoutMs: number }
-    | { mode: "sandbox"; apps: AppCredentials[]; timeoutMs: number };
+    | {
+        mode: "sandbox";
+        apps: AppCredentials[];
+        timeoutMs: number;
+        /** The sandbox answers only loopback callers unless this is set. */
+        allowRemote: boolean;
+      };
   /** Durations in milliseconds, like every duration the code passes around. */
   tokens: {
     issuer: string;
@@ -129,6 +136,14 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     return Math.floor(seconds);
   }
 
+  function flag(name: keyof RawEnv, fallback: boolean): boolean {
+    const value = raw[name];
+    if (value === undefined) return fallback;
+    if (value === "true" || value === "false") return value === "true";
+    problems.push(`${name}: expected true or false, got "${value}"`);
+    return fallback;
+  }
+
   function url(name: keyof RawEnv, protocols: string[]): string | null {
     const value = raw[name];
     if (value === undefined) return null;
@@ -163,6 +178,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
       mode: "sandbox",
       apps: [{ appId: "wxsandbox0000001", appSecret: "sandbox-secret" }],
       timeoutMs,
+      allowRemote: flag("SANDBOX_ALLOW_REMOTE", false),
     };
   }
 

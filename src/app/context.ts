@@ -10,7 +10,7 @@ import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
 import { createPgSessionStore } from "../store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
 import { createPgUserStore } from "../store/pg/user-store.js";
-import type { HttpRoute } from "../transport/http/http-handler.js";
+import { type HttpRoute, loopbackOnly } from "../transport/http/http-handler.js";
 import {
   createIdentityServiceImpl,
   type IdentityServiceImpl,
@@ -115,7 +115,15 @@ export async function createAppContext(
       impl: createIdentityServiceImpl(useCases, log),
       replicaFeed: createReplicaFeed(keyRing, revocations),
       sandbox,
-      routes: sandbox ? [{ prefix: SANDBOX_MOUNT, handle: sandbox.handle }] : [],
+      routes:
+        sandbox && config.wechat.mode === "sandbox"
+          ? [
+              {
+                prefix: SANDBOX_MOUNT,
+                handle: config.wechat.allowRemote ? sandbox.handle : loopbackOnly(sandbox.handle),
+              },
+            ]
+          : [],
       listeningAt(url) {
         httpBaseUrl = url;
       },

@@ -22,8 +22,8 @@ export type { SandboxFault } from "./faults.js";
  *   POST /login   {"openid"?, "unionid"?, "appId"?, "rotateSessionKey"?} -> {"code", "openid"}
  *   POST /phone-code {"openid", "appId"?, "phoneNumber"?} -> {"code"}
  *   POST /user-data {"openid", "appId"?, "data"?: {...}} -> {"encryptedData", "iv"}
- *   POST /faults  {"fault": -1 | 40029 | ... | "http500" | "malformed" | "hang", "times"?}
- *   POST /latency {"ms": 250}
+ *   POST /faults  {"fault": -1 | 40029 | ... | "http500" | "malformed" | "hang", "times"?: 1..100}
+ *   POST /latency {"ms": 0..30000}
  *   GET  /stats   {"code2SessionCalls": N, ...}
  */
 export interface WechatSandbox {
@@ -60,6 +60,12 @@ export interface SandboxOptions {
 }
 
 const MAX_BODY_BYTES = 16 * 1024;
+/** What one request may order: a fault at most this many times, a latency at most this long. */
+export const MAX_FAULT_TIMES = 100;
+export const MAX_LATENCY_MS = 30_000;
+
+const wholeNumber = (value: unknown, min: number, max: number): value is number =>
+  typeof value === "number" && Number.isInteger(value) && value >= min && value <= max;
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   let size = 0;
@@ -181,14 +187,19 @@ export function createWechatSandbox(options: SandboxOptions): WechatSandbox {
           send(res, 400, { error: "fault must be an errcode or http500|malformed|hang" });
           return true;
         }
-        faults.failNext(body.fault, typeof body.times === "number" ? body.times : 1);
+        const times = body.times ?? 1;
+        if (!wholeNumber(times, 1, MAX_FAULT_TIMES)) {
+          send(res, 400, { error: `times must be a whole number from 1 to ${MAX_FAULT_TIMES}` });
+          return true;
+        }
+        faults.failNext(body.fault, times);
         send(res, 200, { queued: faults.queued });
         return true;
       }
       case "POST /latency": {
         const body = await readJson(req);
-        if (typeof body.ms !== "number" || body.ms < 0) {
-          send(res, 400, { error: "ms must be >= 0" });
+        if (!wholeNumber(body.ms, 0, MAX_LATENCY_MS)) {
+          send(res, 400, { error: `ms must be a whole number from 0 to ${MAX_LATENCY_MS}` });
           return true;
         }
         faults.setLatency(body.ms);

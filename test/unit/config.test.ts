@@ -85,6 +85,7 @@ describe("configuration", () => {
     [{ REFRESH_TOKEN_IDLE_TTL: "60d" }, "REFRESH_TOKEN_IDLE_TTL"],
     [{ KEY_ENCRYPTION_KEY: "c2hvcnQ=" }, "KEY_ENCRYPTION_KEY"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
+    [{ SANDBOX_ALLOW_REMOTE: "yes" }, "SANDBOX_ALLOW_REMOTE"],
     [{ NODE_ENV: "production" }, "WECHAT_APP_ID"],
     [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "KEY_ENCRYPTION_KEY"],
   ])("refuses %o naming %s", (raw, variable) => {

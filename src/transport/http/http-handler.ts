@@ -18,6 +18,19 @@ export interface HttpRoute {
   handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<boolean>;
 }
 
+/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6. */
+export function isLoopbackAddress(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith("::ffff:") ? address.slice(7) : address;
+  return v4.startsWith("127.") || address === "::1";
+}
+
+/** A route that answers loopback callers only; anyone else gets the 404 of a path that is not there. */
+export function loopbackOnly(handle: HttpRoute["handle"]): HttpRoute["handle"] {
+  return (req, res, path) =>
+    isLoopbackAddress(req.socket.remoteAddress) ? handle(req, res, path) : Promise.resolve(false);
+}
+
 export interface HttpHandlerOptions<S extends DescService> {
   service: S;
   impl: ServiceImpl<S>;
