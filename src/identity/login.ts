@@ -28,7 +28,19 @@ export interface SessionSettings {
 const MAX_CODE_LENGTH = 128;
 const PRINTABLE = /^[\x21-\x7e]+$/;
 
+/** What Postgres cannot store in text (NUL), and other control characters no client sends. */
+const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
+
+/** Checked before WeChat is asked, so a refused request never spends its code. */
 function checkInput(input: LoginInput): LoginInput {
+  const fields = [
+    ["client.ip", input.client.ip],
+    ["client.user_agent", input.client.userAgent],
+    ["client.device_id", input.client.deviceId],
+  ] as const;
+  for (const [field, value] of fields) {
+    if (CONTROL.test(value)) throw invalidArgument(field, "contains control characters");
+  }
   if (input.code.length === 0) throw invalidArgument("code", "required: pass the code from wx.login()");
   if (input.code.length > MAX_CODE_LENGTH)
     throw invalidArgument("code", `longer than ${MAX_CODE_LENGTH} characters`);

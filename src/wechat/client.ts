@@ -24,6 +24,15 @@ export interface WechatClientOptions {
 
 const MAX_BODY_BYTES = 64 * 1024;
 
+/** A text field of WeChat's answer as the service will store it: bounded, no control characters. */
+const text = (value: unknown, maxLength: number): string | undefined =>
+  typeof value === "string" &&
+  value.length > 0 &&
+  value.length <= maxLength &&
+  !/[\u0000-\u001f\u007f]/.test(value)
+    ? value
+    : undefined;
+
 /** WeChat's errcode (absent means 0, success); anything but a number is a malformed answer. */
 function errcodeOf(body: Record<string, unknown>): number {
   const errcode = body.errcode ?? 0;
@@ -132,17 +141,13 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`);
     const errcode = errcodeOf(body);
     if (errcode !== 0) throw code2SessionError(errcode);
-    const { openid, session_key: sessionKey, unionid } = body;
-    if (typeof openid !== "string" || openid.length === 0 || openid.length > 128) {
-      throw unavailable("answer without openid");
-    }
-    if (typeof sessionKey !== "string" || sessionKey.length === 0 || sessionKey.length > 128) {
-      throw unavailable("answer without session_key");
-    }
-    if (unionid !== undefined && (typeof unionid !== "string" || unionid.length > 128)) {
-      throw unavailable("malformed unionid");
-    }
-    return { openid, sessionKey, unionid: unionid ? unionid : null };
+    const openid = text(body.openid, 128);
+    if (!openid) throw unavailable("answer without openid");
+    const sessionKey = text(body.session_key, 128);
+    if (!sessionKey) throw unavailable("answer without session_key");
+    const unionid = body.unionid === undefined || body.unionid === "" ? null : text(body.unionid, 128);
+    if (unionid === undefined) throw unavailable("malformed unionid");
+    return { openid, sessionKey, unionid };
   }
 
   async function stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken> {
@@ -175,10 +180,9 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     }
     if (errcode !== 0) throw wechatError(errcode);
     const info = body.phone_info as Record<string, unknown> | undefined;
-    const text = (value: unknown) => (typeof value === "string" && value.length <= 64 ? value : undefined);
-    const phoneNumber = text(info?.phoneNumber);
-    const purePhoneNumber = text(info?.purePhoneNumber);
-    const countryCode = text(info?.countryCode);
+    const phoneNumber = text(info?.phoneNumber, 64);
+    const purePhoneNumber = text(info?.purePhoneNumber, 64);
+    const countryCode = info?.countryCode === "" ? "" : text(info?.countryCode, 64);
     if (!phoneNumber || !purePhoneNumber || countryCode === undefined)
       throw unavailable("answer without phone_info");
     return { phoneNumber, purePhoneNumber, countryCode };

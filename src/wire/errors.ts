@@ -90,8 +90,11 @@ export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectE
 }
 
 function stackOf(err: unknown): string | undefined {
-  // The first line of a stack repeats the message; keep only the frames.
-  return err instanceof Error ? err.stack?.split("\n").slice(1, 8).join("\n") : undefined;
+  // Only the frames: the message (the first line) and whatever a driver appends (postgres.js adds
+  // the query) can carry data.
+  if (!(err instanceof Error)) return undefined;
+  const frames = err.stack?.split("\n").filter((line) => /^\s+at /.test(line));
+  return frames?.slice(0, 7).join("\n");
 }
 
 /** A ConnectError's details as type names and encoded messages, whether made here or received. */

@@ -163,6 +163,19 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     },
   );
 
+  it.each([
+    ["client.ip", { ip: "10.0.0.1\u0000" }],
+    ["client.user_agent", { userAgent: "Mozilla\u0000/5.0" }],
+    ["client.device_id", { deviceId: "\u0000" }],
+  ])("refuses a NUL in %s before asking WeChat, so the code still works", async (field, client) => {
+    const { code } = t.sandbox.issueCode({ appId: APP_ONE.appId });
+    const before = t.sandbox.stats.code2SessionCalls;
+    const failure = await connectFailure(t.connect.login({ appId: APP_ONE.appId, code, client }));
+    expect(failure).toMatchObject({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", field });
+    expect(t.sandbox.stats.code2SessionCalls).toBe(before);
+    expect((await t.connect.login({ appId: APP_ONE.appId, code })).tokens?.accessToken).toBeTruthy();
+  });
+
   it("refuses an empty token as INVALID_ARGUMENT and garbage as UNAUTHENTICATED, over gRPC", async () => {
     expect(await grpcFailure(t.grpc.call("verifyToken", { accessToken: "" }))).toEqual({
       code: grpc.status.INVALID_ARGUMENT,

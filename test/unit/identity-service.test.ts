@@ -116,6 +116,25 @@ describe("an error that is not an IdentityError", () => {
     ]);
   });
 
+  it("logs only the stack's frames, never what a driver appended to it (a query and its values)", async () => {
+    const log = memoryLogger();
+    const failing = {
+      logout: async () => {
+        const err = new Error("insert failed: 10.0.0.1\u0000");
+        err.stack = `Error: insert failed\n    at insert (pg.js:1:1)\nquery: insert into sessions values ('secret-value')\n    at logout (logout.js:2:2)`;
+        throw err;
+      },
+    } as unknown as UseCases;
+    await clientFor(failing, log)
+      .logout({ accessToken: "a.b.c" })
+      .catch(() => {});
+    const logged = JSON.stringify(log.lines);
+    expect(logged).toContain("at insert (pg.js:1:1)");
+    expect(logged).toContain("at logout (logout.js:2:2)");
+    expect(logged).not.toContain("secret-value");
+    expect(logged).not.toContain("insert failed");
+  });
+
   it("keeps the code of a domain error thrown as such", async () => {
     const failing = {
       refresh: async () => {
