@@ -21,7 +21,7 @@ import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocations, type Revocations } from "../revocation/revocations.js";
 import { keepKeyRingFresh } from "../signing-keys/keep-key-ring-fresh.js";
 import { createKeyRing, type KeyRing, keyRotationSettings } from "../signing-keys/key-ring.js";
-import type { Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../util/logger.js";
 import { createAppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import { createCodeExchange } from "../wechat-session/code-exchange.js";
 import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
@@ -40,10 +40,18 @@ export interface IdentityServiceDeps {
   wechat: WechatApi;
 }
 
+/** How often each instance erases the sealed successors whose reuse grace has passed. */
+export const SUCCESSOR_SWEEP_INTERVAL_MS = 60_000;
+
 export interface IdentityServices {
   keyRing: KeyRing;
   revocations: Revocations;
   useCases: UseCases;
+  /**
+   * Erases the sealed successors of refresh tokens spent longer ago than the reuse grace: kept
+   * only so that a parallel refresh within the grace gets the same successor. Runs every minute.
+   */
+  eraseSpentSuccessors(): Promise<number>;
   /** Stops the key reloads and the revocation resyncs. */
   stop(): void;
 }
@@ -146,5 +154,17 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     getPhoneNumber: createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat, users: deps.users }),
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
   };
-  return { keyRing, revocations, useCases, stop };
+  const eraseSpentSuccessors = () =>
+    sessions.eraseSealedSuccessors(new Date(clock.now() - config.tokens.refreshReuseGraceMs));
+  const sweep = setInterval(() => {
+    eraseSpentSuccessors().catch((err: unknown) =>
+      log.warn("spent refresh tokens' successors could not be erased; retrying in a minute", {
+        error: errorSummary(err),
+      }),
+    );
+  }, SUCCESSOR_SWEEP_INTERVAL_MS);
+  sweep.unref();
+  stops.push(() => clearInterval(sweep));
+
+  return { keyRing, revocations, useCases, eraseSpentSuccessors, stop };
 }

@@ -135,6 +135,11 @@ export interface SessionStore {
   ): Promise<RevokedSession[]>;
   /** Sessions revoked whose access tokens may still be unexpired at `since`. */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
+  /**
+   * Erases the sealed successors of refresh tokens spent before `spentBefore` (their reuse grace
+   * is over, so nothing may ask for them again); returns how many it erased.
+   */
+  eraseSealedSuccessors(spentBefore: Date): Promise<number>;
 }
 
 export interface StoredSigningKey {

@@ -168,6 +168,26 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
       });
     });
 
+    describe("SessionStore.eraseSealedSuccessors", () => {
+      it("erases the sealed successors of tokens spent before the given instant, and only those", async () => {
+        const session = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, session);
+        const spentAt = new Date();
+        await rotate(session.refreshTokenHash, spentAt);
+        await sessions.eraseSealedSuccessors(new Date(spentAt.getTime() - 1)); // spent after: kept
+        expect(await rotate(session.refreshTokenHash)).toMatchObject({
+          token: { sealedSuccessor: "sealed" },
+        });
+        expect(await sessions.eraseSealedSuccessors(new Date(spentAt.getTime() + 1))).toBeGreaterThanOrEqual(
+          1,
+        );
+        expect(await rotate(session.refreshTokenHash)).toMatchObject({
+          rotated: false,
+          token: { generation: 0, sealedSuccessor: null },
+        });
+      });
+    });
+
     describe("UserStore", () => {
       it("binds a phone number, which the next login's user carries", async () => {
         const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };

@@ -39,6 +39,23 @@ describe("Refresh (use case, in-memory stores)", () => {
     );
   });
 
+  it("erases a spent token's successor once the grace has passed, and a late reuse still ends the session", async () => {
+    const { tokens } = await w.login();
+    await w.useCases.refresh(tokens.refreshToken);
+    const spent = [...w.db.refreshTokens.values()].find(
+      (t) => t.sessionId === tokens.accessClaims.sessionId && t.generation === 0,
+    );
+    expect(spent?.sealedSuccessor).not.toBeNull();
+    await w.eraseSpentSuccessors();
+    expect(spent?.sealedSuccessor).not.toBeNull(); // still within the grace
+    w.clock.advance(w.config.tokens.refreshReuseGraceMs + 1000);
+    expect(await w.eraseSpentSuccessors()).toBeGreaterThanOrEqual(1);
+    expect(spent?.sealedSuccessor).toBeNull();
+    expect((await rejection(w.useCases.refresh(tokens.refreshToken), IdentityError)).reason).toBe(
+      "REFRESH_TOKEN_REUSED",
+    );
+  });
+
   it("refuses a session past its idle lifetime, a token it never issued, and a missing one", async () => {
     const { tokens } = await w.login();
     w.clock.advance(w.config.tokens.refreshIdleTtlMs + 1000);

@@ -158,6 +158,17 @@ export function createMemorySessionStore(
       return ended;
     },
 
+    async eraseSealedSuccessors(spentBefore) {
+      let erased = 0;
+      for (const token of db.refreshTokens.values()) {
+        if (token.sealedSuccessor !== null && token.spentAt !== null && token.spentAt < spentBefore) {
+          token.sealedSuccessor = null;
+          erased++;
+        }
+      }
+      return erased;
+    },
+
     async listRevokedSince(since) {
       return [...db.sessions.values()]
         .filter((s) => s.revokedAt !== null && s.revokedAt > since)

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { and, eq, gt, isNotNull, isNull, sql } from "drizzle-orm";
+import { and, eq, gt, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
   RevokedSession,
@@ -14,7 +14,7 @@ import { type Database, preparedStatement } from "./database.js";
 /** A named value of a prepared statement. */
 const p = sql.placeholder;
 
-import { sessions, users, wechatIdentities } from "./schema.js";
+import { refreshTokens, sessions, users, wechatIdentities } from "./schema.js";
 
 /** A unique violation: two first logins of one person in two apps raced to create the user. */
 const UNIQUE_VIOLATION = "23505";
@@ -323,6 +323,15 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         now: now.toISOString(),
       });
       return rows.map((r) => revokedSession(r.id, asDate(r.revoked_at)));
+    },
+
+    async eraseSealedSuccessors(spentBefore) {
+      const erased = await db
+        .update(refreshTokens)
+        .set({ sealedSuccessor: null })
+        .where(and(isNotNull(refreshTokens.sealedSuccessor), lt(refreshTokens.spentAt, spentBefore)))
+        .returning({ generation: refreshTokens.generation });
+      return erased.length;
     },
 
     async listRevokedSince(since) {

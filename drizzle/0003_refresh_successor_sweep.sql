@@ -1,0 +1,1 @@
+CREATE INDEX "refresh_tokens_sealed_successor_idx" ON "refresh_tokens" USING btree ("spent_at") WHERE "refresh_tokens"."sealed_successor" is not null;
