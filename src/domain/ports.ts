@@ -125,9 +125,11 @@ export interface SessionStore {
     successor: { tokenHash: Buffer; sealedToken: string | null; idleExpiresAt: Date };
   }): Promise<RotationResult>;
   /**
-   * Ends the session picked by `target` (by id, or by any refresh token of it, spent or not), or
-   * with `everySessionOfUser` every live session of its user. Sessions already ended and unknown
-   * targets are no-ops; returns the sessions this call ended.
+   * Ends the session picked by `target` (by id, or by any refresh token of it, spent or not), and
+   * with `everySessionOfUser` every live session of its user too, provided the target is an id or
+   * the live session's newest, unspent refresh token (an old token from a log ends no more than its
+   * own session). Sessions already ended and unknown targets are no-ops; returns the sessions this
+   * call ended.
    */
   revoke(
     target: SessionTarget,

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { AppRegistry } from "../domain/app-registry.js";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
+import { hasControlCharacters } from "../domain/text.js";
 import { newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
@@ -28,9 +29,6 @@ export interface SessionSettings {
 const MAX_CODE_LENGTH = 128;
 const PRINTABLE = /^[\x21-\x7e]+$/;
 
-/** What Postgres cannot store in text (NUL), and other control characters no client sends. */
-const CONTROL = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/;
-
 /** Checked before WeChat is asked, so a refused request never spends its code. */
 function checkInput(input: LoginInput): LoginInput {
   const fields = [
@@ -39,7 +37,7 @@ function checkInput(input: LoginInput): LoginInput {
     ["client.device_id", input.client.deviceId],
   ] as const;
   for (const [field, value] of fields) {
-    if (CONTROL.test(value)) throw invalidArgument(field, "contains control characters");
+    if (hasControlCharacters(value)) throw invalidArgument(field, "contains control characters");
   }
   if (input.code.length === 0) throw invalidArgument("code", "required: pass the code from wx.login()");
   if (input.code.length > MAX_CODE_LENGTH)

@@ -8,6 +8,7 @@ import type {
   StableToken,
   WechatApi,
 } from "../domain/ports.js";
+import { hasControlCharacters } from "../domain/text.js";
 import { sessionKeySignature } from "../domain/user-data.js";
 import { code2SessionError, WECHAT_ERRCODES, wechatError } from "./errcodes.js";
 
@@ -26,10 +27,7 @@ const MAX_BODY_BYTES = 64 * 1024;
 
 /** A text field of WeChat's answer as the service will store it: bounded, no control characters. */
 const text = (value: unknown, maxLength: number): string | undefined =>
-  typeof value === "string" &&
-  value.length > 0 &&
-  value.length <= maxLength &&
-  !/[\u0000-\u001f\u007f]/.test(value)
+  typeof value === "string" && value.length > 0 && value.length <= maxLength && !hasControlCharacters(value)
     ? value
     : undefined;
 

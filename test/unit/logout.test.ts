@@ -59,4 +59,47 @@ describe("Logout (use case, in-memory stores)", () => {
     );
     expect(bad).toMatchObject({ reason: "INVALID_ARGUMENT", metadata: { field: "access_token" } });
   });
+  it("lets an expired access token name its session only as long as a refresh could have kept it alive", async () => {
+    const recent = await w.login();
+    const old = await w.login();
+    w.clock.advance(w.config.tokens.accessTokenTtlMs + 60_000); // both expired
+    const noRefresh = { refreshToken: "", allSessions: false };
+    expect(await w.useCases.logout({ accessToken: recent.tokens.accessToken, ...noRefresh })).toEqual({
+      sessionsEnded: 1,
+    });
+    w.clock.advance(w.config.tokens.refreshIdleTtlMs); // past the window: the token names nothing
+    expect(await w.useCases.logout({ accessToken: old.tokens.accessToken, ...noRefresh })).toEqual({
+      sessionsEnded: 0,
+    });
+  });
+
+  it("ends every session only with an unexpired access token or the session's current refresh token", async () => {
+    const one = await w.login("gina");
+    const two = await w.login("gina");
+    const refreshed = await w.useCases.refresh(two.tokens.refreshToken); // two's first token is spent now
+
+    // A spent refresh token (say, from a log) ends its own session, no other.
+    expect(
+      await w.useCases.logout({ accessToken: "", refreshToken: two.tokens.refreshToken, allSessions: true }),
+    ).toEqual({ sessionsEnded: 1 });
+    expect(w.useCases.verifyToken.verify(one.tokens.accessToken).openid).toBe("gina");
+
+    // An expired access token alone is refused for all_sessions, and ends nothing.
+    w.clock.advance(w.config.tokens.accessTokenTtlMs + 60_000);
+    const expired = await rejection(
+      w.useCases.logout({ accessToken: one.tokens.accessToken, refreshToken: "", allSessions: true }),
+      IdentityError,
+    );
+    expect(expired.reason).toBe("TOKEN_EXPIRED");
+    const three = await w.login("gina");
+    expect((await w.useCases.refresh(one.tokens.refreshToken)).accessClaims.sessionId).toBe(
+      one.tokens.accessClaims.sessionId,
+    );
+
+    // An unexpired access token ends them all.
+    expect(
+      await w.useCases.logout({ accessToken: three.tokens.accessToken, refreshToken: "", allSessions: true }),
+    ).toEqual({ sessionsEnded: 2 });
+    expect(refreshed.accessClaims.sessionId).toBe(two.tokens.accessClaims.sessionId);
+  });
 });

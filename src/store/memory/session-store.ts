@@ -140,7 +140,18 @@ export function createMemorySessionStore(
           : db.sessions.get(db.refreshTokens.get(target.refreshTokenHash.toString("hex"))?.sessionId ?? "");
       if (!targeted) return [];
       const victims = [targeted];
-      if (everySessionOfUser) {
+      // A refresh token names every session of its user only while it is the live session's newest.
+      const presented =
+        "refreshTokenHash" in target
+          ? db.refreshTokens.get(target.refreshTokenHash.toString("hex"))
+          : undefined;
+      const current =
+        presented === undefined ||
+        (presented.spentAt === null &&
+          targeted.revokedAt === null &&
+          targeted.idleExpiresAt > now &&
+          targeted.absoluteExpiresAt > now);
+      if (everySessionOfUser && current) {
         // Sessions idle-expired longer ago than an access token lives have no valid token left.
         const liveSince = now.getTime() - options.maxAccessTokenTtlMs;
         for (const s of db.sessions.values()) {

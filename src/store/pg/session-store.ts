@@ -237,16 +237,19 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     "revoke_sessions",
     sql`
       with target as (
-        select id, user_id from sessions where id = ${p("sessionId")}::uuid
+        select id, user_id, true as current from sessions where id = ${p("sessionId")}::uuid
         union all
-        select s.id, s.user_id from refresh_tokens t join sessions s on s.id = t.session_id
+        select s.id, s.user_id,
+               t.spent_at is null and s.revoked_at is null and s.idle_expires_at > ${p("now")}::timestamptz
+                 and s.absolute_expires_at > ${p("now")}::timestamptz as current
+        from refresh_tokens t join sessions s on s.id = t.session_id
         where t.token_hash = decode(${p("tokenHash")}::text, 'hex')
       ),
       victims as (
         select id from target
         union
         select s.id from sessions s
-        where ${p("everySession")}::boolean and s.user_id in (select user_id from target)
+        where ${p("everySession")}::boolean and s.user_id in (select user_id from target where current)
           and s.revoked_at is null and s.idle_expires_at > ${p("liveSince")}::timestamptz
       )
       update sessions set revoked_at = ${p("now")}::timestamptz, revoked_reason = ${p("reason")}

@@ -330,7 +330,9 @@ export type LogoutRequest = Message<"identity.v1.LogoutRequest"> & {
   refreshToken: string;
 
   /**
-   * End every session of the token's user, not only this one.
+   * End every session of the token's user, not only this one. Takes an unexpired access token or
+   * the session's current (newest, unspent) refresh token: an older refresh token ends only its
+   * own session, and an expired access token alone is UNAUTHENTICATED (TOKEN_EXPIRED).
    *
    * @generated from field: bool all_sessions = 3;
    */
@@ -741,9 +743,10 @@ export const IdentityService: GenService<{
    * Ends the session behind an access token or a refresh token (or, with all_sessions, every
    * session of its user): its refresh tokens stop working and VerifyToken refuses its access
    * tokens on every instance (TOKEN_REVOKED). Idempotent: an unknown, expired, forged or already
-   * revoked token answers OK and ends nothing. An expired access token still ends its session
-   * (unless its signing key has been retired since: send the refresh token when you have it).
-   * INVALID_ARGUMENT only when neither token is given or a value cannot be a token of ours.
+   * revoked token answers OK and ends nothing. An expired access token still ends its session for
+   * as long as the session could have been refreshed (REFRESH_TOKEN_IDLE_TTL after the token was
+   * issued), unless its signing key has been retired since: send the refresh token when you have
+   * it. INVALID_ARGUMENT only when neither token is given or a value cannot be a token of ours.
    *
    * @generated from rpc identity.v1.IdentityService.Logout
    */
