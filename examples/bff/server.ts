@@ -11,7 +11,7 @@ import { bearerToken, sendError, sendJson } from "../http-json.js";
  * (over Connect). Errors carry the service's reason so the SDK knows what to do: 401 means
  * refresh or log in again, 503 means the identity service is unreachable (keep the tokens).
  *
- *   POST /api/auth/login    {code}                     -> tokens and user
+ *   POST /api/auth/login    {code, attemptId}          -> tokens and user
  *   POST /api/auth/refresh  {refreshToken}             -> tokens
  *   POST /api/auth/logout   {refreshToken?} + Bearer   -> 204
  *   POST /api/auth/decrypt  {encryptedData, iv, rawData?, signature?} + Bearer -> {data}
@@ -47,6 +47,8 @@ const routes: Record<string, Handler> = {
     const { tokens, user, newUser } = await identity.login({
       appId,
       code: text(body.code),
+      // The mini-program makes one per wx.login code and sends it again on a retry.
+      attemptId: text(body.attemptId),
       client: { ip: clientIp(req), userAgent: req.headers["user-agent"] ?? "" },
     });
     sendJson(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });

@@ -110,7 +110,8 @@ export interface SessionStore {
    * Records a login as one atomic write: finds the user behind the WeChat identity, creating
    * identity and user on first sight (linked to the person already known by this unionid from
    * another app), then stores the session with its first refresh token (generation 0) unless
-   * the user is disabled. Concurrent first logins of one identity create it once.
+   * the user is disabled. Concurrent first logins of one identity create it once. A session whose
+   * id is already stored (a retry of the same login attempt) is left as it is.
    */
   start(identity: WechatIdentity, session: SessionStart): Promise<StartedSession>;
   /**

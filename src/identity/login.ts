@@ -3,7 +3,7 @@ import type { AppRegistry } from "../domain/app-registry.js";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
 import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
 import { hasControlCharacters } from "../domain/text.js";
-import { newRefreshToken, type TokenSettings } from "../domain/tokens.js";
+import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
 import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
@@ -12,6 +12,8 @@ import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 export interface LoginInput {
   appId: string;
   code: string;
+  /** Made by the client for this code and sent again on a retry; "" when it sends none. */
+  attemptId: string;
   client: { ip: string; userAgent: string; deviceId: string };
 }
 
@@ -27,6 +29,7 @@ export interface SessionSettings {
 }
 
 const MAX_CODE_LENGTH = 128;
+const MAX_ATTEMPT_ID_LENGTH = 64;
 const PRINTABLE = /^[\x21-\x7e]+$/;
 
 /** Checked before WeChat is asked, so a refused request never spends its code. */
@@ -43,6 +46,10 @@ function checkInput(input: LoginInput): LoginInput {
   if (input.code.length > MAX_CODE_LENGTH)
     throw invalidArgument("code", `longer than ${MAX_CODE_LENGTH} characters`);
   if (!PRINTABLE.test(input.code)) throw invalidArgument("code", "contains spaces or non-ASCII characters");
+  if (input.attemptId.length > MAX_ATTEMPT_ID_LENGTH)
+    throw invalidArgument("attempt_id", `longer than ${MAX_ATTEMPT_ID_LENGTH} characters`);
+  if (input.attemptId !== "" && !PRINTABLE.test(input.attemptId))
+    throw invalidArgument("attempt_id", "contains spaces or non-ASCII characters");
   if (input.client.ip.length > 64) throw invalidArgument("client.ip", "longer than 64 characters");
   if (input.client.deviceId.length > 128)
     throw invalidArgument("client.device_id", "longer than 128 characters");
@@ -67,21 +74,27 @@ export function createLogin(deps: {
   return async function login(rawInput: LoginInput): Promise<LoginResult> {
     const input = checkInput(rawInput);
     const app = deps.apps.resolve(input.appId);
-    const { session: wechat, remembered } = await deps.codeExchange.exchange(app, input.code);
+    const attempt = await deps.codeExchange.exchange(app, input.code, input.attemptId);
+    const wechat = attempt.session;
     const now = deps.clock.now();
-    const refresh = newRefreshToken();
-    const idleExpiresAt = new Date(now + deps.sessionSettings.refreshIdleTtlMs);
-    const absoluteExpiresAt = new Date(now + deps.sessionSettings.sessionAbsoluteTtlMs);
-    const sessionId = randomUUID();
+    // A retry of the attempt stores (idempotently) and answers the session its first try planned.
+    const { plan, remembered } = attempt.planSession(() => ({
+      sessionId: randomUUID(),
+      refreshToken: newRefreshToken().token,
+      createdAt: now,
+      idleExpiresAt: now + deps.sessionSettings.refreshIdleTtlMs,
+      absoluteExpiresAt: now + deps.sessionSettings.sessionAbsoluteTtlMs,
+    }));
+    const idleExpiresAt = new Date(plan.idleExpiresAt);
     const [found] = await Promise.all([
       deps.sessions.start(
         { appId: app.appId, openid: wechat.openid, unionid: wechat.unionid },
         {
-          id: sessionId,
-          refreshTokenHash: refresh.hash,
-          createdAt: new Date(now),
+          id: plan.sessionId,
+          refreshTokenHash: hashRefreshToken(plan.refreshToken),
+          createdAt: new Date(plan.createdAt),
           idleExpiresAt,
-          absoluteExpiresAt,
+          absoluteExpiresAt: new Date(plan.absoluteExpiresAt),
           client: input.client,
         },
       ),
@@ -95,14 +108,14 @@ export function createLogin(deps: {
       deps,
       {
         userId: found.user.id,
-        sessionId,
+        sessionId: plan.sessionId,
         appId: app.appId,
         openid: wechat.openid,
         unionid: found.unionid ?? "",
         roles: found.user.roles,
       },
       // Config keeps the idle lifetime within the absolute one.
-      { token: refresh.token, expiresAt: idleExpiresAt },
+      { token: plan.refreshToken, expiresAt: idleExpiresAt },
       now,
     );
     return {

@@ -4,7 +4,7 @@
  *
  * Self-contained on purpose: it needs nothing but the `wx` object, so a mini-program can take
  * this one file as it is. It speaks the reference BFF's API (examples/bff):
- * POST /api/auth/login {code}, /api/auth/refresh {refreshToken}, /api/auth/logout, and errors
+ * POST /api/auth/login {code, attemptId}, /api/auth/refresh {refreshToken}, /api/auth/logout, and errors
  * shaped {"error": {"reason": ...}} with 401 for a token to renew and 503 for an outage.
  */
 
@@ -51,7 +51,7 @@ export interface AuthOptions {
   timeoutMs?: number;
   /**
    * Pauses before sending a login again whose answer was lost (network failure or 5xx), with
-   * the same code: the service answers a repeated code without asking WeChat again.
+   * the same code and attempt id: the service answers with the same session, without asking WeChat again.
    * Default [300, 1000]: up to two retries.
    */
   loginRetryDelaysMs?: readonly number[];
@@ -193,13 +193,18 @@ export function createAuth(options: AuthOptions): Auth {
     );
   }
 
+  /** One per wx.login code: a retry with the same code sends the same one (the code is one-time). */
+  const newAttemptId = () =>
+    `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
+
   async function logIn(): Promise<Session> {
     let code = await wxLogin();
+    let attemptId = newAttemptId();
     let freshCodeTaken = false;
     for (let attempt = 0; ; attempt++) {
       let failure: AuthError;
       try {
-        const answer = await send({ url: "/api/auth/login", method: "POST", data: { code } });
+        const answer = await send({ url: "/api/auth/login", method: "POST", data: { code, attemptId } });
         if (answer.statusCode === 200 && isTokens(answer.data)) {
           loggedOut = false;
           return keep({ ...tokensOf(answer.data), user: userOf(answer.data) });
@@ -215,6 +220,7 @@ export function createAuth(options: AuthOptions): Auth {
       } else if ((failure.reason === "INVALID_CODE" || failure.reason === "CODE_USED") && !freshCodeTaken) {
         freshCodeTaken = true; // an expired code, or one spent by an earlier attempt: take a new one
         code = await wxLogin();
+        attemptId = newAttemptId();
       } else {
         throw failure;
       }

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { createIdentityServices, type IdentityServices } from "../../src/app/identity-services.js";
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
 import type { WechatSandbox } from "../../src/sandbox/sandbox.js";
@@ -64,7 +65,12 @@ export async function createUseCaseWorld(env: RawEnv = {}): Promise<UseCaseWorld
     log,
     login(openid) {
       const { code } = wechatServer.sandbox.issueCode({ appId, openid });
-      return services.useCases.login({ appId, code, client: { ip: "", userAgent: "", deviceId: "" } });
+      return services.useCases.login({
+        appId,
+        code,
+        attemptId: randomUUID(),
+        client: { ip: "", userAgent: "", deviceId: "" },
+      });
     },
     async close() {
       services.stop();

@@ -81,25 +81,42 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     expect(results.filter((r) => r.newUser)).toHaveLength(1);
   });
 
-  it("gives a retried login with the same code a session without a second WeChat call", async () => {
+  it("answers a retried login (same code, same attempt_id) with the same session, asking WeChat once", async () => {
     const { code } = t.sandbox.issueCode({ appId: APP_ONE.appId, openid: "o-retry" });
     const before = t.sandbox.stats.code2SessionCalls;
-    const first = await t.connect.login({ appId: APP_ONE.appId, code });
-    const retried = await t.connect.login({ appId: APP_ONE.appId, code });
+    const first = await t.connect.login({ appId: APP_ONE.appId, code, attemptId: "attempt-1" });
+    const retried = await t.connect.login({ appId: APP_ONE.appId, code, attemptId: "attempt-1" });
     expect(retried.user?.id).toBe(first.user?.id);
-    expect(retried.tokens?.accessToken).not.toBe(first.tokens?.accessToken);
+    expect(retried.tokens?.refreshToken).toBe(first.tokens?.refreshToken);
+    const sessionOf = async (accessToken = "") =>
+      (await t.grpc.call("verifyToken", { accessToken })).claims?.sessionId;
+    expect(await sessionOf(retried.tokens?.accessToken)).toBe(await sessionOf(first.tokens?.accessToken));
     expect(t.sandbox.stats.code2SessionCalls - before).toBe(1);
   });
 
-  it("makes one WeChat call for concurrent duplicates of one code", async () => {
+  it("refuses a used code without its attempt_id or with another as CODE_USED, over both transports", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP_ONE.appId });
+    await t.connect.login({ appId: APP_ONE.appId, code, attemptId: "mine" });
+    for (const attemptId of ["", "theirs"]) {
+      expect(await connectFailure(t.connect.login({ appId: APP_ONE.appId, code, attemptId }))).toMatchObject({
+        code: Code.Unauthenticated,
+        reason: "CODE_USED",
+      });
+      expect(await grpcFailure(t.grpc.call("login", { appId: APP_ONE.appId, code, attemptId }))).toEqual({
+        code: grpc.status.UNAUTHENTICATED,
+        reason: "CODE_USED",
+      });
+    }
+  });
+
+  it("makes one WeChat call and one session for concurrent tries of one attempt", async () => {
     t.sandbox.setLatency(100);
     const { code } = t.sandbox.issueCode({ appId: APP_ONE.appId, openid: "o-dupes" });
     const before = t.sandbox.stats.code2SessionCalls;
     const results = await Promise.all(
-      Array.from({ length: 10 }, () => t.connect.login({ appId: APP_ONE.appId, code })),
-    );
-    t.sandbox.setLatency(0);
-    expect(new Set(results.map((r) => r.user?.id)).size).toBe(1);
+      Array.from({ length: 10 }, () => t.connect.login({ appId: APP_ONE.appId, code, attemptId: "a-1" })),
+    ).finally(() => t.sandbox.setLatency(0));
+    expect(new Set(results.map((r) => r.tokens?.refreshToken)).size).toBe(1);
     expect(t.sandbox.stats.code2SessionCalls - before).toBe(1);
   });
 

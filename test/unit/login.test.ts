@@ -39,20 +39,41 @@ describe("Login (use case, in-memory stores)", () => {
     );
   });
 
-  it("asks WeChat once for a code sent twice (a retry), and both answers carry a session", async () => {
+  it("answers a retry of the same attempt with the same session, asking WeChat once", async () => {
     const { code } = w.sandbox.issueCode({ appId: APP.appId, openid: "carol" });
     const before = w.sandbox.stats.code2SessionCalls;
-    const [a, b] = await Promise.all([
-      w.useCases.login({ appId: APP.appId, code, client: noClient }),
-      w.useCases.login({ appId: APP.appId, code, client: noClient }),
-    ]);
+    const attempt = { appId: APP.appId, code, attemptId: "attempt-carol", client: noClient };
+    const [a, b] = await Promise.all([w.useCases.login(attempt), w.useCases.login(attempt)]);
+    const late = await w.useCases.login(attempt);
     expect(w.sandbox.stats.code2SessionCalls - before).toBe(1);
-    expect(a.user.id).toBe(b.user.id);
+    for (const again of [b, late]) {
+      expect(again.tokens.accessClaims.sessionId).toBe(a.tokens.accessClaims.sessionId);
+      expect(again.tokens.refreshToken).toBe(a.tokens.refreshToken);
+      expect(again.user.id).toBe(a.user.id);
+    }
+    const sessions = [...w.db.sessions.values()].filter((s) => s.userId === a.user.id);
+    expect(sessions).toHaveLength(1);
+    // The one session works: its refresh token rotates.
+    expect((await w.useCases.refresh(a.tokens.refreshToken)).accessClaims.sessionId).toBe(
+      a.tokens.accessClaims.sessionId,
+    );
+  });
+
+  it("refuses a used code to another attempt or to none (CODE_USED), so a code seen in a log opens nothing", async () => {
+    const { code } = w.sandbox.issueCode({ appId: APP.appId, openid: "carl" });
+    await w.useCases.login({ appId: APP.appId, code, attemptId: "mine", client: noClient });
+    for (const attemptId of ["someone-else", ""]) {
+      const used = await rejection(
+        w.useCases.login({ appId: APP.appId, code, attemptId, client: noClient }),
+        IdentityError,
+      );
+      expect(used.reason).toBe("CODE_USED");
+    }
   });
 
   it("refuses a code WeChat does not know, and a disabled user", async () => {
     const unknown = await rejection(
-      w.useCases.login({ appId: APP.appId, code: "never-issued", client: noClient }),
+      w.useCases.login({ appId: APP.appId, code: "never-issued", attemptId: "", client: noClient }),
       IdentityError,
     );
     expect(unknown.reason).toBe("INVALID_CODE");
@@ -65,12 +86,12 @@ describe("Login (use case, in-memory stores)", () => {
   it("names the field at fault in bad input, before asking WeChat", async () => {
     const before = w.sandbox.stats.code2SessionCalls;
     const empty = await rejection(
-      w.useCases.login({ appId: APP.appId, code: "", client: noClient }),
+      w.useCases.login({ appId: APP.appId, code: "", attemptId: "", client: noClient }),
       IdentityError,
     );
     expect(empty).toMatchObject({ reason: "INVALID_ARGUMENT", metadata: { field: "code" } });
     const app = await rejection(
-      w.useCases.login({ appId: "wxnotours", code: "c", client: noClient }),
+      w.useCases.login({ appId: "wxnotours", code: "c", attemptId: "", client: noClient }),
       IdentityError,
     );
     expect(app).toMatchObject({ reason: "UNKNOWN_APP", metadata: { field: "app_id" } });

@@ -67,7 +67,7 @@ export function createMemorySessionStore(
         db.identities.set(key, { ...identity, userId: user.id });
       }
       const sessionStored = user.disabledAt === null;
-      if (sessionStored) {
+      if (sessionStored && !db.sessions.has(session.id)) {
         db.sessions.set(session.id, {
           id: session.id,
           userId: user.id,

@@ -107,6 +107,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
                ${p("idleExpiresAt")}::timestamptz, ${p("absoluteExpiresAt")}::timestamptz,
                ${p("clientIp")}, ${p("userAgent")}, ${p("deviceId")}
         from the_user where disabled_at is null
+        on conflict (id) do nothing
         returning id
       ),
       first_token as (

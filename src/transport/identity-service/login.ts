@@ -14,6 +14,7 @@ export const loginRpc =
     const { tokens, user, newUser } = await login({
       appId: req.appId,
       code: req.code,
+      attemptId: req.attemptId,
       client: {
         ip: req.client?.ip ?? "",
         userAgent: req.client?.userAgent ?? "",
