@@ -39,6 +39,9 @@ export const CONFIG_VARIABLES = [
   "SIGNING_KEY_PUBLISH_AHEAD",
   "VERIFY_CACHE_SIZE",
   "MAX_REQUEST_BYTES",
+  "RATE_LIMIT_LOGIN_FAILURES",
+  "RATE_LIMIT_USER_DATA",
+  "RATE_LIMIT_PHONE_NUMBER",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -89,6 +92,15 @@ export interface Config {
   };
   verifyCacheSize: number;
   maxRequestBytes: number;
+  /** Per minute; what is counted, and per what, is in docs/security.md. */
+  rateLimits: {
+    /** Failed Logins per end user's address or device (the caller's address without ClientInfo). */
+    loginFailures: number;
+    /** DecryptUserData calls per user. */
+    userData: number;
+    /** GetPhoneNumber calls per user (WeChat bills each). */
+    phoneNumbers: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -242,6 +254,11 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     signingKeys,
     verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+    rateLimits: {
+      loginFailures: integer("RATE_LIMIT_LOGIN_FAILURES", 20, 1, 1_000_000),
+      userData: integer("RATE_LIMIT_USER_DATA", 120, 1, 1_000_000),
+      phoneNumbers: integer("RATE_LIMIT_PHONE_NUMBER", 10, 1, 1_000_000),
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

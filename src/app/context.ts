@@ -99,6 +99,7 @@ export async function createAppContext(
       signingKeys: guardPort(createPgSigningKeyStore(database.db), "postgres"),
       kv: storage.kv,
       broadcast: storage.broadcast,
+      rateLimiter: storage.rateLimiter,
       wechat,
     });
     cleanups.push(stop);

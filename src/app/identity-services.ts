@@ -4,6 +4,7 @@ import type {
   Broadcast,
   Clock,
   KeyValueStore,
+  RateLimiter,
   SessionStore,
   SigningKeyStore,
   UserStore,
@@ -21,6 +22,7 @@ import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocations, type Revocations } from "../revocation/revocations.js";
 import { keepKeyRingFresh } from "../signing-keys/keep-key-ring-fresh.js";
 import { createKeyRing, type KeyRing, keyRotationSettings } from "../signing-keys/key-ring.js";
+import type { RateLimit } from "../store/rate-limiter.js";
 import { errorSummary, type Logger } from "../util/logger.js";
 import { createAppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import { createCodeExchange } from "../wechat-session/code-exchange.js";
@@ -28,7 +30,7 @@ import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
 
 /** The ports and settings the identity services are built on; the app context passes the real ones. */
 export interface IdentityServiceDeps {
-  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheSize">;
+  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheSize" | "rateLimits">;
   clock: Clock;
   log: Logger;
   keyEncryptionKey: Buffer;
@@ -38,7 +40,11 @@ export interface IdentityServiceDeps {
   kv: KeyValueStore;
   broadcast: Broadcast;
   wechat: WechatApi;
+  /** Rate limiters whose counters every instance shares (SharedStorage.rateLimiter). */
+  rateLimiter(limit: RateLimit): RateLimiter;
 }
+
+const MINUTE = 60_000;
 
 /** How often each instance erases the sealed successors whose reuse grace has passed. */
 export const SUCCESSOR_SWEEP_INTERVAL_MS = 60_000;
@@ -138,6 +144,11 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
       tokenSettings: config.tokens,
       sessionSettings: config.tokens,
       clock,
+      loginFailures: deps.rateLimiter({
+        name: "login-failures",
+        points: config.rateLimits.loginFailures,
+        durationMs: MINUTE,
+      }),
     }),
     refresh: createRefresh({
       sessions,
@@ -156,8 +167,28 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
       clock,
     }),
     verifyToken,
-    decryptUserData: createDecryptUserData({ verifyToken, sessionKeys, clock }),
-    getPhoneNumber: createGetPhoneNumber({ verifyToken, apps, appAccessTokens, wechat, users: deps.users }),
+    decryptUserData: createDecryptUserData({
+      verifyToken,
+      sessionKeys,
+      clock,
+      perUser: deps.rateLimiter({
+        name: "user-data",
+        points: config.rateLimits.userData,
+        durationMs: MINUTE,
+      }),
+    }),
+    getPhoneNumber: createGetPhoneNumber({
+      verifyToken,
+      apps,
+      appAccessTokens,
+      wechat,
+      users: deps.users,
+      perUser: deps.rateLimiter({
+        name: "phone-numbers",
+        points: config.rateLimits.phoneNumbers,
+        durationMs: MINUTE,
+      }),
+    }),
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
   };
   const eraseSpentSuccessors = () =>

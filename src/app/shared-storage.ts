@@ -1,8 +1,9 @@
 import type { Config } from "../config.js";
-import type { Broadcast, Clock, KeyValueStore } from "../domain/ports.js";
+import type { Broadcast, Clock, KeyValueStore, RateLimiter } from "../domain/ports.js";
 import { guardPort } from "../store/guard-port.js";
 import { createMemoryBroadcast } from "../store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "../store/memory/key-value-store.js";
+import { createRateLimiter, type RateLimit } from "../store/rate-limiter.js";
 import { createRedisBroadcast } from "../store/redis/broadcast.js";
 import { connectRedis } from "../store/redis/connection.js";
 import { createRedisKeyValueStore } from "../store/redis/key-value-store.js";
@@ -15,6 +16,8 @@ export interface SharedStorage {
   kind: "redis" | "in-process";
   kv: KeyValueStore;
   broadcast: Broadcast;
+  /** A rate limiter whose counters live where the rest of the shared state does. */
+  rateLimiter(limit: RateLimit): RateLimiter;
   close(): Promise<void>;
 }
 
@@ -32,6 +35,7 @@ export async function openSharedStorage(
       kind: "in-process",
       kv: createMemoryKeyValueStore(deps.clock),
       broadcast,
+      rateLimiter: (limit) => createRateLimiter(limit, { prefix: config.redisKeyPrefix }),
       close: () => broadcast.close(),
     };
   }
@@ -57,6 +61,7 @@ export async function openSharedStorage(
     kind: "redis",
     kv: guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis"),
     broadcast,
+    rateLimiter: (limit) => createRateLimiter(limit, { redis, prefix: config.redisKeyPrefix }),
     async close() {
       await broadcast.close();
       await redis.quit().catch(() => {});

@@ -28,6 +28,7 @@ export const ERROR_REASONS = [
   "DATA_TOO_OLD",
   "SESSION_KEY_EXPIRED",
   "INVALID_PHONE_CODE",
+  "RATE_LIMITED",
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];
@@ -40,10 +41,14 @@ export class IdentityError extends Error {
     readonly reason: ErrorReason,
     message: string,
     readonly metadata: Readonly<Record<string, string>> = {},
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterMs?: number },
   ) {
     super(message, options);
+    this.retryAfterMs = options?.retryAfterMs;
   }
+
+  /** How long the caller should wait before trying again (sent as google.rpc.RetryInfo). */
+  readonly retryAfterMs: number | undefined;
 }
 
 /** A request field that is missing or malformed; `field` uses the proto field name. */

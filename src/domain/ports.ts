@@ -208,6 +208,19 @@ export interface Broadcast {
   close(): Promise<void>;
 }
 
+/**
+ * Counts events per key within a window: failed logins per client, calls per user. Redis in a
+ * deployment (shared by every instance), this process's memory in the embedded default.
+ */
+export interface RateLimiter {
+  /** Throws RATE_LIMITED, with how long to wait, when the key has used its allowance; counts nothing. */
+  check(key: string): Promise<void>;
+  /** Counts one event for the key. */
+  count(key: string): Promise<void>;
+  /** Counts one event, throwing RATE_LIMITED instead when the key has used its allowance. */
+  take(key: string): Promise<void>;
+}
+
 /** A wx.login() code can be exchanged once, within five minutes of being issued (docs/wechat.md). */
 export const WECHAT_CODE_LIFETIME_MS = 5 * 60 * 1000;
 

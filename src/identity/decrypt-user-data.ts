@@ -1,5 +1,5 @@
 import { IdentityError, invalidArgument } from "../domain/errors.js";
-import type { Clock } from "../domain/ports.js";
+import type { Clock, RateLimiter } from "../domain/ports.js";
 import {
   type DecryptedUserData,
   decodeDamagedBase64,
@@ -35,9 +35,12 @@ export function createDecryptUserData(deps: {
   verifyToken: VerifyToken;
   sessionKeys: SessionKeyVault;
   clock: Clock;
+  /** Calls per user. */
+  perUser: RateLimiter;
 }) {
   return async function decryptUserData(input: DecryptUserDataInput): Promise<DecryptedUserData> {
     const claims = deps.verifyToken.verify(input.accessToken);
+    await deps.perUser.take(`user:${claims.userId}`);
     if (input.encryptedData.length === 0) throw invalidArgument("encrypted_data", "required");
     if (input.encryptedData.length > MAX_ENCRYPTED_LENGTH)
       throw invalidArgument("encrypted_data", `longer than ${MAX_ENCRYPTED_LENGTH} characters`);

@@ -1,6 +1,6 @@
 import type { AppRegistry } from "../domain/app-registry.js";
 import { invalidArgument } from "../domain/errors.js";
-import type { PhoneNumber, UserStore, WechatApi } from "../domain/ports.js";
+import type { PhoneNumber, RateLimiter, UserStore, WechatApi } from "../domain/ports.js";
 import type { AppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import type { VerifyToken } from "./verify-token.js";
 
@@ -17,6 +17,8 @@ export function createGetPhoneNumber(deps: {
   appAccessTokens: AppAccessTokens;
   wechat: Pick<WechatApi, "getUserPhoneNumber">;
   users: UserStore;
+  /** Calls per user: WeChat bills every number it hands out. */
+  perUser: RateLimiter;
 }) {
   return async function getPhoneNumber(input: {
     accessToken: string;
@@ -24,6 +26,7 @@ export function createGetPhoneNumber(deps: {
     bind: boolean;
   }): Promise<PhoneNumber> {
     const claims = deps.verifyToken.verify(input.accessToken);
+    await deps.perUser.take(`user:${claims.userId}`);
     if (input.phoneCode.length === 0)
       throw invalidArgument("phone_code", "required: the getPhoneNumber button's code");
     if (input.phoneCode.length > MAX_PHONE_CODE_LENGTH)

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { AppRegistry } from "../domain/app-registry.js";
 import { IdentityError, invalidArgument } from "../domain/errors.js";
-import type { Clock, SessionStore, UserRecord } from "../domain/ports.js";
+import type { AppCredentials, Clock, RateLimiter, SessionStore, UserRecord } from "../domain/ports.js";
 import { hasControlCharacters } from "../domain/text.js";
 import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
@@ -15,6 +15,24 @@ export interface LoginInput {
   /** Made by the client for this code and sent again on a retry; "" when it sends none. */
   attemptId: string;
   client: { ip: string; userAgent: string; deviceId: string };
+  /** The caller's network address: what failed logins are counted by when there is no ClientInfo. */
+  callerAddress?: string;
+}
+
+/** Failures the client caused (not ours, not WeChat's): what the failed-login limit counts. */
+const CLIENT_FAULTS = new Set<string>(["INVALID_CODE", "CODE_USED", "HIGH_RISK_USER", "USER_DISABLED"]);
+
+/**
+ * What identifies the end user behind a login, as the BFF passes it: the user's address and
+ * device. The caller's own address only when there is neither, so that a BFF serving thousands
+ * of users is never throttled as one client.
+ */
+function clientKeys(input: LoginInput): string[] {
+  const keys: string[] = [];
+  if (input.client.ip) keys.push(`ip:${input.client.ip}`);
+  if (input.client.deviceId) keys.push(`device:${input.client.deviceId}`);
+  if (keys.length === 0 && input.callerAddress) keys.push(`caller:${input.callerAddress}`);
+  return keys;
 }
 
 export interface LoginResult {
@@ -70,10 +88,25 @@ export function createLogin(deps: {
   tokenSettings: TokenSettings;
   sessionSettings: SessionSettings;
   clock: Clock;
+  /** Failed logins per client; a client over it is refused before WeChat is asked. */
+  loginFailures: RateLimiter;
 }) {
   return async function login(rawInput: LoginInput): Promise<LoginResult> {
     const input = checkInput(rawInput);
     const app = deps.apps.resolve(input.appId);
+    const keys = clientKeys(input);
+    await Promise.all(keys.map((key) => deps.loginFailures.check(key)));
+    try {
+      return await logIn(input, app);
+    } catch (err) {
+      if (err instanceof IdentityError && CLIENT_FAULTS.has(err.reason)) {
+        await Promise.all(keys.map((key) => deps.loginFailures.count(key).catch(() => {})));
+      }
+      throw err;
+    }
+  };
+
+  async function logIn(input: LoginInput, app: AppCredentials): Promise<LoginResult> {
     const attempt = await deps.codeExchange.exchange(app, input.code, input.attemptId);
     const wechat = attempt.session;
     const now = deps.clock.now();
@@ -123,7 +156,7 @@ export function createLogin(deps: {
       user: { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
       newUser: found.created,
     };
-  };
+  }
 }
 
 export type Login = ReturnType<typeof createLogin>;

@@ -3,7 +3,7 @@ import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { type ErrorReason, IdentityError } from "../domain/errors.js";
-import { type ErrorInfo, ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
+import { type ErrorInfo, ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
 import { errorSummary, type Logger } from "../util/logger.js";
 
@@ -48,6 +48,7 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   DATA_TOO_OLD: { code: Code.InvalidArgument },
   SESSION_KEY_EXPIRED: { code: Code.FailedPrecondition },
   INVALID_PHONE_CODE: { code: Code.InvalidArgument },
+  RATE_LIMITED: { code: Code.ResourceExhausted },
 };
 
 /** A ConnectError carrying an ErrorInfo with the reason and its metadata. */
@@ -56,10 +57,19 @@ export function errorWithInfo(
   code: Code,
   reason: string,
   metadata: Readonly<Record<string, string>> = {},
+  retryAfterMs?: number,
 ): ConnectError {
-  return new ConnectError(message, code, undefined, [
+  const error = new ConnectError(message, code, undefined, [
     { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN, metadata }) },
   ]);
+  if (retryAfterMs !== undefined) {
+    const retryDelay = {
+      seconds: BigInt(Math.floor(retryAfterMs / 1000)),
+      nanos: (retryAfterMs % 1000) * 1e6,
+    };
+    error.details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay }) });
+  }
+  return error;
 }
 
 /**
@@ -78,7 +88,7 @@ export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectE
         cause: errorSummary(err.cause),
       });
     }
-    return errorWithInfo(err.message, rule.code, err.reason, err.metadata);
+    return errorWithInfo(err.message, rule.code, err.reason, err.metadata, err.retryAfterMs);
   }
   if (err instanceof ConnectError) return err;
   log.error("unexpected error", {

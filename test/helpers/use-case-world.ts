@@ -9,6 +9,7 @@ import { createMemoryDatabase, type MemoryDatabase } from "../../src/store/memor
 import { createMemorySessionStore } from "../../src/store/memory/session-store.js";
 import { createMemorySigningKeyStore } from "../../src/store/memory/signing-key-store.js";
 import { createMemoryUserStore } from "../../src/store/memory/user-store.js";
+import { createRateLimiter } from "../../src/store/rate-limiter.js";
 import { createWechatClient } from "../../src/wechat/client.js";
 import { movableClock } from "./clock.js";
 import { memoryLogger, TEST_APPS } from "./test-app.js";
@@ -54,6 +55,7 @@ export async function createUseCaseWorld(env: RawEnv = {}): Promise<UseCaseWorld
     kv: createMemoryKeyValueStore(clock),
     broadcast,
     wechat,
+    rateLimiter: (limit) => createRateLimiter(limit, { prefix: "use-cases:" }),
   });
   const appId = TEST_APPS[0]?.appId as string;
   return {

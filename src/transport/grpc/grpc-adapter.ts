@@ -2,6 +2,7 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
+  createContextValues,
   createHandlerContext,
   createServiceImplSpec,
   type HandlerContext,
@@ -10,6 +11,7 @@ import {
 import type * as grpc from "@grpc/grpc-js";
 import { toGrpcStatus } from "../../wire/errors.js";
 import { grpcMethodDefinition, UNDECODABLE } from "../../wire/grpc-method.js";
+import { addressOfPeer, callerAddressKey } from "../caller-address.js";
 
 /**
  * The gRPC transport's adapter: the service is the same Connect ServiceImpl the Connect server
@@ -46,6 +48,7 @@ class LazyGrpcContext {
         requestMethod: this.requestMethod,
         url: this.url,
         timeoutMs: Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined,
+        contextValues: createContextValues().set(callerAddressKey, addressOfPeer(this.serverCall.getPeer())),
       });
       this.serverCall.once("cancelled", () => controller.abort());
       this.#full = controller;

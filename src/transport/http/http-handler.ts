@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { Code, createContextValues, type ServiceImpl } from "@connectrpc/connect";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { errorWithInfo } from "../../wire/errors.js";
+import { callerAddressKey } from "../caller-address.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
 
 /** More HTTP endpoints under a path prefix, such as the built-in WeChat sandbox under /sandbox. */
@@ -83,6 +84,7 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
   const connect = connectNodeAdapter({
     routes: (router) => router.service(options.service, options.impl),
     readMaxBytes: options.maxRequestBytes,
+    contextValues: (req) => createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? ""),
     fallback,
   }) as RequestHandler;
   const servicePath = `/${options.service.typeName}/`;

@@ -5,6 +5,7 @@ import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/
 import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../util/logger.js";
 import { errorFromData } from "../../../wire/errors.js";
+import { callerAddressKey } from "../../caller-address.js";
 import { guarded } from "../../identity-service/guard.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
 import { verifyTokenRpc } from "../../identity-service/verify-token.js";
@@ -61,16 +62,17 @@ const handOver = (method: string) => (request: unknown, context: HandlerContext)
         reject(err);
       },
     });
-    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs() });
+    const callerAddress = context.values.get(callerAddressKey);
+    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs(), callerAddress });
   });
 
 const impl: Record<string, unknown> = Object.fromEntries(
   IdentityService.methods.map((m) => [m.localName, handOver(m.localName)]),
 );
 const verifyToken = guarded(log, "VerifyToken", verifyTokenRpc(replica.verifyToken));
-impl.verifyToken = (request: VerifyTokenRequest) => {
+impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
-  return verifyToken(request);
+  return verifyToken(request, context);
 };
 
 const grpc = createGrpcServer({

@@ -1,12 +1,20 @@
 import { extname } from "node:path";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
-import { Code, ConnectError, createHandlerContext, createServiceImplSpec } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createContextValues,
+  createHandlerContext,
+  createServiceImplSpec,
+  type HandlerContext,
+} from "@connectrpc/connect";
 import type { SharedClock } from "../../../domain/ports.js";
 import type { TokenSettings } from "../../../domain/tokens.js";
 import { IdentityService } from "../../../gen/identity/v1/identity_pb.js";
 import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../util/logger.js";
 import { type ErrorData, errorData } from "../../../wire/errors.js";
+import { callerAddressKey } from "../../caller-address.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
 
 /**
@@ -47,7 +55,14 @@ export type ToGrpcThread =
 export type FromGrpcThread =
   | { type: "listening"; port: number }
   /** A call handed over; `timeoutMs` is what was left of its deadline when it was sent. */
-  | { type: "call"; id: number; method: string; request: unknown; timeoutMs: number | undefined }
+  | {
+      type: "call";
+      id: number;
+      method: string;
+      request: unknown;
+      timeoutMs: number | undefined;
+      callerAddress: string;
+    }
   /** The caller cancelled a call handed over (or its deadline passed there). */
   | { type: "cancel"; id: number }
   | { type: "log"; level: keyof Logger; message: string; fields?: Record<string, unknown> }
@@ -107,7 +122,8 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
   const running = new Map<number, ReturnType<typeof createHandlerContext>>();
 
   /** A call the thread hands over: run by the ServiceImpl here, the answer or error sent back. */
-  async function answer(id: number, name: string, request: unknown, timeoutMs: number | undefined) {
+  async function answer(call: Extract<FromGrpcThread, { type: "call" }>) {
+    const { id, method: name, request, timeoutMs } = call;
     try {
       const methodSpec = spec.methods[name];
       if (methodSpec?.kind !== "unary") throw new ConnectError(`${name} is not served`, Code.Unimplemented);
@@ -119,6 +135,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
         requestMethod: "POST",
         url: `/${IdentityService.typeName}/${method.name}`,
         timeoutMs,
+        contextValues: createContextValues().set(callerAddressKey, call.callerAddress),
       });
       running.set(id, context);
       send({ type: "reply", id, response: await methodSpec.impl(request as never, context) });
@@ -162,7 +179,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
           });
           break;
         case "call":
-          void answer(message.id, message.method, message.request, message.timeoutMs);
+          void answer(message);
           break;
         case "cancel":
           running.get(message.id)?.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
