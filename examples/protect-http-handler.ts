@@ -42,6 +42,7 @@ if (process.argv[1]?.endsWith("protect-http-handler.js")) {
   const verifier = createVerifier({
     address: process.env.IDENTITY_GRPC ?? "127.0.0.1:50051",
     cacheTtlMs: 5000,
+    callerKey: process.env.IDENTITY_CALLER_KEY || undefined,
   });
   createServer(
     protect(verifier, (_req, res, user) => sendJson(res, 200, { hello: user.openid, roles: user.roles })),

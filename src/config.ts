@@ -42,6 +42,8 @@ export const CONFIG_VARIABLES = [
   "RATE_LIMIT_LOGIN_FAILURES",
   "RATE_LIMIT_USER_DATA",
   "RATE_LIMIT_PHONE_NUMBER",
+  "CALLERS",
+  "CALLER_AUTH_BY_NETWORK",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -92,6 +94,8 @@ export interface Config {
   };
   verifyCacheSize: number;
   maxRequestBytes: number;
+  /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
+  callers: CallerConfig[] | null;
   /** Per minute; what is counted, and per what, is in docs/security.md. */
   rateLimits: {
     /** Failed Logins per end user's address or device (the caller's address without ClientInfo). */
@@ -102,6 +106,27 @@ export interface Config {
     phoneNumbers: number;
   };
 }
+
+/** One caller of the service: its name (for the logs), its bearer key, the methods it may call. */
+export interface CallerConfig {
+  name: string;
+  /** The key itself, or keySha256: its SHA-256 in hex, so the configuration need not hold it. */
+  key?: string;
+  keySha256?: string;
+  /** Short method names ("Login", "VerifyToken") or ["*"]. */
+  methods: string[];
+}
+
+/** The methods a caller may be given. */
+export const METHOD_NAMES = [
+  "Login",
+  "Refresh",
+  "Logout",
+  "VerifyToken",
+  "DecryptUserData",
+  "GetPhoneNumber",
+  "CheckSessionKey",
+] as const;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
@@ -254,17 +279,61 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     signingKeys,
     verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+    callers: parseCallers(raw, problems),
     rateLimits: {
       loginFailures: integer("RATE_LIMIT_LOGIN_FAILURES", 20, 1, 1_000_000),
       userData: integer("RATE_LIMIT_USER_DATA", 120, 1, 1_000_000),
       phoneNumbers: integer("RATE_LIMIT_PHONE_NUMBER", 10, 1, 1_000_000),
     },
   };
+  if (production && config.callers === null && !flag("CALLER_AUTH_BY_NETWORK", false)) {
+    problems.push(
+      "CALLERS: required in production (or CALLER_AUTH_BY_NETWORK=true where the network alone decides who reaches the ports)",
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
 }
 
 const APP_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
+function parseCallers(raw: RawEnv, problems: string[]): CallerConfig[] | null {
+  if (raw.CALLERS === undefined) return null;
+  const problem = () => {
+    // Never echo the value: it holds keys.
+    problems.push(
+      `CALLERS: expected a JSON list like [{"name":"orders","key":"...","methods":["VerifyToken"]}] (key of at least 16 characters, or keySha256 in hex; methods from ${METHOD_NAMES.join(", ")} or "*")`,
+    );
+    return [];
+  };
+  let list: unknown;
+  try {
+    list = JSON.parse(raw.CALLERS);
+  } catch {
+    return problem();
+  }
+  if (!Array.isArray(list) || list.length === 0) return problem();
+  const callers: CallerConfig[] = [];
+  for (const entry of list) {
+    const { name, key, keySha256, methods } = (entry ?? {}) as Record<string, unknown>;
+    const validKey =
+      (typeof key === "string" && key.length >= 16 && keySha256 === undefined) ||
+      (key === undefined && typeof keySha256 === "string" && /^[0-9a-f]{64}$/i.test(keySha256));
+    const validMethods =
+      Array.isArray(methods) &&
+      methods.length > 0 &&
+      methods.every((m) => m === "*" || (METHOD_NAMES as readonly unknown[]).includes(m));
+    if (typeof name !== "string" || name.length === 0 || !validKey || !validMethods) return problem();
+    callers.push({
+      name,
+      ...(typeof key === "string" ? { key } : { keySha256: (keySha256 as string).toLowerCase() }),
+      methods: methods as string[],
+    });
+  }
+  if (new Set(callers.map((c) => c.name)).size !== callers.length)
+    problems.push("CALLERS: a name appears twice");
+  return callers;
+}
 
 function parseApps(raw: RawEnv, problems: string[]): AppCredentials[] {
   if (raw.WECHAT_APPS !== undefined) {

@@ -1,5 +1,6 @@
 import type { AddressInfo } from "node:net";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
+import { callerTable, createCallerAuth } from "../transport/caller-auth.js";
 import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
 import { createDualProtocolServer } from "../transport/http/dual-protocol-server.js";
 import { createHttpHandler } from "../transport/http/http-handler.js";
@@ -23,6 +24,7 @@ export interface RunningServers {
  */
 export async function startServers(ctx: AppContext): Promise<RunningServers> {
   const { config, log } = ctx;
+  const callers = config.callers ? callerTable(config.callers) : null;
   let serving = false;
   const grpc = await startGrpcThread({
     host: config.host,
@@ -34,6 +36,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     tokenSettings: config.tokens,
     cacheSize: config.verifyCacheSize,
     feed: ctx.replicaFeed,
+    callers,
     onFailure(err) {
       // /healthz turns 503, so the orchestrator replaces this instance.
       serving = false;
@@ -51,6 +54,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       jwks: () => ctx.keyRing.jwks(),
       isServing: () => serving,
       routes: ctx.routes,
+      callerAuth: callers ? createCallerAuth(callers) : undefined,
     }),
   );
   try {

@@ -9,7 +9,13 @@ import { IdentityService } from "../gen/identity/v1/identity_pb.js";
  *   const identity = createIdentityClient({ baseUrl: "http://identity:8080" });
  *   const { tokens, user } = await identity.login({ code, client: { ip, userAgent } });
  */
-export function createIdentityClient(options: { baseUrl: string; timeoutMs?: number }) {
+export function createIdentityClient(options: {
+  baseUrl: string;
+  timeoutMs?: number;
+  /** This caller's key (the service's CALLERS), sent as `authorization: Bearer` on every call. */
+  callerKey?: string;
+}) {
+  const { callerKey } = options;
   return createClient(
     IdentityService,
     createConnectTransport({
@@ -17,6 +23,14 @@ export function createIdentityClient(options: { baseUrl: string; timeoutMs?: num
       httpVersion: "2",
       useBinaryFormat: true,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
+      interceptors: callerKey
+        ? [
+            (next) => (req) => {
+              req.header.set("authorization", `Bearer ${callerKey}`);
+              return next(req);
+            },
+          ]
+        : [],
     }),
   );
 }

@@ -57,6 +57,8 @@ export interface VerifierOptions {
    * Default 2000 ms.
    */
   maxReconnectBackoffMs?: number;
+  /** This caller's key (the service's CALLERS), sent as `authorization: Bearer` on every call. */
+  callerKey?: string;
   /** Default insecure (inside a trusted network); pass TLS credentials otherwise. */
   credentials?: grpc.ChannelCredentials;
 }
@@ -80,6 +82,12 @@ export function createVerifier(options: VerifierOptions) {
     "grpc.max_reconnect_backoff_ms": maxBackoffMs,
   });
 
+  const metadata = () => {
+    const m = new grpc.Metadata();
+    if (options.callerKey) m.set("authorization", `Bearer ${options.callerKey}`);
+    return m;
+  };
+
   function call(accessToken: string): Promise<VerifyTokenResponse> {
     return new Promise((resolve, reject) => {
       client.makeUnaryRequest(
@@ -87,7 +95,7 @@ export function createVerifier(options: VerifierOptions) {
         definition.requestSerialize,
         definition.responseDeserialize as (bytes: Buffer) => VerifyTokenResponse,
         create(VerifyTokenRequestSchema, { accessToken }),
-        new grpc.Metadata(),
+        metadata(),
         { deadline: Date.now() + deadlineMs },
         (err, response) => (err || !response ? reject(toVerifyError(err)) : resolve(response)),
       );

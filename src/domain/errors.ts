@@ -29,6 +29,8 @@ export const ERROR_REASONS = [
   "SESSION_KEY_EXPIRED",
   "INVALID_PHONE_CODE",
   "RATE_LIMITED",
+  "CALLER_UNAUTHENTICATED",
+  "CALLER_NOT_ALLOWED",
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

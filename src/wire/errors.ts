@@ -49,6 +49,8 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   SESSION_KEY_EXPIRED: { code: Code.FailedPrecondition },
   INVALID_PHONE_CODE: { code: Code.InvalidArgument },
   RATE_LIMITED: { code: Code.ResourceExhausted },
+  CALLER_UNAUTHENTICATED: { code: Code.Unauthenticated },
+  CALLER_NOT_ALLOWED: { code: Code.PermissionDenied },
 };
 
 /** A ConnectError carrying an ErrorInfo with the reason and its metadata. */
@@ -77,12 +79,13 @@ export function errorWithInfo(
  * an IdentityError is a bug: it is logged (name and stack only, the message may carry data) and
  * answered INTERNAL without details.
  */
-export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectError {
+export function toConnectError(err: unknown, log: Logger, rpc: string, caller = ""): ConnectError {
   if (err instanceof IdentityError) {
     const rule = REASONS[err.reason];
     if (rule.logged) {
       log.warn("dependency failure", {
         rpc,
+        ...(caller ? { caller } : {}),
         reason: err.reason,
         ...err.metadata,
         cause: errorSummary(err.cause),
@@ -93,6 +96,7 @@ export function toConnectError(err: unknown, log: Logger, rpc: string): ConnectE
   if (err instanceof ConnectError) return err;
   log.error("unexpected error", {
     rpc,
+    ...(caller ? { caller } : {}),
     error: err instanceof Error ? err.name : typeof err,
     stack: stackOf(err),
   });

@@ -88,12 +88,37 @@ describe("configuration", () => {
     [{ SANDBOX_ALLOW_REMOTE: "yes" }, "SANDBOX_ALLOW_REMOTE"],
     [{ NODE_ENV: "production" }, "WECHAT_APP_ID"],
     [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "KEY_ENCRYPTION_KEY"],
+    [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "CALLERS"],
+    [{ CALLERS: "[]" }, "CALLERS"],
+    [{ CALLERS: '[{"name":"x","key":"short","methods":["*"]}]' }, "CALLERS"],
+    [{ CALLERS: '[{"name":"x","key":"long-enough-key-123","methods":["Nope"]}]' }, "CALLERS"],
   ])("refuses %o naming %s", (raw, variable) => {
     expect(problems(raw as Record<string, string>).some((p) => p.startsWith(`${variable}:`))).toBe(true);
   });
 
   it("reports every problem at once", () => {
     expect(problems({ GRPC_PORT: "x", HTTP_PORT: "y" })).toHaveLength(2);
+  });
+
+  it("takes callers with a key or its SHA-256, and lets production rely on the network only when told", () => {
+    const callers = [
+      { name: "bff", key: "k".repeat(16), methods: ["*"] },
+      { name: "orders", keySha256: "A".repeat(64), methods: ["VerifyToken"] },
+    ];
+    expect(parseConfig({ CALLERS: JSON.stringify(callers) }).callers).toEqual([
+      callers[0],
+      { ...callers[1], keySha256: "a".repeat(64) },
+    ]);
+    const production = {
+      NODE_ENV: "production",
+      WECHAT_APP_ID: "wx1",
+      WECHAT_APP_SECRET: "s",
+      KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64"),
+    };
+    expect(parseConfig({ ...production, CALLER_AUTH_BY_NETWORK: "true" }).callers).toBeNull();
+    expect(
+      problems({ CALLERS: '[{"name":"x","key":"secret-key-never-echoed","methods":["Nope"]}]' }).join(),
+    ).not.toContain("secret-key-never-echoed");
   });
 
   it("never echoes a URL that may hold a password", () => {

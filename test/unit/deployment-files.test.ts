@@ -53,6 +53,7 @@ describe("docker-compose.yml", () => {
       WECHAT_APP_ID: "wxcompose",
       WECHAT_APP_SECRET: "s",
       KEY_ENCRYPTION_KEY: Buffer.alloc(32).toString("base64"),
+      CALLERS: JSON.stringify([{ name: "bff", key: "k".repeat(16), methods: ["*"] }]),
     });
     expect(config.signingKeys.rotationIntervalMs).toBe(30 * 86400 * 1000);
     expect(identity?.ports).toEqual([
@@ -61,9 +62,9 @@ describe("docker-compose.yml", () => {
     ]);
   });
 
-  it("runs in production mode, which requires real WeChat credentials and a key-encryption key", () => {
+  it("runs in production mode, which requires real WeChat credentials, a key-encryption key and its callers", () => {
     expect(env.NODE_ENV).toBe("production");
-    for (const name of ["WECHAT_APP_ID", "WECHAT_APP_SECRET", "KEY_ENCRYPTION_KEY"])
+    for (const name of ["WECHAT_APP_ID", "WECHAT_APP_SECRET", "KEY_ENCRYPTION_KEY", "CALLERS"])
       expect(env[name]).toMatch(/\$\{.+:\?/);
   });
 });

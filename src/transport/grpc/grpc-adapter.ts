@@ -12,6 +12,7 @@ import type * as grpc from "@grpc/grpc-js";
 import { toGrpcStatus } from "../../wire/errors.js";
 import { grpcMethodDefinition, UNDECODABLE } from "../../wire/grpc-method.js";
 import { addressOfPeer, callerAddressKey } from "../caller-address.js";
+import { type CallerAuth, callerNameKey } from "../caller-auth.js";
 
 /**
  * The gRPC transport's adapter: the service is the same Connect ServiceImpl the Connect server
@@ -35,6 +36,7 @@ class LazyGrpcContext {
     readonly method: DescMethod,
     readonly url: string,
     private readonly serverCall: grpc.ServerUnaryCall<unknown, unknown>,
+    private readonly caller: string,
   ) {}
 
   get #context(): HandlerContext {
@@ -48,7 +50,9 @@ class LazyGrpcContext {
         requestMethod: this.requestMethod,
         url: this.url,
         timeoutMs: Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined,
-        contextValues: createContextValues().set(callerAddressKey, addressOfPeer(this.serverCall.getPeer())),
+        contextValues: createContextValues()
+          .set(callerAddressKey, addressOfPeer(this.serverCall.getPeer()))
+          .set(callerNameKey, this.caller),
       });
       this.serverCall.once("cancelled", () => controller.abort());
       this.#full = controller;
@@ -85,6 +89,7 @@ function unaryHandler(
   service: DescService,
   method: DescMethod,
   call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
+  callerAuth: CallerAuth | undefined,
 ) {
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
@@ -92,11 +97,21 @@ function unaryHandler(
       fail(callback, new ConnectError("request is not a valid protobuf message", Code.InvalidArgument));
       return;
     }
+    let caller = "";
+    if (callerAuth) {
+      const authorization = serverCall.metadata.get("authorization")[0];
+      const auth = callerAuth.authorize(
+        method.name,
+        typeof authorization === "string" ? authorization : undefined,
+      );
+      if ("error" in auth) return fail(callback, auth.error);
+      caller = auth.caller;
+    }
     let result: unknown;
     try {
       result = call(
         serverCall.request,
-        new LazyGrpcContext(service, method, url, serverCall) as HandlerContext,
+        new LazyGrpcContext(service, method, url, serverCall, caller) as HandlerContext,
       );
     } catch (err) {
       return fail(callback, err);
@@ -127,6 +142,8 @@ export function addConnectService<S extends DescService>(
   server: grpc.Server,
   service: S,
   impl: Partial<ServiceImpl<S>>,
+  /** When given, every call must come from a caller allowed the method. */
+  callerAuth?: CallerAuth,
 ): void {
   // Connect's own spec binds each method and answers UNIMPLEMENTED for those a partial
   // implementation lacks, as its router does.
@@ -139,6 +156,7 @@ export function addConnectService<S extends DescService>(
       service,
       method,
       methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
+      callerAuth,
     ) as grpc.handleUnaryCall<unknown, unknown>;
   }
   addGrpcService(server, service, handlers);

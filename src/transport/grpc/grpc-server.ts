@@ -3,6 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { Health as HealthService } from "../../gen/grpc/health/v1/health_pb.js";
+import type { CallerAuth } from "../caller-auth.js";
 import { addConnectService } from "./grpc-adapter.js";
 import { addHealthService, type HealthStatus } from "./health-service.js";
 import { addReflectionService } from "./reflection-service.js";
@@ -11,6 +12,8 @@ export interface GrpcServerOptions<S extends DescService> {
   service: S;
   impl: Partial<ServiceImpl<S>>;
   maxReceiveBytes: number;
+  /** When given, the service's calls must come from allowed callers; health and reflection stay open. */
+  callerAuth?: CallerAuth;
 }
 
 export interface GrpcServer {
@@ -28,7 +31,7 @@ export function createGrpcServer<S extends DescService>(options: GrpcServerOptio
     // channelz bookkeeping runs on every call (docs/benchmarks.md) and nothing here reads it.
     "grpc.enable_channelz": 0,
   });
-  addConnectService(server, options.service, options.impl);
+  addConnectService(server, options.service, options.impl, options.callerAuth);
 
   const health = addHealthService(server, ["", options.service.typeName]);
   // grpcurl and `buf curl` discover the API through reflection (v1 and v1alpha).

@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, createContextValues, type ServiceImpl } from "@connectrpc/connect";
+import { Code, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
+import { type CallerAuth, callerNameKey } from "../caller-auth.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
 
 /** More HTTP endpoints under a path prefix, such as the built-in WeChat sandbox under /sandbox. */
@@ -41,6 +42,8 @@ export interface HttpHandlerOptions<S extends DescService> {
   /** /healthz answers 200 while true, 503 otherwise (starting, draining). */
   isServing: () => boolean;
   routes?: readonly HttpRoute[];
+  /** When given, the service's calls must come from allowed callers; /healthz, JWKS and routes stay open. */
+  callerAuth?: CallerAuth;
 }
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
@@ -85,6 +88,7 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     routes: (router) => router.service(options.service, options.impl),
     readMaxBytes: options.maxRequestBytes,
     contextValues: (req) => createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? ""),
+    interceptors: options.callerAuth ? [callerAuthInterceptor(options.callerAuth)] : [],
     fallback,
   }) as RequestHandler;
   const servicePath = `/${options.service.typeName}/`;
@@ -105,4 +109,14 @@ function refuseGet(res: NodeResponse) {
   );
   res.writeHead(405, { "content-type": "application/json", allow: "POST" });
   res.end(Buffer.from(errorToJsonBytes(error, {})));
+}
+
+/** Refuses a call from an unknown caller, or of a method its caller may not call. */
+function callerAuthInterceptor(auth: CallerAuth): Interceptor {
+  return (next) => async (req) => {
+    const result = auth.authorize(req.method.name, req.header.get("authorization") ?? undefined);
+    if ("error" in result) throw result.error;
+    req.contextValues.set(callerNameKey, result.caller);
+    return next(req);
+  };
 }

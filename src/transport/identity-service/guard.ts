@@ -1,6 +1,7 @@
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Logger } from "../../util/logger.js";
 import { toConnectError } from "../../wire/errors.js";
+import { callerNameKey } from "../caller-auth.js";
 
 /**
  * Runs an RPC's handler with its errors mapped to what the client sees. A synchronous handler's
@@ -16,11 +17,11 @@ export function guarded<Req, Res>(
       const result = handler(req, context);
       return result instanceof Promise
         ? result.catch((err: unknown) => {
-            throw toConnectError(err, log, rpc);
+            throw toConnectError(err, log, rpc, context.values.get(callerNameKey));
           })
         : result;
     } catch (err) {
-      throw toConnectError(err, log, rpc);
+      throw toConnectError(err, log, rpc, context.values.get(callerNameKey));
     }
   };
 }

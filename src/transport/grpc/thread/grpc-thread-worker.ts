@@ -6,6 +6,7 @@ import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/
 import type { Logger } from "../../../util/logger.js";
 import { errorFromData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
+import { callerNameKey, createCallerAuth } from "../../caller-auth.js";
 import { guarded } from "../../identity-service/guard.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
 import { verifyTokenRpc } from "../../identity-service/verify-token.js";
@@ -63,7 +64,8 @@ const handOver = (method: string) => (request: unknown, context: HandlerContext)
       },
     });
     const callerAddress = context.values.get(callerAddressKey);
-    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs(), callerAddress });
+    const caller = context.values.get(callerNameKey);
+    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs(), callerAddress, caller });
   });
 
 const impl: Record<string, unknown> = Object.fromEntries(
@@ -79,6 +81,7 @@ const grpc = createGrpcServer({
   service: IdentityService,
   impl: impl as Partial<IdentityServiceImpl>,
   maxReceiveBytes: data.maxReceiveBytes,
+  callerAuth: data.callers ? createCallerAuth(data.callers) : undefined,
 });
 
 main.on("message", (message: ToGrpcThread) => {

@@ -15,6 +15,7 @@ import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-
 import type { Logger } from "../../../util/logger.js";
 import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
+import { type CallerTable, callerNameKey } from "../../caller-auth.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
 
 /**
@@ -36,6 +37,8 @@ export interface GrpcThreadData {
   clockOffsetMs: Float64Array;
   /** The replica's starting state. */
   snapshot: ReplicaUpdate[];
+  /** Who may call what (CALLERS); null: callers are not checked. */
+  callers: CallerTable | null;
   /** The replica's updates, in order. */
   updates: MessagePort;
   /**
@@ -62,6 +65,8 @@ export type FromGrpcThread =
       request: unknown;
       timeoutMs: number | undefined;
       callerAddress: string;
+      /** The caller the thread authenticated ("" when callers are not checked). */
+      caller: string;
     }
   /** The caller cancelled a call handed over (or its deadline passed there). */
   | { type: "cancel"; id: number }
@@ -85,6 +90,7 @@ export interface GrpcThreadOptions {
   cacheSize: number;
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
+  callers?: CallerTable | null;
   /** The thread ended on its own after it started: this instance no longer serves gRPC. */
   onFailure(err: Error): void;
 }
@@ -107,6 +113,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     cacheSize: options.cacheSize,
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
+    callers: options.callers ?? null,
     updates: updates.port2,
     updatesPosted,
   };
@@ -135,7 +142,9 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
         requestMethod: "POST",
         url: `/${IdentityService.typeName}/${method.name}`,
         timeoutMs,
-        contextValues: createContextValues().set(callerAddressKey, call.callerAddress),
+        contextValues: createContextValues()
+          .set(callerAddressKey, call.callerAddress)
+          .set(callerNameKey, call.caller),
       });
       running.set(id, context);
       send({ type: "reply", id, response: await methodSpec.impl(request as never, context) });
