@@ -1,5 +1,6 @@
 import type { AppCredentials } from "./domain/ports.js";
 import type { LogLevel } from "./util/logger.js";
+import { openFileLimit } from "./util/open-file-limit.js";
 
 /**
  * Configuration in two steps: readEnv() takes the raw strings, parseConfig() checks them and
@@ -44,6 +45,10 @@ export const CONFIG_VARIABLES = [
   "RATE_LIMIT_PHONE_NUMBER",
   "CALLERS",
   "CALLER_AUTH_BY_NETWORK",
+  "MAX_CONNECTIONS",
+  "MAX_CONNECTIONS_PER_ADDRESS",
+  "CONNECTION_FIRST_REQUEST_TIMEOUT",
+  "CONNECTION_IDLE_TIMEOUT",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -94,6 +99,15 @@ export interface Config {
   };
   verifyCacheSize: number;
   maxRequestBytes: number;
+  /** What each port lets clients hold. */
+  connections: {
+    maxConnections: number;
+    maxPerAddress: number;
+    /** A connection that completes no request within this is closed. */
+    firstRequestTimeoutMs: number;
+    /** A connection without a call this long is closed (HTTP/2 and gRPC: GOAWAY). */
+    idleTimeoutMs: number;
+  };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
   /** Per minute; what is counted, and per what, is in docs/security.md. */
@@ -149,6 +163,7 @@ const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, 
 
 export function parseConfig(raw: RawEnv): Readonly<Config> {
   const problems: string[] = [];
+  const defaultConnections = defaultConnectionLimits();
 
   function integer(name: keyof RawEnv, fallback: number, min: number, max: number): number {
     const value = raw[name];
@@ -280,6 +295,12 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),
+    connections: {
+      maxConnections: integer("MAX_CONNECTIONS", defaultConnections.maxConnections, 1, 10_000_000),
+      maxPerAddress: integer("MAX_CONNECTIONS_PER_ADDRESS", defaultConnections.maxPerAddress, 1, 10_000_000),
+      firstRequestTimeoutMs: duration("CONNECTION_FIRST_REQUEST_TIMEOUT", 10) * SECOND,
+      idleTimeoutMs: duration("CONNECTION_IDLE_TIMEOUT", 300) * SECOND,
+    },
     rateLimits: {
       loginFailures: integer("RATE_LIMIT_LOGIN_FAILURES", 20, 1, 1_000_000),
       userData: integer("RATE_LIMIT_USER_DATA", 120, 1, 1_000_000),
@@ -374,4 +395,16 @@ function parseApps(raw: RawEnv, problems: string[]): AppCredentials[] {
     return [];
   }
   return [{ appId: raw.WECHAT_APP_ID, appSecret: raw.WECHAT_APP_SECRET }];
+}
+
+/**
+ * Defaults from the open-file limit: each of the two ports may hold somewhat under half of what
+ * is left after a reserve for the database, Redis, WeChat and files; one address a quarter of that.
+ */
+export function defaultConnectionLimits(fileLimit = openFileLimit()): {
+  maxConnections: number;
+  maxPerAddress: number;
+} {
+  const maxConnections = Math.max(64, Math.floor(((fileLimit - 256) / 2) * 0.9));
+  return { maxConnections, maxPerAddress: Math.max(16, Math.floor(maxConnections / 4)) };
 }

@@ -1,6 +1,7 @@
 import type { AddressInfo } from "node:net";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import { callerTable, createCallerAuth } from "../transport/caller-auth.js";
+import { createConnectionGuard } from "../transport/connection-guard.js";
 import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
 import { createDualProtocolServer } from "../transport/http/dual-protocol-server.js";
 import { createHttpHandler } from "../transport/http/http-handler.js";
@@ -37,6 +38,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     cacheSize: config.verifyCacheSize,
     feed: ctx.replicaFeed,
     callers,
+    connections: config.connections,
     onFailure(err) {
       // /healthz turns 503, so the orchestrator replaces this instance.
       serving = false;
@@ -56,6 +58,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       routes: ctx.routes,
       callerAuth: callers ? createCallerAuth(callers) : undefined,
     }),
+    { guard: createConnectionGuard(config.connections), idleTimeoutMs: config.connections.idleTimeoutMs },
   );
   try {
     await new Promise<void>((resolve, reject) => {

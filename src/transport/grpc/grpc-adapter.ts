@@ -89,8 +89,9 @@ function unaryHandler(
   service: DescService,
   method: DescMethod,
   call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
-  callerAuth: CallerAuth | undefined,
+  options: AdapterOptions,
 ) {
+  const { callerAuth } = options;
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
@@ -137,13 +138,17 @@ export function addGrpcService(
   server.addService(definition as grpc.ServiceDefinition, handlers);
 }
 
+export interface AdapterOptions {
+  /** When given, every call must come from a caller allowed the method. */
+  callerAuth?: CallerAuth;
+}
+
 /** Adds every (unary) method of a Connect ServiceImpl to a grpc-js server. */
 export function addConnectService<S extends DescService>(
   server: grpc.Server,
   service: S,
   impl: Partial<ServiceImpl<S>>,
-  /** When given, every call must come from a caller allowed the method. */
-  callerAuth?: CallerAuth,
+  options: AdapterOptions = {},
 ): void {
   // Connect's own spec binds each method and answers UNIMPLEMENTED for those a partial
   // implementation lacks, as its router does.
@@ -156,7 +161,7 @@ export function addConnectService<S extends DescService>(
       service,
       method,
       methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
-      callerAuth,
+      options,
     ) as grpc.handleUnaryCall<unknown, unknown>;
   }
   addGrpcService(server, service, handlers);

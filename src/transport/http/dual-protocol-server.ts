@@ -5,6 +5,7 @@ import {
   type Http2ServerResponse,
 } from "node:http2";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import type { ConnectionGuard } from "../connection-guard.js";
 
 export type RequestHandler = (
   req: IncomingMessage | Http2ServerRequest,
@@ -21,18 +22,45 @@ const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
  * the socket first (nodejs/node#41185, in every Node we support) and then keeps to the native
  * handle. A wrapping JS stream, as before, added a write and a read hop to every frame.
  */
-export function createDualProtocolServer(handler: RequestHandler): {
+export function createDualProtocolServer(
+  handler: RequestHandler,
+  options: {
+    /** Caps connections and closes those that complete no request in time; none: unguarded. */
+    guard?: ConnectionGuard;
+    /** An HTTP/2 connection without streams this long gets GOAWAY. */
+    idleTimeoutMs?: number;
+  } = {},
+): {
   server: Server;
   closeConnections(): void;
 } {
+  const { guard } = options;
   const http1 = createHttp1Server(handler as (req: IncomingMessage, res: ServerResponse) => void);
   http1.keepAliveTimeout = 65_000;
   const http2 = createHttp2Server(handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
   const sockets = new Set<Socket>();
+  if (guard) {
+    http1.on("request", (req: IncomingMessage, res: ServerResponse) => {
+      // Taken now: once the response is done, a closing connection's request lets go of its socket.
+      const socket = req.socket;
+      res.once("finish", () => guard.served(socket));
+    });
+    http2.on("stream", (stream) =>
+      stream.once("close", () => {
+        const socket = stream.session?.socket;
+        if (socket) guard.served(socket);
+      }),
+    );
+  }
+  if (options.idleTimeoutMs) {
+    const idleMs = options.idleTimeoutMs;
+    http2.on("session", (session) => session.setTimeout(idleMs, () => session.close()));
+  }
 
   // No Nagle: a small response written behind another unacknowledged one would otherwise wait
   // for the client's delayed ACK (http.createServer does the same by default; net does not).
   const server = createNetServer({ noDelay: true }, (socket) => {
+    if (guard && !guard.admit(socket)) return;
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());

@@ -82,6 +82,7 @@ const grpc = createGrpcServer({
   impl: impl as Partial<IdentityServiceImpl>,
   maxReceiveBytes: data.maxReceiveBytes,
   callerAuth: data.callers ? createCallerAuth(data.callers) : undefined,
+  connections: data.connections,
 });
 
 main.on("message", (message: ToGrpcThread) => {

@@ -1,5 +1,6 @@
 import { extname } from "node:path";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
+import type { DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -17,6 +18,7 @@ import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { type CallerTable, callerNameKey } from "../../caller-auth.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
+import type { GrpcServerOptions } from "../grpc-server.js";
 
 /**
  * The gRPC server runs on a thread of its own, a V8 isolate that sees nothing but grpc-js and
@@ -39,6 +41,7 @@ export interface GrpcThreadData {
   snapshot: ReplicaUpdate[];
   /** Who may call what (CALLERS); null: callers are not checked. */
   callers: CallerTable | null;
+  connections: GrpcServerOptions<DescService>["connections"];
   /** The replica's updates, in order. */
   updates: MessagePort;
   /**
@@ -91,6 +94,8 @@ export interface GrpcThreadOptions {
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
   callers?: CallerTable | null;
+  /** Caps and timeouts of the port's connections; none: unguarded. */
+  connections?: GrpcServerOptions<DescService>["connections"];
   /** The thread ended on its own after it started: this instance no longer serves gRPC. */
   onFailure(err: Error): void;
 }
@@ -114,6 +119,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
     callers: options.callers ?? null,
+    connections: options.connections,
     updates: updates.port2,
     updatesPosted,
   };
