@@ -80,7 +80,8 @@ export interface Config {
   /** Durations in milliseconds, like every duration the code passes around. */
   tokens: {
     issuer: string;
-    audience: string;
+    /** null: each app is its own audience (the appid). */
+    audience: string | null;
     accessTokenTtlMs: number;
     refreshIdleTtlMs: number;
     sessionAbsoluteTtlMs: number;
@@ -249,7 +250,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
   const SECOND = 1000;
   const tokens = {
     issuer: raw.TOKEN_ISSUER ?? "wechat-identity",
-    audience: raw.TOKEN_AUDIENCE ?? "wechat-identity",
+    audience: raw.TOKEN_AUDIENCE ?? null,
     accessTokenTtlMs: duration("ACCESS_TOKEN_TTL", 2 * 3600) * SECOND,
     refreshIdleTtlMs: duration("REFRESH_TOKEN_IDLE_TTL", 7 * 86400) * SECOND,
     sessionAbsoluteTtlMs: duration("SESSION_ABSOLUTE_TTL", 30 * 86400) * SECOND,

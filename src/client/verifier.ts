@@ -57,6 +57,8 @@ export interface VerifierOptions {
    * Default 2000 ms.
    */
   maxReconnectBackoffMs?: number;
+  /** The app this service serves: tokens of other apps are refused (TOKEN_APP_MISMATCH). */
+  appId?: string;
   /** This caller's key (the service's CALLERS), sent as `authorization: Bearer` on every call. */
   callerKey?: string;
   /** Default insecure (inside a trusted network); pass TLS credentials otherwise. */
@@ -94,7 +96,7 @@ export function createVerifier(options: VerifierOptions) {
         definition.path,
         definition.requestSerialize,
         definition.responseDeserialize as (bytes: Buffer) => VerifyTokenResponse,
-        create(VerifyTokenRequestSchema, { accessToken }),
+        create(VerifyTokenRequestSchema, { accessToken, expectedAppId: options.appId ?? "" }),
         metadata(),
         { deadline: Date.now() + deadlineMs },
         (err, response) => (err || !response ? reject(toVerifyError(err)) : resolve(response)),

@@ -31,7 +31,8 @@ export interface AccessClaims {
 
 export interface TokenSettings {
   issuer: string;
-  audience: string;
+  /** null: each app is its own audience (aud is the token's appid), so one app's token is no other's. */
+  audience: string | null;
   accessTokenTtlMs: number;
   /** Clock skew tolerated on exp/nbf/iat. */
   leewayMs: number;
@@ -93,7 +94,7 @@ export function signAccessToken(
   const header = { alg: SIGNING_ALG, typ: ACCESS_TOKEN_TYPE, kid: key.kid };
   const payload = {
     iss: settings.issuer,
-    aud: settings.audience,
+    aud: settings.audience ?? claims.appId,
     sub: claims.userId,
     sid: claims.sessionId,
     jti: claims.tokenId,
@@ -192,7 +193,8 @@ export function verifyAccessToken(
   const payload = decodeJsonSegment(payloadPart, "payload");
   if (payload.iss !== settings.issuer) throw invalid("wrong issuer");
   const aud = payload.aud;
-  if (!(aud === settings.audience || (Array.isArray(aud) && aud.includes(settings.audience)))) {
+  const audience = settings.audience ?? payload.appid;
+  if (typeof audience !== "string" || !(aud === audience || (Array.isArray(aud) && aud.includes(audience)))) {
     throw invalid("wrong audience");
   }
   const latestIssueSeconds = (nowMs + settings.leewayMs) / 1000;

@@ -24,7 +24,8 @@ export function createVerifyToken(deps: {
 }) {
   const cache = new TokenCache<AccessClaims>(deps.cacheSize);
 
-  function verify(token: string): AccessClaims {
+  /** The token's claims; with `expectedAppId`, only a token of that app. */
+  function verify(token: string, expectedAppId = ""): AccessClaims {
     if (token.length === 0) throw invalidArgument("access_token", "required");
     const now = deps.clock.now();
     let claims = cache.get(token);
@@ -37,6 +38,9 @@ export function createVerifyToken(deps: {
     }
     if (deps.revocations.isRevoked(claims.sessionId)) {
       throw new IdentityError("TOKEN_REVOKED", "the session of this access token has ended");
+    }
+    if (expectedAppId !== "" && claims.appId !== expectedAppId) {
+      throw new IdentityError("TOKEN_APP_MISMATCH", "the access token was issued for another app");
     }
     return claims;
   }

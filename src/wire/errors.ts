@@ -29,6 +29,7 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   TOKEN_INVALID: { code: Code.Unauthenticated },
   TOKEN_EXPIRED: { code: Code.Unauthenticated },
   TOKEN_REVOKED: { code: Code.Unauthenticated },
+  TOKEN_APP_MISMATCH: { code: Code.Unauthenticated },
   REFRESH_TOKEN_REUSED: { code: Code.Unauthenticated },
   INVALID_CODE: { code: Code.Unauthenticated },
   CODE_USED: { code: Code.Unauthenticated },

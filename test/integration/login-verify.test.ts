@@ -251,6 +251,18 @@ describe.each(BACKENDS)("Login and VerifyToken (%s backends)", (backend) => {
     expect(ConnectError.from(failure).code).toBe(Code.ResourceExhausted);
   });
 
+  it("refuses another app's token when the caller names its app (expected_app_id), over gRPC", async () => {
+    const token = (await login()).tokens?.accessToken ?? "";
+    const mine = await t.grpc.call("verifyToken", { accessToken: token, expectedAppId: APP_ONE.appId });
+    expect(mine.claims?.appId).toBe(APP_ONE.appId);
+    expect(
+      await grpcFailure(t.grpc.call("verifyToken", { accessToken: token, expectedAppId: APP_TWO.appId })),
+    ).toEqual({
+      code: grpc.status.UNAUTHENTICATED,
+      reason: "TOKEN_APP_MISMATCH",
+    });
+  });
+
   it("serves Connect over h2c and gRPC-Web too", async () => {
     const token = (await login()).tokens?.accessToken ?? "";
     const h2c = createClient(

@@ -112,7 +112,7 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)(
     const offline = (on: TestApp, token: string) =>
       jwtVerify(token, createRemoteJWKSet(new URL(`${on.httpUrl}/.well-known/jwks.json`)), {
         issuer: on.config.tokens.issuer,
-        audience: on.config.tokens.audience,
+        audience: on.config.tokens.audience ?? (TEST_APPS[0] as (typeof TEST_APPS)[0]).appId, // each app its own
         typ: "at+jwt",
         algorithms: ["ES256"],
         currentDate: new Date(clock.now()),

@@ -44,3 +44,27 @@ describe("VerifyToken (use case, in-memory stores)", () => {
     expect(refusal("")).toBe("INVALID_ARGUMENT");
   });
 });
+
+describe("one app's token is no other's", () => {
+  let w: UseCaseWorld;
+  beforeAll(async () => {
+    w = await createUseCaseWorld();
+  });
+  afterAll(() => w.close());
+
+  it("carries its own app as the audience, and VerifyToken with an expected app refuses another's", async () => {
+    const { tokens, user } = await w.login();
+    const payload = JSON.parse(
+      Buffer.from(tokens.accessToken.split(".")[1] as string, "base64url").toString(),
+    );
+    expect(payload.aud).toBe(user.appId);
+    expect(w.useCases.verifyToken.verify(tokens.accessToken, user.appId).userId).toBe(user.id);
+    expect(() => w.useCases.verifyToken.verify(tokens.accessToken, "wxtestapp0000002")).toThrow(
+      expect.objectContaining({ reason: "TOKEN_APP_MISMATCH" }),
+    );
+    // The same again from the cache.
+    expect(() => w.useCases.verifyToken.verify(tokens.accessToken, "wxtestapp0000002")).toThrow(
+      expect.objectContaining({ reason: "TOKEN_APP_MISMATCH" }),
+    );
+  });
+});

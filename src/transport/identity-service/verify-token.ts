@@ -16,7 +16,7 @@ import { toClaimsMessage } from "./messages.js";
 export function verifyTokenRpc(verifyToken: VerifyToken) {
   const responses = new WeakMap<AccessClaims, VerifyTokenResponse>();
   return (req: VerifyTokenRequest): VerifyTokenResponse => {
-    const claims = verifyToken.verify(req.accessToken);
+    const claims = verifyToken.verify(req.accessToken, req.expectedAppId);
     let response = responses.get(claims);
     if (!response) {
       response = create(VerifyTokenResponseSchema, { claims: toClaimsMessage(claims) });
