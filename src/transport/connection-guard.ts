@@ -59,9 +59,6 @@ export function createConnectionGuard(limits: ConnectionLimits) {
         firstRequestTimers.delete(key);
       }
     },
-    get open(): number {
-      return open;
-    },
   };
 }
 

@@ -1,5 +1,9 @@
+import * as http2 from "node:http2";
 import { connect, type Socket } from "node:net";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { eventually } from "../helpers/eventually.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
@@ -75,5 +79,33 @@ describe("connection limits (embedded backends)", () => {
       http.destroy();
       grpcFlood.destroy();
     }
+  });
+
+  it("keeps a connection that has completed a request, over HTTP/1.1, h2c and gRPC", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    const accessToken = (await t.connect.login({ appId: APP.appId, code })).tokens?.accessToken ?? "";
+    const h2c = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "2" }),
+    );
+    await h2c.verifyToken({ accessToken });
+    await t.connect.verifyToken({ accessToken });
+    await t.grpc.call("verifyToken", { accessToken });
+    // Past the first-request timeout (1 s here), the same connections still answer.
+    const session = http2.connect(t.httpUrl);
+    const healthz = () =>
+      new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ":path": "/healthz" });
+        stream.once("response", (headers) => resolve(Number(headers[":status"])));
+        stream.once("error", reject);
+        stream.resume();
+      });
+    expect(await healthz()).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await healthz()).toBe(200);
+    session.close();
+    expect((await h2c.verifyToken({ accessToken })).claims?.appId).toBe(APP.appId);
+    expect((await t.connect.verifyToken({ accessToken })).claims?.appId).toBe(APP.appId);
+    expect((await t.grpc.call("verifyToken", { accessToken })).claims?.appId).toBe(APP.appId);
   });
 });

@@ -40,17 +40,21 @@ export function createDualProtocolServer(
   const http2 = createHttp2Server(handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
   const sockets = new Set<Socket>();
   if (guard) {
+    // Each connection tells the guard once, when its first request is done.
+    const served = new WeakSet<Socket>();
     http1.on("request", (req: IncomingMessage, res: ServerResponse) => {
       // Taken now: once the response is done, a closing connection's request lets go of its socket.
       const socket = req.socket;
+      if (served.has(socket)) return;
+      served.add(socket);
       res.once("finish", () => guard.served(socket));
     });
-    http2.on("stream", (stream) =>
-      stream.once("close", () => {
-        const socket = stream.session?.socket;
-        if (socket) guard.served(socket);
-      }),
-    );
+    http2.on("session", (session) => {
+      // The session's socket is a proxy, gone with the stream's session when the stream closes:
+      // its address and port, which are what the guard keys connections by, are taken now.
+      const peer = { remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort };
+      session.once("stream", (stream) => stream.once("close", () => guard.served(peer)));
+    });
   }
   if (options.idleTimeoutMs) {
     const idleMs = options.idleTimeoutMs;
