@@ -308,7 +308,8 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
       phoneNumbers: integer("RATE_LIMIT_PHONE_NUMBER", 10, 1, 1_000_000),
     },
   };
-  if (production && config.callers === null && !flag("CALLER_AUTH_BY_NETWORK", false)) {
+  const callerAuthByNetwork = flag("CALLER_AUTH_BY_NETWORK", false); // read always, so a typo is reported
+  if (production && config.callers === null && !callerAuthByNetwork) {
     problems.push(
       "CALLERS: required in production (or CALLER_AUTH_BY_NETWORK=true where the network alone decides who reaches the ports)",
     );

@@ -77,8 +77,15 @@ export async function createAppContext(
     const storage = await openSharedStorage(config, { clock, log });
     cleanups.push(() => storage.close());
 
-    const sandbox =
-      config.wechat.mode === "sandbox" ? createWechatSandbox({ apps: config.wechat.apps, clock }) : undefined;
+    // No WeChat credentials: the built-in sandbox, mounted on the HTTP port, for loopback callers
+    // unless told otherwise.
+    let sandbox: WechatSandbox | undefined;
+    const routes: HttpRoute[] = [];
+    if (config.wechat.mode === "sandbox") {
+      sandbox = createWechatSandbox({ apps: config.wechat.apps, clock });
+      const handle = config.wechat.allowRemote ? sandbox.handle : loopbackOnly(sandbox.handle);
+      routes.push({ prefix: SANDBOX_MOUNT, handle });
+    }
     let httpBaseUrl = "";
     const wechat = createWechatClient({
       baseUrl: config.wechat.mode === "real" ? config.wechat.baseUrl : () => `${httpBaseUrl}${SANDBOX_MOUNT}`,
@@ -116,15 +123,7 @@ export async function createAppContext(
       impl: createIdentityServiceImpl(useCases, log),
       replicaFeed: createReplicaFeed(keyRing, revocations),
       sandbox,
-      routes:
-        sandbox && config.wechat.mode === "sandbox"
-          ? [
-              {
-                prefix: SANDBOX_MOUNT,
-                handle: config.wechat.allowRemote ? sandbox.handle : loopbackOnly(sandbox.handle),
-              },
-            ]
-          : [],
+      routes,
       listeningAt(url) {
         httpBaseUrl = url;
       },

@@ -9,6 +9,7 @@ import { parseConfig } from "../../src/config.js";
 import { sharedClock } from "../../src/domain/ports.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { IdentityService, LoginRequestSchema } from "../../src/gen/identity/v1/identity_pb.js";
+import type { ReplicaFeed } from "../../src/identity/verify-token-replica.js";
 import type { PublishedKey } from "../../src/signing-keys/key-schedule.js";
 import { startGrpcThread } from "../../src/transport/grpc/thread/grpc-thread.js";
 import { errorData, errorFromData } from "../../src/wire/errors.js";
@@ -113,44 +114,50 @@ describe("a gRPC port already taken", () => {
   });
 });
 
-/** A public signing key that signs from a minute ago: what a thread's replica starts from. */
-function signingKey(): PublishedKey {
+/**
+ * The gRPC thread on its own: a replica starting from one public key that signs from a minute
+ * ago, the given ServiceImpl methods behind it, and the test's own feed and failure hook if any.
+ */
+function startBareThread(
+  overrides: Partial<Parameters<typeof startGrpcThread>[0]> = {},
+  watch: ReplicaFeed["watch"] = () => () => {},
+) {
   const { publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
-  return {
+  const key: PublishedKey = {
     kid: "k1",
     alg: "ES256",
     publicJwk: publicKey.export({ format: "jwk" }) as Record<string, string>,
     activatesAt: new Date(Date.now() - 60_000),
     retiresAt: null,
   };
+  const thread = startGrpcThread({
+    host: "127.0.0.1",
+    port: 0,
+    maxReceiveBytes: 16 * 1024,
+    impl: {},
+    log: memoryLogger(),
+    clock: sharedClock(),
+    tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
+    cacheSize: 10,
+    feed: { snapshot: () => [{ keys: [key] }, { revoked: [] }], watch },
+    onFailure: () => {},
+    ...overrides,
+  });
+  return { key, thread };
 }
 
 describe("a gRPC thread that dies", () => {
   it("is reported, and stopping it afterwards returns at once", async () => {
-    const key = signingKey();
     let pushKeys: (keys: readonly PublishedKey[]) => void = () => {};
     let reportFailure: (err: Error) => void = () => {};
     const failed = new Promise<Error>((resolve) => {
       reportFailure = resolve;
     });
-    const thread = await startGrpcThread({
-      host: "127.0.0.1",
-      port: 0,
-      maxReceiveBytes: 16 * 1024,
-      impl: {} as Parameters<typeof startGrpcThread>[0]["impl"],
-      log: memoryLogger(),
-      clock: sharedClock(),
-      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
-      cacheSize: 10,
-      feed: {
-        snapshot: () => [{ keys: [key] }, { revoked: [] }],
-        watch: (send) => {
-          pushKeys = (keys) => send({ keys });
-          return () => {};
-        },
-      },
-      onFailure: reportFailure,
+    const { key, thread: starting } = startBareThread({ onFailure: reportFailure }, (send) => {
+      pushKeys = (keys) => send({ keys });
+      return () => {};
     });
+    const thread = await starting;
     // Keys none of which can sign now: the thread's next take of its updates throws, uncaught.
     pushKeys([{ ...key, activatesAt: new Date(Date.now() + 3_600_000) }]);
     expect((await failed).message).toMatch(/no signing key is active/);
@@ -160,15 +167,11 @@ describe("a gRPC thread that dies", () => {
 
 describe("a call the gRPC thread hands to the main thread", () => {
   it("carries its deadline, and its cancellation reaches the handler", async () => {
-    const key = signingKey();
     let started: (context: HandlerContext) => void = () => {};
     const handlerStarted = new Promise<HandlerContext>((resolve) => {
       started = resolve;
     });
-    const thread = await startGrpcThread({
-      host: "127.0.0.1",
-      port: 0,
-      maxReceiveBytes: 16 * 1024,
+    const thread = await startBareThread({
       impl: {
         // Waits until its call is cancelled, as a handler waiting on a dependency would.
         login: (_request, context) =>
@@ -177,13 +180,7 @@ describe("a call the gRPC thread hands to the main thread", () => {
             context.signal.addEventListener("abort", () => reject(context.signal.reason), { once: true });
           }),
       },
-      log: memoryLogger(),
-      clock: sharedClock(),
-      tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
-      cacheSize: 10,
-      feed: { snapshot: () => [{ keys: [key] }, { revoked: [] }], watch: () => () => {} },
-      onFailure: () => {},
-    });
+    }).thread;
     const client = createGrpcClient(`127.0.0.1:${thread.port}`);
     try {
       const login = grpcMethodDefinition(IdentityService, IdentityService.method.login);

@@ -86,6 +86,7 @@ describe("configuration", () => {
     [{ KEY_ENCRYPTION_KEY: "c2hvcnQ=" }, "KEY_ENCRYPTION_KEY"],
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ SANDBOX_ALLOW_REMOTE: "yes" }, "SANDBOX_ALLOW_REMOTE"],
+    [{ CALLER_AUTH_BY_NETWORK: "yes" }, "CALLER_AUTH_BY_NETWORK"],
     [{ NODE_ENV: "production" }, "WECHAT_APP_ID"],
     [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "KEY_ENCRYPTION_KEY"],
     [{ NODE_ENV: "production", WECHAT_APP_ID: "wx1", WECHAT_APP_SECRET: "s" }, "CALLERS"],
