@@ -7,7 +7,6 @@ import {
   createContextValues,
   createHandlerContext,
   createServiceImplSpec,
-  type HandlerContext,
 } from "@connectrpc/connect";
 import type { SharedClock } from "../../../domain/ports.js";
 import type { TokenSettings } from "../../../domain/tokens.js";
