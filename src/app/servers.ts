@@ -57,6 +57,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       isServing: () => serving,
       routes: ctx.routes,
       callerAuth: callers ? createCallerAuth(callers) : undefined,
+      log,
     }),
     { guard: createConnectionGuard(config.connections), idleTimeoutMs: config.connections.idleTimeoutMs },
   );

@@ -32,6 +32,9 @@ export const ERROR_REASONS = [
   "RATE_LIMITED",
   "CALLER_UNAUTHENTICATED",
   "CALLER_NOT_ALLOWED",
+  "REQUEST_TOO_LARGE",
+  "UNSUPPORTED_REQUEST",
+  "DEADLINE_EXCEEDED",
 ] as const;
 
 export type ErrorReason = (typeof ERROR_REASONS)[number];

@@ -52,6 +52,10 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   RATE_LIMITED: { code: Code.ResourceExhausted },
   CALLER_UNAUTHENTICATED: { code: Code.Unauthenticated },
   CALLER_NOT_ALLOWED: { code: Code.PermissionDenied },
+  // Raised by the transports before a method runs (explainTransportError).
+  REQUEST_TOO_LARGE: { code: Code.ResourceExhausted },
+  UNSUPPORTED_REQUEST: { code: Code.Unimplemented },
+  DEADLINE_EXCEEDED: { code: Code.DeadlineExceeded },
 };
 
 /** A ConnectError carrying an ErrorInfo with the reason and its metadata. */
@@ -73,6 +77,62 @@ export function errorWithInfo(
     error.details.push({ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay }) });
   }
   return error;
+}
+
+/** Bytes that do not decode as the method's request message, on any port and in any encoding. */
+export function malformedRequestError(detail?: string): ConnectError {
+  const message = "request is not a valid protobuf message";
+  return errorWithInfo(detail ? `${message}: ${detail}` : message, Code.InvalidArgument, "INVALID_ARGUMENT", {
+    field: "request",
+  });
+}
+
+function hasErrorInfo(err: ConnectError): boolean {
+  return err.details.some((d) => ("desc" in d ? d.desc.typeName : d.type) === ErrorInfoSchema.typeName);
+}
+
+/**
+ * An error a transport raised itself, before any method ran (connect-es reading, sizing and
+ * decoding a request), in the wire table's terms: the code the protocol calls for and an
+ * ErrorInfo naming the field. connect-es answers undecodable protobuf INTERNAL ("parse binary"),
+ * which blames us for the caller's bytes; it is INVALID_ARGUMENT here, as on the grpc-js port.
+ * Errors that already carry an ErrorInfo (ours) pass unchanged.
+ */
+export function explainTransportError(err: ConnectError): ConnectError {
+  if (hasErrorInfo(err)) return err;
+  const message = err.rawMessage;
+  if (/^parse binary: |^received compressed envelope/.test(message)) {
+    return malformedRequestError(message.replace(/^parse binary: /, ""));
+  }
+  switch (err.code) {
+    case Code.InvalidArgument: {
+      // protobuf-es names the JSON field it could not read ("cannot decode field pkg.Msg.name ...").
+      const jsonField = /cannot decode field [\w.]+\.(\w+) from JSON/.exec(message)?.[1];
+      const field =
+        jsonField ??
+        (/timeout/.test(message)
+          ? "timeout"
+          : /connect-protocol-version|connect=/.test(message)
+            ? "connect-protocol-version"
+            : "request");
+      return errorWithInfo(message, Code.InvalidArgument, "INVALID_ARGUMENT", { field });
+    }
+    case Code.ResourceExhausted:
+      return errorWithInfo(message, Code.ResourceExhausted, "REQUEST_TOO_LARGE", { field: "request" });
+    case Code.Unimplemented:
+      return errorWithInfo(message, Code.Unimplemented, "UNSUPPORTED_REQUEST", {
+        field: /compression/.test(message) ? "encoding" : "request",
+      });
+    case Code.DeadlineExceeded:
+      return errorWithInfo(message, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", { field: "timeout" });
+    default:
+      // Anything else connect-es raises is its own fault or a call already gone (CANCELED).
+      return errorWithInfo(
+        message,
+        err.code,
+        Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase(),
+      );
+  }
 }
 
 /**

@@ -9,7 +9,7 @@ import {
   type ServiceImpl,
 } from "@connectrpc/connect";
 import type * as grpc from "@grpc/grpc-js";
-import { toGrpcStatus } from "../../wire/errors.js";
+import { malformedRequestError, toGrpcStatus } from "../../wire/errors.js";
 import { grpcMethodDefinition, UNDECODABLE } from "../../wire/grpc-method.js";
 import { addressOfPeer, callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerNameKey } from "../caller-auth.js";
@@ -95,7 +95,7 @@ function unaryHandler(
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
-      fail(callback, new ConnectError("request is not a valid protobuf message", Code.InvalidArgument));
+      fail(callback, malformedRequestError());
       return;
     }
     let caller = "";

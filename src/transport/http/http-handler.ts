@@ -1,13 +1,27 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, createContextValues, type Interceptor, type ServiceImpl } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  createConnectRouter,
+  createContextValues,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { type ConnectNodeAdapterOptions, connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+} from "@connectrpc/connect-node";
+import { errorSummary, type Logger } from "../../util/logger.js";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerNameKey } from "../caller-auth.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
+import { explainingTransportErrors } from "./transport-errors.js";
 
 /** More HTTP endpoints under a path prefix, such as the built-in WeChat sandbox under /sandbox. */
 export interface HttpRoute {
@@ -44,11 +58,12 @@ export interface HttpHandlerOptions<S extends DescService> {
   routes?: readonly HttpRoute[];
   /** When given, the service's calls must come from allowed callers; /healthz, JWKS and routes stay open. */
   callerAuth?: CallerAuth;
+  log: Logger;
 }
 
 type NodeRequest = IncomingMessage | Http2ServerRequest;
 // connect-node's response type: the http1 or http2 response without its differing write() overloads.
-type NodeResponse = Parameters<NonNullable<ConnectNodeAdapterOptions["fallback"]>>[1];
+type NodeResponse = Parameters<typeof universalResponseToNodeResponse>[1];
 
 function sendJson(res: NodeResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
   res.writeHead(status, { "content-type": "application/json", ...headers });
@@ -84,19 +99,33 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     sendJson(res, 404, { error: "not found" });
   };
 
-  const connect = connectNodeAdapter({
-    routes: (router) => router.service(options.service, options.impl),
+  // connect-node's router, dispatched here rather than by connectNodeAdapter so that each method's
+  // handler can be wrapped (transport errors explained) and GET refused before Connect sees it.
+  const router = createConnectRouter({
     readMaxBytes: options.maxRequestBytes,
-    contextValues: (req) => createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? ""),
+    acceptCompression: [compressionGzip, compressionBrotli],
     interceptors: options.callerAuth ? [callerAuthInterceptor(options.callerAuth)] : [],
-    fallback,
-  }) as RequestHandler;
-  const servicePath = `/${options.service.typeName}/`;
+  });
+  router.service(options.service, options.impl);
+  const rpcs = new Map(
+    router.handlers.map((handler) => [handler.requestPath, explainingTransportErrors(handler)]),
+  );
+
   return (req, res) => {
+    const rpc = rpcs.get(req.url?.split("?", 1)[0] ?? "");
+    if (!rpc) return fallback(req, res as NodeResponse);
     // Connect allows GET for side-effect-free methods (VerifyToken), which would put bearer tokens
     // into URLs and so into access logs and proxies: every RPC answers POST only.
-    if (req.method === "GET" && req.url?.startsWith(servicePath)) return refuseGet(res as NodeResponse);
-    connect(req, res);
+    if (req.method === "GET") return refuseGet(res as NodeResponse);
+    const contextValues = createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? "");
+    const uReq = universalRequestFromNodeRequest(req, res as NodeResponse, undefined, contextValues);
+    rpc(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as NodeResponse))
+      .catch((reason: unknown) => {
+        // A caller that went away mid-answer is no news; anything else is a transport fault.
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        options.log.warn("answer not delivered", { rpc: rpc.method.name, cause: errorSummary(reason) });
+      });
   };
 }
 
