@@ -2,6 +2,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
+import { AUTHORIZATION_HEADER } from "./lib/caller.js";
 import { withCpuPerCall } from "./lib/cpu.js";
 import { ensureH2load, h2loadPost } from "./lib/h2load.js";
 import { median } from "./lib/load.js";
@@ -19,7 +20,7 @@ import { describeBackends, freePort, startBenchStack, startNodeServer } from "./
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 40_000);
 const PATH = "/identity.v1.IdentityService/VerifyToken";
-const HEADERS = ["content-type: application/proto", "connect-protocol-version: 1"];
+const HEADERS = ["content-type: application/proto", "connect-protocol-version: 1", AUTHORIZATION_HEADER];
 
 async function startBare(mode: "http2" | "connect") {
   const port = await freePort();

@@ -1,4 +1,5 @@
 import { type DescMessage, fromBinary, type MessageShape } from "@bufbuild/protobuf";
+import { AUTHORIZATION } from "./caller.js";
 import { createH2Pool } from "./h2-pool.js";
 
 /**
@@ -18,6 +19,7 @@ export function createRawConnectClient(baseUrl: string, sessions = 4) {
         ":path": path,
         "content-type": "application/proto",
         "connect-protocol-version": "1",
+        authorization: AUTHORIZATION,
         "content-length": String(body.length),
       });
       let status = 0;

@@ -1,3 +1,4 @@
+import { AUTHORIZATION } from "./caller.js";
 import { createH2Pool } from "./h2-pool.js";
 
 /**
@@ -14,6 +15,7 @@ export function createRawGrpcCaller(address: string, sessions = 4) {
           ":path": path,
           "content-type": "application/grpc",
           te: "trailers",
+          authorization: AUTHORIZATION,
         });
         const settle = (fields: Record<string, unknown>) => {
           const status = fields["grpc-status"];

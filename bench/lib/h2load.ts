@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AUTHORIZATION_HEADER } from "./caller.js";
 
 /** h2load from Debian's nghttp2-client, installed on first use when apt-get is available. */
 export function ensureH2load(): boolean {
@@ -38,6 +39,7 @@ export function h2loadGrpc(
   return h2loadPost(url, body, requests, clients, streams, [
     "content-type: application/grpc",
     "te: trailers",
+    AUTHORIZATION_HEADER,
   ]);
 }
 

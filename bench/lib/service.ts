@@ -20,6 +20,7 @@ import {
 } from "../../src/gen/identity/v1/identity_pb.js";
 import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createScratchDatabase } from "../../test/helpers/scratch-database.js";
+import { AUTHORIZATION, BENCH_CALLERS } from "./caller.js";
 import { createRawConnectClient } from "./connect-raw-client.js";
 
 /** The built entry point (bench scripts run from dist/bench after `npm run build`). */
@@ -135,6 +136,7 @@ export function backendEnv(): Record<string, string> {
   return {
     LOG_LEVEL: "info", // startService waits for the "started" line
     KEY_ENCRYPTION_KEY: Buffer.alloc(32, 3).toString("base64"),
+    CALLERS: BENCH_CALLERS,
     ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : { DATA_DIR: "memory://" }),
     ...(process.env.REDIS_URL
       ? { REDIS_URL: process.env.REDIS_URL, REDIS_KEY_PREFIX: `bench${Date.now()}:` }
@@ -161,7 +163,17 @@ function connectClient(baseUrl: string) {
   if (CLIENT === "connect-node") {
     const connect = createClient(
       IdentityService,
-      createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
+      createConnectTransport({
+        baseUrl,
+        httpVersion: "2",
+        useBinaryFormat: true,
+        interceptors: [
+          (next) => (req) => {
+            req.header.set("authorization", AUTHORIZATION);
+            return next(req);
+          },
+        ],
+      }),
     );
     return {
       login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
