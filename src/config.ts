@@ -1,3 +1,4 @@
+import { accessSync, constants } from "node:fs";
 import type { AppCredentials } from "./domain/ports.js";
 import type { LogLevel } from "./util/logger.js";
 import { openFileLimit } from "./util/open-file-limit.js";
@@ -41,10 +42,14 @@ export const CONFIG_VARIABLES = [
   "VERIFY_CACHE_SIZE",
   "MAX_REQUEST_BYTES",
   "RATE_LIMIT_LOGIN_FAILURES",
+  "RATE_LIMIT_REFRESH_FAILURES",
   "RATE_LIMIT_USER_DATA",
   "RATE_LIMIT_PHONE_NUMBER",
   "CALLERS",
   "CALLER_AUTH_BY_NETWORK",
+  "TLS_CERT_FILE",
+  "TLS_KEY_FILE",
+  "TLS_CLIENT_CA_FILE",
   "MAX_CONNECTIONS",
   "MAX_CONNECTIONS_PER_ADDRESS",
   "CONNECTION_FIRST_REQUEST_TIMEOUT",
@@ -111,10 +116,17 @@ export interface Config {
   };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
+  /**
+   * TLS on both ports (PEM files); null: cleartext. With clientCaFile, every connection must
+   * present a certificate that CA signed (mTLS), and its subject CN names the caller in CALLERS.
+   */
+  tls: { certFile: string; keyFile: string; clientCaFile: string | null } | null;
   /** Per minute; what is counted, and per what, is in docs/security.md. */
   rateLimits: {
     /** Failed Logins per end user's address or device (the caller's address without ClientInfo). */
     loginFailures: number;
+    /** Refreshes with an unknown or spent refresh token, per end user as for Logins. */
+    refreshFailures: number;
     /** DecryptUserData calls per user. */
     userData: number;
     /** GetPhoneNumber calls per user (WeChat bills each). */
@@ -122,10 +134,16 @@ export interface Config {
   };
 }
 
-/** One caller of the service: its name (for the logs), its bearer key, the methods it may call. */
+/**
+ * One caller of the service: its name (for the logs, and the subject CN of its client
+ * certificate under mTLS), its bearer key, the methods it may call.
+ */
 export interface CallerConfig {
   name: string;
-  /** The key itself, or keySha256: its SHA-256 in hex, so the configuration need not hold it. */
+  /**
+   * The key itself, or keySha256: its SHA-256 in hex, so the configuration need not hold it.
+   * Neither: the caller is known by its client certificate only (TLS_CLIENT_CA_FILE).
+   */
   key?: string;
   keySha256?: string;
   /** Short method names ("Login", "VerifyToken") or ["*"]. */
@@ -296,6 +314,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),
+    tls: parseTls(raw, problems),
     connections: {
       maxConnections: integer("MAX_CONNECTIONS", defaultConnections.maxConnections, 1, 10_000_000),
       maxPerAddress: integer("MAX_CONNECTIONS_PER_ADDRESS", defaultConnections.maxPerAddress, 1, 10_000_000),
@@ -304,6 +323,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     },
     rateLimits: {
       loginFailures: integer("RATE_LIMIT_LOGIN_FAILURES", 20, 1, 1_000_000),
+      refreshFailures: integer("RATE_LIMIT_REFRESH_FAILURES", 20, 1, 1_000_000),
       userData: integer("RATE_LIMIT_USER_DATA", 120, 1, 1_000_000),
       phoneNumbers: integer("RATE_LIMIT_PHONE_NUMBER", 10, 1, 1_000_000),
     },
@@ -311,7 +331,25 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
   const callerAuthByNetwork = flag("CALLER_AUTH_BY_NETWORK", false); // read always, so a typo is reported
   if (production && config.callers === null && !callerAuthByNetwork) {
     problems.push(
-      "CALLERS: required in production (or CALLER_AUTH_BY_NETWORK=true where the network alone decides who reaches the ports)",
+      "CALLERS: required in production, with a key per caller or client certificates (TLS_CLIENT_CA_FILE), or CALLER_AUTH_BY_NETWORK=true where the network alone decides who reaches the ports",
+    );
+  }
+  if (config.tls && config.wechat.mode === "sandbox") {
+    // The built-in sandbox is reached through the HTTP port, which would then want our certificate.
+    problems.push(
+      "TLS_CERT_FILE: the built-in WeChat sandbox runs on a cleartext port only; configure WeChat apps (WECHAT_APPS, WECHAT_API_BASE_URL for a sandbox server)",
+    );
+  }
+  if (config.tls?.clientCaFile && config.callers === null) {
+    problems.push(
+      "TLS_CLIENT_CA_FILE: needs CALLERS, which the certificates' names (subject CN) are matched against",
+    );
+  }
+  const certificateOnly =
+    config.callers?.filter((c) => c.key === undefined && c.keySha256 === undefined) ?? [];
+  if (certificateOnly.length > 0 && !config.tls?.clientCaFile) {
+    problems.push(
+      `CALLERS: ${certificateOnly.map((c) => c.name).join(", ")} has no key: callers known by certificate need TLS_CLIENT_CA_FILE`,
     );
   }
   if (problems.length > 0) throw new ConfigError(problems);
@@ -320,12 +358,39 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
 
 const APP_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
+function parseTls(raw: RawEnv, problems: string[]): Config["tls"] {
+  const { TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile, TLS_CLIENT_CA_FILE: clientCaFile } = raw;
+  if (certFile === undefined && keyFile === undefined) {
+    if (clientCaFile !== undefined) problems.push("TLS_CLIENT_CA_FILE: needs TLS_CERT_FILE and TLS_KEY_FILE");
+    return null;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    const [missing, given] =
+      certFile === undefined ? ["TLS_CERT_FILE", "TLS_KEY_FILE"] : ["TLS_KEY_FILE", "TLS_CERT_FILE"];
+    problems.push(`${missing}: needed with ${given} (PEM files: set both or neither)`);
+    return null;
+  }
+  for (const [name, file] of [
+    ["TLS_CERT_FILE", certFile],
+    ["TLS_KEY_FILE", keyFile],
+    ["TLS_CLIENT_CA_FILE", clientCaFile],
+  ] as const) {
+    if (file === undefined) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      problems.push(`${name}: cannot read ${file}`);
+    }
+  }
+  return { certFile, keyFile, clientCaFile: clientCaFile ?? null };
+}
+
 function parseCallers(raw: RawEnv, problems: string[]): CallerConfig[] | null {
   if (raw.CALLERS === undefined) return null;
   const problem = () => {
     // Never echo the value: it holds keys.
     problems.push(
-      `CALLERS: expected a JSON list like [{"name":"orders","key":"...","methods":["VerifyToken"]}] (key of at least 16 characters, or keySha256 in hex; methods from ${METHOD_NAMES.join(", ")} or "*")`,
+      `CALLERS: expected a JSON list like [{"name":"orders","key":"...","methods":["VerifyToken"]}] (key of at least 16 characters, or keySha256 in hex, or neither for a caller known by its client certificate; methods from ${METHOD_NAMES.join(", ")} or "*")`,
     );
     return [];
   };
@@ -341,7 +406,8 @@ function parseCallers(raw: RawEnv, problems: string[]): CallerConfig[] | null {
     const { name, key, keySha256, methods } = (entry ?? {}) as Record<string, unknown>;
     const validKey =
       (typeof key === "string" && key.length >= 16 && keySha256 === undefined) ||
-      (key === undefined && typeof keySha256 === "string" && /^[0-9a-f]{64}$/i.test(keySha256));
+      (key === undefined && typeof keySha256 === "string" && /^[0-9a-f]{64}$/i.test(keySha256)) ||
+      (key === undefined && keySha256 === undefined);
     const validMethods =
       Array.isArray(methods) &&
       methods.length > 0 &&
@@ -349,7 +415,8 @@ function parseCallers(raw: RawEnv, problems: string[]): CallerConfig[] | null {
     if (typeof name !== "string" || name.length === 0 || !validKey || !validMethods) return problem();
     callers.push({
       name,
-      ...(typeof key === "string" ? { key } : { keySha256: (keySha256 as string).toLowerCase() }),
+      ...(typeof key === "string" ? { key } : {}),
+      ...(typeof keySha256 === "string" ? { keySha256: keySha256.toLowerCase() } : {}),
       methods: methods as string[],
     });
   }

@@ -49,12 +49,14 @@ const routes: Record<string, Handler> = {
       code: text(body.code),
       // The mini-program makes one per wx.login code and sends it again on a retry.
       attemptId: text(body.attemptId),
-      client: { ip: clientIp(req), userAgent: req.headers["user-agent"] ?? "" },
+      client: clientInfo(req),
     });
     sendJson(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });
   },
   async "POST /api/auth/refresh"(identity, req, res) {
-    const { tokens } = await identity.refresh({ refreshToken: text((await readJson(req)).refreshToken) });
+    // With the end user's address: failed refreshes are limited per end user, not per BFF.
+    const refreshToken = text((await readJson(req)).refreshToken);
+    const { tokens } = await identity.refresh({ refreshToken, client: clientInfo(req) });
     sendJson(res, 200, tokenJson(tokens));
   },
   async "POST /api/auth/logout"(identity, req, res) {
@@ -100,6 +102,12 @@ const clientIp = (req: IncomingMessage) =>
   (req.headers["x-forwarded-for"]?.toString().split(",")[0] ?? req.socket.remoteAddress ?? "")
     .trim()
     .slice(0, 64);
+
+/** The end user as the service's rate limits count them. */
+const clientInfo = (req: IncomingMessage) => ({
+  ip: clientIp(req),
+  userAgent: req.headers["user-agent"] ?? "",
+});
 
 async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
   const chunks: Buffer[] = [];

@@ -158,6 +158,11 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
       tokenSettings: config.tokens,
       sessionSettings: config.tokens,
       clock,
+      refreshFailures: deps.rateLimiter({
+        name: "refresh-failures",
+        points: config.rateLimits.refreshFailures,
+        durationMs: MINUTE,
+      }),
     }),
     logout: createLogout({
       revocations,

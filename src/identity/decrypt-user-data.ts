@@ -1,4 +1,4 @@
-import { IdentityError, invalidArgument } from "../domain/errors.js";
+import { IdentityError } from "../domain/errors.js";
 import type { Clock, RateLimiter } from "../domain/ports.js";
 import {
   type DecryptedUserData,
@@ -22,9 +22,6 @@ export interface DecryptUserDataInput {
   maxAgeMs: number;
 }
 
-/** The largest encryptedData accepted (WeChat's blobs are a few KB at most). */
-const MAX_ENCRYPTED_LENGTH = 32 * 1024;
-
 /**
  * DecryptUserData: the user comes from the access token (checked as VerifyToken checks it), the
  * session_key from the vault; it never leaves the service. The current key is tried first, then
@@ -41,12 +38,6 @@ export function createDecryptUserData(deps: {
   return async function decryptUserData(input: DecryptUserDataInput): Promise<DecryptedUserData> {
     const claims = deps.verifyToken.verify(input.accessToken);
     await deps.perUser.take(`user:${claims.userId}`);
-    if (input.encryptedData.length === 0) throw invalidArgument("encrypted_data", "required");
-    if (input.encryptedData.length > MAX_ENCRYPTED_LENGTH)
-      throw invalidArgument("encrypted_data", `longer than ${MAX_ENCRYPTED_LENGTH} characters`);
-    if (input.iv.length === 0) throw invalidArgument("iv", "required");
-    if (Boolean(input.rawData) !== Boolean(input.signature))
-      throw invalidArgument(input.rawData ? "signature" : "raw_data", "raw_data and signature go together");
     const encrypted = decodeDamagedBase64("encrypted_data", input.encryptedData);
     const iv = decodeDamagedBase64("iv", input.iv);
     if (iv.length !== 16)

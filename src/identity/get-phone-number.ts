@@ -1,10 +1,7 @@
 import type { AppRegistry } from "../domain/app-registry.js";
-import { invalidArgument } from "../domain/errors.js";
 import type { PhoneNumber, RateLimiter, UserStore, WechatApi } from "../domain/ports.js";
 import type { AppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import type { VerifyToken } from "./verify-token.js";
-
-const MAX_PHONE_CODE_LENGTH = 128;
 
 /**
  * GetPhoneNumber: the user from the access token, the app's shared access_token, and WeChat's
@@ -27,10 +24,6 @@ export function createGetPhoneNumber(deps: {
   }): Promise<PhoneNumber> {
     const claims = deps.verifyToken.verify(input.accessToken);
     await deps.perUser.take(`user:${claims.userId}`);
-    if (input.phoneCode.length === 0)
-      throw invalidArgument("phone_code", "required: the getPhoneNumber button's code");
-    if (input.phoneCode.length > MAX_PHONE_CODE_LENGTH)
-      throw invalidArgument("phone_code", `longer than ${MAX_PHONE_CODE_LENGTH} characters`);
     const app = deps.apps.resolve(claims.appId);
     const phone = await deps.appAccessTokens.withToken(app, (accessToken) =>
       deps.wechat.getUserPhoneNumber(accessToken, input.phoneCode, claims.openid),

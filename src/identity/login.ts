@@ -1,12 +1,12 @@
 import { randomUUID } from "node:crypto";
 import type { AppRegistry } from "../domain/app-registry.js";
-import { IdentityError, invalidArgument } from "../domain/errors.js";
+import { IdentityError } from "../domain/errors.js";
 import type { AppCredentials, Clock, RateLimiter, SessionStore, UserRecord } from "../domain/ports.js";
-import { hasControlCharacters } from "../domain/text.js";
 import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
 import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
+import { type ClientInfo, endUserKeys } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 
 export interface LoginInput {
@@ -14,26 +14,13 @@ export interface LoginInput {
   code: string;
   /** Made by the client for this code and sent again on a retry; "" when it sends none. */
   attemptId: string;
-  client: { ip: string; userAgent: string; deviceId: string };
+  client: ClientInfo;
   /** The caller's network address: what failed logins are counted by when there is no ClientInfo. */
   callerAddress?: string;
 }
 
 /** Failures the client caused (not ours, not WeChat's): what the failed-login limit counts. */
 const CLIENT_FAULTS = new Set<string>(["INVALID_CODE", "CODE_USED", "HIGH_RISK_USER", "USER_DISABLED"]);
-
-/**
- * What identifies the end user behind a login, as the BFF passes it: the user's address and
- * device. The caller's own address only when there is neither, so that a BFF serving thousands
- * of users is never throttled as one client.
- */
-function clientKeys(input: LoginInput): string[] {
-  const keys: string[] = [];
-  if (input.client.ip) keys.push(`ip:${input.client.ip}`);
-  if (input.client.deviceId) keys.push(`device:${input.client.deviceId}`);
-  if (keys.length === 0 && input.callerAddress) keys.push(`caller:${input.callerAddress}`);
-  return keys;
-}
 
 export interface LoginResult {
   tokens: IssuedTokens;
@@ -46,32 +33,12 @@ export interface SessionSettings {
   sessionAbsoluteTtlMs: number;
 }
 
-const MAX_CODE_LENGTH = 128;
-const MAX_ATTEMPT_ID_LENGTH = 64;
-const PRINTABLE = /^[\x21-\x7e]+$/;
-
-/** Checked before WeChat is asked, so a refused request never spends its code. */
-function checkInput(input: LoginInput): LoginInput {
-  const fields = [
-    ["client.ip", input.client.ip],
-    ["client.user_agent", input.client.userAgent],
-    ["client.device_id", input.client.deviceId],
-  ] as const;
-  for (const [field, value] of fields) {
-    if (hasControlCharacters(value)) throw invalidArgument(field, "contains control characters");
-  }
-  if (input.code.length === 0) throw invalidArgument("code", "required: pass the code from wx.login()");
-  if (input.code.length > MAX_CODE_LENGTH)
-    throw invalidArgument("code", `longer than ${MAX_CODE_LENGTH} characters`);
-  if (!PRINTABLE.test(input.code)) throw invalidArgument("code", "contains spaces or non-ASCII characters");
-  if (input.attemptId.length > MAX_ATTEMPT_ID_LENGTH)
-    throw invalidArgument("attempt_id", `longer than ${MAX_ATTEMPT_ID_LENGTH} characters`);
-  if (input.attemptId !== "" && !PRINTABLE.test(input.attemptId))
-    throw invalidArgument("attempt_id", "contains spaces or non-ASCII characters");
-  if (input.client.ip.length > 64) throw invalidArgument("client.ip", "longer than 64 characters");
-  if (input.client.deviceId.length > 128)
-    throw invalidArgument("client.device_id", "longer than 128 characters");
-  // User agents are informational and sometimes huge: keep the start rather than refuse a login.
+/**
+ * The request's field limits are the proto's (buf.validate rules, checked by the transport before
+ * WeChat is asked, so a refused request never spends its code). User agents are informational and
+ * sometimes huge: the start is kept rather than the login refused.
+ */
+function trimInput(input: LoginInput): LoginInput {
   return { ...input, client: { ...input.client, userAgent: input.client.userAgent.slice(0, 512) } };
 }
 
@@ -92,9 +59,9 @@ export function createLogin(deps: {
   loginFailures: RateLimiter;
 }) {
   return async function login(rawInput: LoginInput): Promise<LoginResult> {
-    const input = checkInput(rawInput);
+    const input = trimInput(rawInput);
     const app = deps.apps.resolve(input.appId);
-    const keys = clientKeys(input);
+    const keys = endUserKeys(input.client, input.callerAddress);
     await Promise.all(keys.map((key) => deps.loginFailures.check(key)));
     try {
       return await logIn(input, app);

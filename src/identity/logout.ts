@@ -56,8 +56,6 @@ export function createLogout(deps: {
 
   return async function logout(input: LogoutInput): Promise<{ sessionsEnded: number }> {
     const { accessToken, refreshToken, allSessions } = input;
-    if (!accessToken && !refreshToken)
-      throw invalidArgument("access_token", "an access_token or a refresh_token is required");
     if (accessToken && !isAccessTokenShaped(accessToken)) throw invalidArgument("access_token", "not a JWT");
     if (refreshToken && !isRefreshTokenShaped(refreshToken))
       throw invalidArgument("refresh_token", "not a refresh token issued by this service");

@@ -1,5 +1,5 @@
-import { IdentityError, invalidArgument } from "../domain/errors.js";
-import type { Clock, RefreshableSession, SessionStore } from "../domain/ports.js";
+import { IdentityError } from "../domain/errors.js";
+import type { Clock, RateLimiter, RefreshableSession, SessionStore } from "../domain/ports.js";
 import type { Sealer } from "../domain/sealing.js";
 import {
   hashRefreshToken,
@@ -9,8 +9,11 @@ import {
 } from "../domain/tokens.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
+import { type ClientInfo, endUserKeys, NO_CLIENT_INFO } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 import type { SessionSettings } from "./login.js";
+
+const COUNTED_FAILURES = new Set<string>(["TOKEN_INVALID", "REFRESH_TOKEN_REUSED"]);
 
 /**
  * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
@@ -27,6 +30,8 @@ export function createRefresh(deps: {
   tokenSettings: TokenSettings;
   sessionSettings: SessionSettings & { refreshReuseGraceMs: number };
   clock: Clock;
+  /** Failed refreshes per end user; one over it is refused before the store is asked. */
+  refreshFailures: RateLimiter;
 }) {
   /** A new access token for the session, next to the refresh token it now holds. */
   const issue = (session: RefreshableSession, refreshToken: string, now: number): IssuedTokens =>
@@ -45,8 +50,28 @@ export function createRefresh(deps: {
       now,
     );
 
-  return async function refresh(refreshToken: string): Promise<IssuedTokens> {
-    if (refreshToken.length === 0) throw invalidArgument("refresh_token", "required");
+  /**
+   * Refreshes, counting the failures that point at guessing or a stolen token (an unknown token, a
+   * spent one again) against the end user. A session that simply ended (expired, logged out) is
+   * the normal end of a client's tokens and is not counted.
+   */
+  return async function refresh(
+    refreshToken: string,
+    from: { client?: ClientInfo; callerAddress?: string } = {},
+  ): Promise<IssuedTokens> {
+    const keys = endUserKeys(from.client ?? NO_CLIENT_INFO, from.callerAddress);
+    await Promise.all(keys.map((key) => deps.refreshFailures.check(key)));
+    try {
+      return await rotate(refreshToken);
+    } catch (err) {
+      if (err instanceof IdentityError && COUNTED_FAILURES.has(err.reason)) {
+        await Promise.all(keys.map((key) => deps.refreshFailures.count(key).catch(() => {})));
+      }
+      throw err;
+    }
+  };
+
+  async function rotate(refreshToken: string): Promise<IssuedTokens> {
     if (!isRefreshTokenShaped(refreshToken))
       throw new IdentityError("TOKEN_INVALID", "this is not a refresh token issued by this service");
 
@@ -87,7 +112,7 @@ export function createRefresh(deps: {
       "REFRESH_TOKEN_REUSED",
       "this refresh token was already used: the session has been ended, log in again",
     );
-  };
+  }
 }
 
 export type Refresh = ReturnType<typeof createRefresh>;

@@ -87,6 +87,7 @@ export async function startTestApp(
     KEY_ENCRYPTION_KEY: Buffer.alloc(32, 7).toString("base64"),
     // Every test of a file logs in from one address: the rate-limit tests set their own limits.
     RATE_LIMIT_LOGIN_FAILURES: "1000000",
+    RATE_LIMIT_REFRESH_FAILURES: "1000000",
     RATE_LIMIT_USER_DATA: "1000000",
     RATE_LIMIT_PHONE_NUMBER: "1000000",
     ...(database

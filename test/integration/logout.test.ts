@@ -104,6 +104,7 @@ describe.each(BACKENDS)("Logout (%s backends)", (backend) => {
     expect(await connectFailure(t.connect.logout({}))).toMatchObject({
       code: Code.InvalidArgument,
       field: "access_token",
+      message: "access_token: an access_token or a refresh_token is required",
     });
     expect(await connectFailure(t.connect.logout({ accessToken: "not a jwt" }))).toMatchObject({
       code: Code.InvalidArgument,

@@ -14,6 +14,7 @@ describe.each(BACKENDS)("rate limits (%s backends)", (backend) => {
     // The defaults for logins (20 failures a minute); small ones for the per-user calls.
     t = await startTestApp(backend, {
       RATE_LIMIT_LOGIN_FAILURES: "20",
+      RATE_LIMIT_REFRESH_FAILURES: "5",
       RATE_LIMIT_USER_DATA: "3",
       RATE_LIMIT_PHONE_NUMBER: "2",
     });
@@ -59,6 +60,43 @@ describe.each(BACKENDS)("rate limits (%s backends)", (backend) => {
     const { code } = t.sandbox.issueCode({ appId: APP.appId });
     const named = await t.grpc.call("login", { appId: APP.appId, code, client: { deviceId: "device-42" } });
     expect(named.tokens?.accessToken).toBeTruthy();
+  });
+
+  it("limits Refreshes with unknown or spent tokens per end user; an ended session's refresh is not counted", async () => {
+    const client = { ip: "198.51.100.20" };
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    const first = (await t.connect.login({ appId: APP.appId, code, client })).tokens;
+    const guessed = "A".repeat(first?.refreshToken.length ?? 43);
+    // Logged out: refreshing it fails as TOKEN_REVOKED however often, and counts for nothing.
+    await t.connect.logout({ refreshToken: first?.refreshToken ?? "" });
+    for (let i = 0; i < 6; i++) {
+      expect(
+        await connectFailure(t.connect.refresh({ refreshToken: first?.refreshToken ?? "", client })),
+      ).toMatchObject({
+        reason: "TOKEN_REVOKED",
+      });
+    }
+    for (let i = 0; i < 5; i++) {
+      expect(await connectFailure(t.connect.refresh({ refreshToken: guessed, client }))).toMatchObject({
+        reason: "TOKEN_INVALID",
+      });
+    }
+    const limited = await connectFailure(t.connect.refresh({ refreshToken: guessed, client }));
+    expect(limited).toMatchObject({ code: Code.ResourceExhausted, reason: "RATE_LIMITED" });
+
+    // The same end user's genuine token waits too; another user behind the same BFF does not.
+    const { code: code2 } = t.sandbox.issueCode({ appId: APP.appId });
+    const second = (await t.connect.login({ appId: APP.appId, code: code2, client })).tokens;
+    expect(
+      await connectFailure(t.connect.refresh({ refreshToken: second?.refreshToken ?? "", client })),
+    ).toMatchObject({
+      reason: "RATE_LIMITED",
+    });
+    const other = await t.connect.refresh({
+      refreshToken: second?.refreshToken ?? "",
+      client: { ip: "198.51.100.21" },
+    });
+    expect(other.tokens?.accessToken).toBeTruthy();
   });
 
   it("limits DecryptUserData and GetPhoneNumber per user", async () => {

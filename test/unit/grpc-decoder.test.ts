@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import {
+  CheckSessionKeyRequestSchema,
   LoginRequestSchema,
   RefreshRequestSchema,
   VerifyTokenRequestSchema,
@@ -28,8 +29,9 @@ function ours(bytes: Buffer): unknown {
 describe("the string-fields request decoder", () => {
   it("applies only to messages made of plain string fields", () => {
     expect(stringFieldsDecoder(VerifyTokenRequestSchema)).toBeTypeOf("function");
-    expect(stringFieldsDecoder(RefreshRequestSchema)).toBeTypeOf("function");
+    expect(stringFieldsDecoder(CheckSessionKeyRequestSchema)).toBeTypeOf("function");
     expect(stringFieldsDecoder(LoginRequestSchema)).toBeUndefined(); // has a message field
+    expect(stringFieldsDecoder(RefreshRequestSchema)).toBeUndefined();
   });
 
   it("gives exactly what fromBinary gives, for valid and invalid bytes alike", () => {

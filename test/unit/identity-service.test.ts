@@ -70,6 +70,47 @@ describe("the IdentityService mapping (in-memory router transport)", () => {
     });
   });
 
+  it("refuses what breaks the proto's buf.validate rules as INVALID_ARGUMENT naming the field, before WeChat", async () => {
+    const before = w.sandbox.stats.code2SessionCalls;
+    const login = (request: Parameters<typeof client.login>[0]) => connectFailure(client.login(request));
+    const cases: Array<[Promise<{ code: Code; reason?: string; field?: string; message: string }>, string]> =
+      [
+        [login({ appId: APP.appId, code: "" }), "code"],
+        [login({ appId: APP.appId, code: "x".repeat(129) }), "code"],
+        [login({ appId: APP.appId, code: "abc def" }), "code"],
+        [login({ appId: APP.appId, code: "c", attemptId: "not printable" }), "attempt_id"],
+        [login({ appId: APP.appId, code: "c", client: { ip: "10.0.0.1\u0000" } }), "client.ip"],
+        [
+          login({ appId: APP.appId, code: "c", client: { userAgent: "ua\r\nX-Injected: 1" } }),
+          "client.user_agent",
+        ],
+        [login({ appId: APP.appId, code: "c", client: { deviceId: "d".repeat(129) } }), "client.device_id"],
+        [connectFailure(client.refresh({ refreshToken: "" })), "refresh_token"],
+        [connectFailure(client.logout({})), "access_token"],
+        [connectFailure(client.getPhoneNumber({ accessToken: "t", phoneCode: "" })), "phone_code"],
+        [
+          connectFailure(
+            client.decryptUserData({ accessToken: "t", encryptedData: "e", iv: "i", rawData: "{}" }),
+          ),
+          "signature",
+        ],
+        [
+          connectFailure(
+            client.decryptUserData({ accessToken: "t", encryptedData: "e", iv: "i", signature: "ab" }),
+          ),
+          "raw_data",
+        ],
+      ];
+    for (const [failure, field] of cases) {
+      expect(await failure).toMatchObject({ code: Code.InvalidArgument, reason: "INVALID_ARGUMENT", field });
+    }
+    expect((await login({ appId: APP.appId, code: "" })).message).toBe("code: must be at least 1 characters");
+    expect((await connectFailure(client.logout({}))).message).toBe(
+      "access_token: an access_token or a refresh_token is required",
+    );
+    expect(w.sandbox.stats.code2SessionCalls).toBe(before);
+  });
+
   it("logs the failures the table marks (WeChat down), and not a user's bad code", async () => {
     const before = w.log.lines.length;
     await connectFailure(client.login({ appId: APP.appId, code: "never-issued" }));

@@ -1,5 +1,5 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { IdentityService } from "../../gen/identity/v1/identity_pb.js";
+import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../../identity/use-cases.js";
 import type { Logger } from "../../util/logger.js";
 import { checkSessionKeyRpc } from "./check-session-key.js";
@@ -20,12 +20,24 @@ export type IdentityServiceImpl = ServiceImpl<typeof IdentityService>;
  */
 export function createIdentityServiceImpl(useCases: UseCases, log: Logger): IdentityServiceImpl {
   return {
-    login: guarded(log, "Login", loginRpc(useCases.login)),
-    refresh: guarded(log, "Refresh", refreshRpc(useCases.refresh)),
-    logout: guarded(log, "Logout", logoutRpc(useCases.logout)),
-    verifyToken: guarded(log, "VerifyToken", verifyTokenRpc(useCases.verifyToken)),
-    decryptUserData: guarded(log, "DecryptUserData", decryptUserDataRpc(useCases.decryptUserData)),
-    getPhoneNumber: guarded(log, "GetPhoneNumber", getPhoneNumberRpc(useCases.getPhoneNumber)),
-    checkSessionKey: guarded(log, "CheckSessionKey", checkSessionKeyRpc(useCases.checkSessionKey)),
+    login: guarded(log, IdentityService.method.login, loginRpc(useCases.login)),
+    refresh: guarded(log, IdentityService.method.refresh, refreshRpc(useCases.refresh)),
+    logout: guarded(log, IdentityService.method.logout, logoutRpc(useCases.logout)),
+    verifyToken: guarded(log, IdentityService.method.verifyToken, verifyTokenRpc(useCases.verifyToken)),
+    decryptUserData: guarded(
+      log,
+      IdentityService.method.decryptUserData,
+      decryptUserDataRpc(useCases.decryptUserData),
+    ),
+    getPhoneNumber: guarded(
+      log,
+      IdentityService.method.getPhoneNumber,
+      getPhoneNumberRpc(useCases.getPhoneNumber),
+    ),
+    checkSessionKey: guarded(
+      log,
+      IdentityService.method.checkSessionKey,
+      checkSessionKeyRpc(useCases.checkSessionKey),
+    ),
   };
 }

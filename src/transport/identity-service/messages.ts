@@ -1,10 +1,19 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { AccessClaims } from "../../domain/tokens.js";
-import { ClaimsSchema, TokenPairSchema } from "../../gen/identity/v1/identity_pb.js";
+import {
+  ClaimsSchema,
+  type ClientInfo as ClientInfoMessage,
+  TokenPairSchema,
+} from "../../gen/identity/v1/identity_pb.js";
+import type { ClientInfo } from "../../identity/end-user.js";
 import type { IssuedTokens } from "../../identity/issue-token-pair.js";
 
-/** Messages more than one RPC answers with. */
+/** Messages more than one RPC reads or answers with. */
+
+export function fromClientInfo(client: ClientInfoMessage | undefined): ClientInfo {
+  return { ip: client?.ip ?? "", userAgent: client?.userAgent ?? "", deviceId: client?.deviceId ?? "" };
+}
 
 export function toTokenPair(tokens: IssuedTokens) {
   return create(TokenPairSchema, {

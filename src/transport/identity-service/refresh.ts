@@ -1,13 +1,20 @@
 import { create } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
 import {
   type RefreshRequest,
   type RefreshResponse,
   RefreshResponseSchema,
 } from "../../gen/identity/v1/identity_pb.js";
 import type { Refresh } from "../../identity/refresh.js";
-import { toTokenPair } from "./messages.js";
+import { callerAddressKey } from "../caller-address.js";
+import { fromClientInfo, toTokenPair } from "./messages.js";
 
 export const refreshRpc =
   (refresh: Refresh) =>
-  async (req: RefreshRequest): Promise<RefreshResponse> =>
-    create(RefreshResponseSchema, { tokens: toTokenPair(await refresh(req.refreshToken)) });
+  async (req: RefreshRequest, context: HandlerContext): Promise<RefreshResponse> => {
+    const tokens = await refresh(req.refreshToken, {
+      client: fromClientInfo(req.client),
+      callerAddress: context.values.get(callerAddressKey),
+    });
+    return create(RefreshResponseSchema, { tokens: toTokenPair(tokens) });
+  };
