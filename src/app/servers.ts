@@ -5,6 +5,7 @@ import { createConnectionGuard } from "../transport/connection-guard.js";
 import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
 import { createDualProtocolServer } from "../transport/http/dual-protocol-server.js";
 import { createHttpHandler } from "../transport/http/http-handler.js";
+import { readTlsMaterial } from "../transport/tls.js";
 import { errorSummary } from "../util/logger.js";
 import type { AppContext } from "./context.js";
 
@@ -26,6 +27,7 @@ export interface RunningServers {
 export async function startServers(ctx: AppContext): Promise<RunningServers> {
   const { config, log } = ctx;
   const callers = config.callers ? callerTable(config.callers) : null;
+  const tls = readTlsMaterial(config.tls);
   let serving = false;
   const grpc = await startGrpcThread({
     host: config.host,
@@ -39,6 +41,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     feed: ctx.replicaFeed,
     callers,
     connections: config.connections,
+    tls,
     onFailure(err) {
       // /healthz turns 503, so the orchestrator replaces this instance.
       serving = false;
@@ -59,7 +62,11 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       callerAuth: callers ? createCallerAuth(callers) : undefined,
       log,
     }),
-    { guard: createConnectionGuard(config.connections), idleTimeoutMs: config.connections.idleTimeoutMs },
+    {
+      guard: createConnectionGuard(config.connections),
+      idleTimeoutMs: config.connections.idleTimeoutMs,
+      tls,
+    },
   );
   try {
     await new Promise<void>((resolve, reject) => {

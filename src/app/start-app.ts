@@ -36,6 +36,12 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
         ? config.wechat.baseUrl
         : "",
     apps: config.wechat.apps.map((a) => a.appId),
+    transport: !config.tls
+      ? "cleartext"
+      : config.tls.clientCaFile
+        ? "TLS, client certificates verified"
+        : "TLS",
+    callers: config.callers ? config.callers.map((c) => c.name) : "not checked",
   });
   if (sandbox) {
     log.warn(

@@ -3,8 +3,8 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 
 /**
- * The client for BFF code: the whole IdentityService over Connect (binary, HTTP/2 without TLS
- * inside the network), with a deadline on every call.
+ * The client for BFF code: the whole IdentityService over Connect (binary, HTTP/2; cleartext
+ * inside the network, or TLS with an https:// baseUrl), with a deadline on every call.
  *
  *   const identity = createIdentityClient({ baseUrl: "http://identity:8080" });
  *   const { tokens, user } = await identity.login({ code, client: { ip, userAgent } });
@@ -14,6 +14,11 @@ export function createIdentityClient(options: {
   timeoutMs?: number;
   /** This caller's key (the service's CALLERS), sent as `authorization: Bearer` on every call. */
   callerKey?: string;
+  /**
+   * For an https:// baseUrl: the CA that signed the service's certificate (when not a public
+   * one), and this caller's client certificate and key under mTLS (PEM).
+   */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
 }) {
   const { callerKey } = options;
   return createClient(
@@ -23,6 +28,7 @@ export function createIdentityClient(options: {
       httpVersion: "2",
       useBinaryFormat: true,
       defaultTimeoutMs: options.timeoutMs ?? 5000,
+      ...(options.tls ? { nodeOptions: options.tls } : {}),
       interceptors: callerKey
         ? [
             (next) => (req) => {

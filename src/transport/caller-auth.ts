@@ -4,14 +4,26 @@ import type { CallerConfig } from "../config.js";
 import { errorWithInfo } from "../wire/errors.js";
 
 /**
- * Who may call which method: the CALLERS list, each caller a bearer key (or its SHA-256) and the
- * short method names it may call. One implementation for both ports; health, reflection, JWKS
- * and /healthz stay open.
+ * Who may call which method: the CALLERS list, each caller known by a bearer key (or its SHA-256)
+ * or, under mTLS, by its client certificate, with the short method names it may call. One
+ * implementation for both ports; health, reflection, JWKS and /healthz stay open.
  */
 export interface CallerAuth {
-  /** The caller's name, or the error to answer with (UNAUTHENTICATED or PERMISSION_DENIED). */
-  authorize(method: string, authorization: string | undefined): { caller: string } | { error: ConnectError };
+  /**
+   * The caller's name, or the error to answer with (UNAUTHENTICATED or PERMISSION_DENIED).
+   * `certificateName`: the subject CN of a client certificate the port's CA verified, if any.
+   */
+  authorize(
+    method: string,
+    authorization: string | undefined,
+    certificateName?: string,
+  ): { caller: string } | { error: ConnectError };
 }
+
+/** The subject CN of the connection's verified client certificate (mTLS), if any. */
+export const callerCertificateKey = createContextKey<string | undefined>(undefined, {
+  description: "the caller's verified certificate name",
+});
 
 /** The caller's name as a value of the handler context, for the logs; "" when callers are not checked. */
 export const callerNameKey = createContextKey<string>("", { description: "the authenticated caller" });
@@ -20,32 +32,49 @@ const sha256 = (text: string) => createHash("sha256").update(text).digest();
 
 /** The callers' table as structured-cloneable data (the gRPC thread is given it). */
 export interface CallerTable {
-  callers: Array<{ name: string; keySha256: Uint8Array; methods: string[] }>;
+  /** keySha256 null: known by its client certificate only. */
+  callers: Array<{ name: string; keySha256: Uint8Array | null; methods: string[] }>;
 }
 
 export function callerTable(callers: readonly CallerConfig[]): CallerTable {
   return {
     callers: callers.map((c) => ({
       name: c.name,
-      keySha256: c.key !== undefined ? sha256(c.key) : Buffer.from(c.keySha256 as string, "hex"),
+      keySha256:
+        c.key !== undefined
+          ? sha256(c.key)
+          : c.keySha256 !== undefined
+            ? Buffer.from(c.keySha256, "hex")
+            : null,
       methods: c.methods,
     })),
   };
 }
 
 export function createCallerAuth(table: CallerTable): CallerAuth {
-  const callers = table.callers.map((c) => ({ ...c, keySha256: Buffer.from(c.keySha256) }));
+  const callers = table.callers.map((c) => ({ ...c, keySha256: c.keySha256 && Buffer.from(c.keySha256) }));
+  const keyed = callers.filter((c) => c.keySha256 !== null);
   const unauthenticated = (why: string) => ({
     error: errorWithInfo(`caller not authenticated: ${why}`, Code.Unauthenticated, "CALLER_UNAUTHENTICATED"),
   });
   return {
-    authorize(method, authorization) {
-      const match = /^Bearer (\S+)$/i.exec(authorization?.trim() ?? "");
-      if (!match) return unauthenticated("send authorization: Bearer <caller key>");
-      // Compared as SHA-256 digests, each in constant time, against every caller.
-      const presented = sha256(match[1] as string);
-      let found: (typeof callers)[number] | undefined;
-      for (const caller of callers) if (timingSafeEqual(presented, caller.keySha256)) found = caller;
+    authorize(method, authorization, certificateName) {
+      // A verified certificate naming a caller is enough; otherwise the bearer key decides.
+      let found = certificateName === undefined ? undefined : callers.find((c) => c.name === certificateName);
+      if (!found) {
+        const match = /^Bearer (\S+)$/i.exec(authorization?.trim() ?? "");
+        if (!match) {
+          return unauthenticated(
+            certificateName === undefined
+              ? "send authorization: Bearer <caller key>"
+              : `the client certificate names no caller (${certificateName}) and no key was sent`,
+          );
+        }
+        // Compared as SHA-256 digests, each in constant time, against every caller with a key.
+        const presented = sha256(match[1] as string);
+        for (const caller of keyed)
+          if (timingSafeEqual(presented, caller.keySha256 as Buffer)) found = caller;
+      }
       if (!found) return unauthenticated("unknown key");
       if (!found.methods.includes("*") && !found.methods.includes(method)) {
         return {

@@ -1,5 +1,14 @@
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ConfigError, parseConfig, readEnv } from "../../src/config.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "tls");
+const TLS = {
+  TLS_CERT_FILE: join(FIXTURES, "server.pem"),
+  TLS_KEY_FILE: join(FIXTURES, "server.key"),
+  TLS_CLIENT_CA_FILE: join(FIXTURES, "ca.pem"),
+};
+const APPS = JSON.stringify([{ appId: "wx1", appSecret: "s" }]);
 
 function problems(raw: Record<string, string>): string[] {
   try {
@@ -93,6 +102,13 @@ describe("configuration", () => {
     [{ CALLERS: "[]" }, "CALLERS"],
     [{ CALLERS: '[{"name":"x","key":"short","methods":["*"]}]' }, "CALLERS"],
     [{ CALLERS: '[{"name":"x","key":"long-enough-key-123","methods":["Nope"]}]' }, "CALLERS"],
+    // A caller known by certificate only, without a client CA to verify one.
+    [{ CALLERS: '[{"name":"orders","methods":["VerifyToken"]}]' }, "CALLERS"],
+    [{ TLS_CERT_FILE: TLS.TLS_CERT_FILE }, "TLS_KEY_FILE"],
+    [{ ...TLS, WECHAT_APPS: APPS, TLS_KEY_FILE: "/nonexistent/server.key" }, "TLS_KEY_FILE"],
+    [{ TLS_CLIENT_CA_FILE: TLS.TLS_CLIENT_CA_FILE }, "TLS_CLIENT_CA_FILE"],
+    [{ ...TLS, WECHAT_APPS: APPS }, "TLS_CLIENT_CA_FILE"], // a client CA and no CALLERS to name
+    [{ TLS_CERT_FILE: TLS.TLS_CERT_FILE, TLS_KEY_FILE: TLS.TLS_KEY_FILE }, "TLS_CERT_FILE"], // built-in sandbox
   ])("refuses %o naming %s", (raw, variable) => {
     expect(problems(raw as Record<string, string>).some((p) => p.startsWith(`${variable}:`))).toBe(true);
   });
@@ -120,6 +136,21 @@ describe("configuration", () => {
     expect(
       problems({ CALLERS: '[{"name":"x","key":"secret-key-never-echoed","methods":["Nope"]}]' }).join(),
     ).not.toContain("secret-key-never-echoed");
+  });
+
+  it("takes TLS files, and callers known by certificate only under a client CA", () => {
+    const config = parseConfig({
+      ...TLS,
+      WECHAT_APPS: APPS,
+      CALLERS: JSON.stringify([{ name: "orders", methods: ["VerifyToken"] }]),
+    });
+    expect(config.tls).toEqual({
+      certFile: TLS.TLS_CERT_FILE,
+      keyFile: TLS.TLS_KEY_FILE,
+      clientCaFile: TLS.TLS_CLIENT_CA_FILE,
+    });
+    expect(config.callers).toEqual([{ name: "orders", methods: ["VerifyToken"] }]);
+    expect(parseConfig({}).tls).toBeNull();
   });
 
   it("never echoes a URL that may hold a password", () => {

@@ -91,7 +91,7 @@ function unaryHandler(
   call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
   options: AdapterOptions,
 ) {
-  const { callerAuth } = options;
+  const { callerAuth, certificates } = options;
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
@@ -101,9 +101,11 @@ function unaryHandler(
     let caller = "";
     if (callerAuth) {
       const authorization = serverCall.metadata.get("authorization")[0];
+      const cn = certificates ? serverCall.getAuthContext()?.sslPeerCertificate?.subject?.CN : undefined;
       const auth = callerAuth.authorize(
         method.name,
         typeof authorization === "string" ? authorization : undefined,
+        typeof cn === "string" && cn.length > 0 ? cn : undefined,
       );
       if ("error" in auth) return fail(callback, auth.error);
       caller = auth.caller;
@@ -141,6 +143,8 @@ export function addGrpcService(
 export interface AdapterOptions {
   /** When given, every call must come from a caller allowed the method. */
   callerAuth?: CallerAuth;
+  /** mTLS: a caller may be known by its verified client certificate. */
+  certificates?: boolean;
 }
 
 /** Adds every (unary) method of a Connect ServiceImpl to a grpc-js server. */

@@ -6,6 +6,7 @@ import { file_google_rpc_error_details } from "../../gen/google/rpc/error_detail
 import { Health as HealthService } from "../../gen/grpc/health/v1/health_pb.js";
 import type { CallerAuth } from "../caller-auth.js";
 import { type ConnectionGuard, type ConnectionLimits, createConnectionGuard } from "../connection-guard.js";
+import type { TlsMaterial } from "../tls.js";
 import { addConnectService } from "./grpc-adapter.js";
 import { addHealthService, type HealthStatus } from "./health-service.js";
 import { addReflectionService } from "./reflection-service.js";
@@ -16,6 +17,8 @@ export interface GrpcServerOptions<S extends DescService> {
   maxReceiveBytes: number;
   /** When given, the service's calls must come from allowed callers; health and reflection stay open. */
   callerAuth?: CallerAuth;
+  /** TLS (and with a client CA, mTLS) instead of cleartext. */
+  tls?: TlsMaterial | null;
   /** When given, connections are capped and silent ones closed (see connection-guard.ts). */
   connections?: ConnectionLimits & {
     /** A connection with no call this long is closed (GOAWAY). */
@@ -55,9 +58,13 @@ export function createGrpcServer<S extends DescService>(options: GrpcServerOptio
         }
       : {}),
   });
+  const credentials = serverCredentials(options.tls);
   const guard = limits ? createConnectionGuard(limits) : undefined;
-  const listener = guard ? createGuardedListener(server, guard) : undefined;
-  addConnectService(server, options.service, options.impl, { callerAuth: options.callerAuth });
+  const listener = guard ? createGuardedListener(server, guard, credentials) : undefined;
+  addConnectService(server, options.service, options.impl, {
+    callerAuth: options.callerAuth,
+    certificates: Boolean(options.tls?.clientCa),
+  });
 
   const health = addHealthService(server, ["", options.service.typeName]);
   // grpcurl and `buf curl` discover the API through reflection (v1 and v1alpha).
@@ -70,7 +77,7 @@ export function createGrpcServer<S extends DescService>(options: GrpcServerOptio
       listener
         ? listener.listen(host, port)
         : new Promise((resolve, reject) => {
-            server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, boundPort) =>
+            server.bindAsync(`${host}:${port}`, credentials, (err, boundPort) =>
               err ? reject(err) : resolve(boundPort),
             );
           }),
@@ -92,12 +99,44 @@ export function createGrpcServer<S extends DescService>(options: GrpcServerOptio
 }
 
 /**
+ * TLS credentials for the port. With a client CA, a client certificate is asked for and verified
+ * but not required, as on the HTTP port: health and reflection stay open to anyone, and the
+ * service's calls need a verified certificate or a caller key (grpc-adapter). createSsl() can only
+ * require one, so this goes through grpc-js' certificate-provider credentials, fed the material
+ * once.
+ */
+function serverCredentials(tls: TlsMaterial | null | undefined): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const identity = staticProvider({ certificate: Buffer.from(tls.cert), privateKey: Buffer.from(tls.key) });
+  const ca = tls.clientCa ? staticProvider({ caCertificate: Buffer.from(tls.clientCa) }) : null;
+  return grpc.experimental.createCertificateProviderServerCredentials(identity, ca, false);
+}
+
+function staticProvider(
+  update: Partial<grpc.experimental.IdentityCertificateUpdate & grpc.experimental.CaCertificateUpdate>,
+): grpc.experimental.CertificateProvider {
+  // grpc-js starts listening to a provider just before it registers the server that waits for
+  // the update: an answer given at once would reach nobody.
+  const give = (listener: (u: never) => void) => queueMicrotask(() => listener(update as never));
+  return {
+    addCaCertificateListener: give,
+    addIdentityCertificateListener: give,
+    removeCaCertificateListener: () => {},
+    removeIdentityCertificateListener: () => {},
+  };
+}
+
+/**
  * The port as a net server of our own, so that every connection passes the guard before grpc-js
  * gets it (through its connection injector). A connection counts as served once it speaks; one
  * that then runs no call is closed by grpc-js after the idle timeout.
  */
-function createGuardedListener(server: grpc.Server, guard: ConnectionGuard) {
-  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+function createGuardedListener(
+  server: grpc.Server,
+  guard: ConnectionGuard,
+  credentials: grpc.ServerCredentials,
+) {
+  const injector = server.createConnectionInjector(credentials);
   const sockets = new Set<Socket>();
   const net = createNetServer({ noDelay: true }, (socket) => {
     if (!guard.admit(socket)) return;

@@ -1,11 +1,15 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from "node:http";
 import {
+  createSecureServer as createHttp2SecureServer,
   createServer as createHttp2Server,
+  type Http2SecureServer,
+  type Http2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
 } from "node:http2";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
 import type { ConnectionGuard } from "../connection-guard.js";
+import type { TlsMaterial } from "../tls.js";
 
 export type RequestHandler = (
   req: IncomingMessage | Http2ServerRequest,
@@ -15,7 +19,8 @@ export type RequestHandler = (
 const HTTP2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
- * One cleartext port for HTTP/1.1 and h2c (prior knowledge). Node's http2 server does not fall
+ * One port for HTTP/1.1 and HTTP/2. With TLS, Node's secure http2 server picks by ALPN and falls
+ * back to HTTP/1.1 itself. In cleartext (h2c with prior knowledge), Node's http2 server does not fall
  * back to HTTP/1.1 without TLS, so each connection's first bytes are read: the HTTP/2 preface
  * goes to the http2 server, anything else to the http1 server. Either way the bytes are put back
  * with unshift() and the socket itself is handed over: an http2 session reads what is buffered on
@@ -29,6 +34,8 @@ export function createDualProtocolServer(
     guard?: ConnectionGuard;
     /** An HTTP/2 connection without streams this long gets GOAWAY. */
     idleTimeoutMs?: number;
+    /** TLS (and with a client CA, mTLS) instead of cleartext. */
+    tls?: TlsMaterial | null;
   } = {},
 ): {
   server: Server;
@@ -37,8 +44,21 @@ export function createDualProtocolServer(
   const { guard } = options;
   const http1 = createHttp1Server(handler as (req: IncomingMessage, res: ServerResponse) => void);
   http1.keepAliveTimeout = 65_000;
-  const http2 = createHttp2Server(handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const http2Handler = handler as (req: Http2ServerRequest, res: Http2ServerResponse) => void;
+  const secure = options.tls ? createSecureServer(options.tls, http2Handler) : undefined;
+  const http2 = createHttp2Server(http2Handler);
   const sockets = new Set<Socket>();
+  if (guard && secure) {
+    // HTTP/1.1 and HTTP/2 requests alike; the socket is the connection's (a proxy under HTTP/2).
+    const served = new WeakSet<object>();
+    secure.on("request", (req: Http2ServerRequest, res: Http2ServerResponse) => {
+      const socket = req.socket;
+      if (served.has(socket)) return;
+      served.add(socket);
+      const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
+      res.once("finish", () => guard.served(peer));
+    });
+  }
   if (guard) {
     // Each connection tells the guard once, when its first request is done.
     const served = new WeakSet<Socket>();
@@ -58,7 +78,9 @@ export function createDualProtocolServer(
   }
   if (options.idleTimeoutMs) {
     const idleMs = options.idleTimeoutMs;
-    http2.on("session", (session) => session.setTimeout(idleMs, () => session.close()));
+    for (const server of [http2, secure] as Array<Http2Server | Http2SecureServer | undefined>) {
+      server?.on("session", (session) => session.setTimeout(idleMs, () => session.close()));
+    }
   }
 
   // No Nagle: a small response written behind another unacknowledged one would otherwise wait
@@ -68,6 +90,10 @@ export function createDualProtocolServer(
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
+    if (secure) {
+      secure.emit("connection", socket);
+      return;
+    }
     let received = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
@@ -94,4 +120,24 @@ export function createDualProtocolServer(
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+function createSecureServer(
+  tls: TlsMaterial,
+  handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+): Http2SecureServer {
+  const server = createHttp2SecureServer(
+    {
+      allowHTTP1: true,
+      cert: tls.cert,
+      key: tls.key,
+      // Asked for and verified, not required: /healthz and the JWKS stay open to a probe without
+      // one, and the service's calls need a verified certificate or a caller key (caller-auth.ts).
+      ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+    },
+    handler,
+  );
+  // Its HTTP/1.1 fallback reads this as the cleartext http1 server does (unset: no idle limit).
+  Object.assign(server, { keepAliveTimeout: 65_000 });
+  return server;
 }

@@ -19,7 +19,8 @@ import {
 import { errorSummary, type Logger } from "../../util/logger.js";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
-import { type CallerAuth, callerNameKey } from "../caller-auth.js";
+import { type CallerAuth, callerCertificateKey, callerNameKey } from "../caller-auth.js";
+import { verifiedCertificateName } from "../tls.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
 import { explainingTransportErrors } from "./transport-errors.js";
 
@@ -118,6 +119,9 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     // into URLs and so into access logs and proxies: every RPC answers POST only.
     if (req.method === "GET") return refuseGet(res as NodeResponse);
     const contextValues = createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? "");
+    if (options.callerAuth) {
+      contextValues.set(callerCertificateKey, verifiedCertificateName(req.socket));
+    }
     const uReq = universalRequestFromNodeRequest(req, res as NodeResponse, undefined, contextValues);
     rpc(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as NodeResponse))
@@ -143,7 +147,11 @@ function refuseGet(res: NodeResponse) {
 /** Refuses a call from an unknown caller, or of a method its caller may not call. */
 function callerAuthInterceptor(auth: CallerAuth): Interceptor {
   return (next) => async (req) => {
-    const result = auth.authorize(req.method.name, req.header.get("authorization") ?? undefined);
+    const result = auth.authorize(
+      req.method.name,
+      req.header.get("authorization") ?? undefined,
+      req.contextValues.get(callerCertificateKey),
+    );
     if ("error" in result) throw result.error;
     req.contextValues.set(callerNameKey, result.caller);
     return next(req);

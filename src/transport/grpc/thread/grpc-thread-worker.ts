@@ -71,7 +71,7 @@ const handOver = (method: string) => (request: unknown, context: HandlerContext)
 const impl: Record<string, unknown> = Object.fromEntries(
   IdentityService.methods.map((m) => [m.localName, handOver(m.localName)]),
 );
-const verifyToken = guarded(log, "VerifyToken", verifyTokenRpc(replica.verifyToken));
+const verifyToken = guarded(log, IdentityService.method.verifyToken, verifyTokenRpc(replica.verifyToken));
 impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
   return verifyToken(request, context);
@@ -82,6 +82,7 @@ const grpc = createGrpcServer({
   impl: impl as Partial<IdentityServiceImpl>,
   maxReceiveBytes: data.maxReceiveBytes,
   callerAuth: data.callers ? createCallerAuth(data.callers) : undefined,
+  tls: data.tls,
   connections: data.connections,
 });
 

@@ -17,6 +17,7 @@ import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { type CallerTable, callerNameKey } from "../../caller-auth.js";
 import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
+import type { TlsMaterial } from "../../tls.js";
 import type { GrpcServerOptions } from "../grpc-server.js";
 
 /**
@@ -41,6 +42,7 @@ export interface GrpcThreadData {
   /** Who may call what (CALLERS); null: callers are not checked. */
   callers: CallerTable | null;
   connections: GrpcServerOptions<DescService>["connections"];
+  tls: TlsMaterial | null;
   /** The replica's updates, in order. */
   updates: MessagePort;
   /**
@@ -95,6 +97,8 @@ export interface GrpcThreadOptions {
   callers?: CallerTable | null;
   /** Caps and timeouts of the port's connections; none: unguarded. */
   connections?: GrpcServerOptions<DescService>["connections"];
+  /** TLS (mTLS with a client CA); none: cleartext. */
+  tls?: TlsMaterial | null;
   /** The thread ended on its own after it started: this instance no longer serves gRPC. */
   onFailure(err: Error): void;
 }
@@ -119,6 +123,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     snapshot: options.feed.snapshot(),
     callers: options.callers ?? null,
     connections: options.connections,
+    tls: options.tls ?? null,
     updates: updates.port2,
     updatesPosted,
   };
