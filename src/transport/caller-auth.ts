@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import { Code, type ConnectError, createContextKey } from "@connectrpc/connect";
 import type { CallerConfig } from "../config.js";
 import { errorWithInfo } from "../wire/errors.js";
@@ -28,7 +28,9 @@ export const callerCertificateKey = createContextKey<string | undefined>(undefin
 /** The caller's name as a value of the handler context, for the logs; "" when callers are not checked. */
 export const callerNameKey = createContextKey<string>("", { description: "the authenticated caller" });
 
-const sha256 = (text: string) => createHash("sha256").update(text).digest();
+// The one-shot hash: createHash() cost 0.6 µs more on every call (1.9 against 1.3 µs), and
+// authorize() 3.0 against 1.5 µs in all (npm run bench:checks).
+const sha256 = (text: string) => hash("sha256", text, "buffer");
 
 /** The callers' table as structured-cloneable data (the gRPC thread is given it). */
 export interface CallerTable {
