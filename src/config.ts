@@ -54,6 +54,8 @@ export const CONFIG_VARIABLES = [
   "MAX_CONNECTIONS_PER_ADDRESS",
   "CONNECTION_FIRST_REQUEST_TIMEOUT",
   "CONNECTION_IDLE_TIMEOUT",
+  "SHUTDOWN_DELAY",
+  "SHUTDOWN_TIMEOUT",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -116,6 +118,13 @@ export interface Config {
   };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
+  /** What SIGTERM does (app/servers.ts). */
+  shutdown: {
+    /** Health says NOT_SERVING this long while calls are still served, so balancers stop sending. */
+    delayMs: number;
+    /** Then calls in flight get this long to finish before connections are cut. */
+    drainTimeoutMs: number;
+  };
   /**
    * TLS on both ports (PEM files); null: cleartext. With clientCaFile, every connection must
    * present a certificate that CA signed (mTLS), and its subject CN names the caller in CALLERS.
@@ -195,13 +204,15 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     return n;
   }
 
-  function duration(name: keyof RawEnv, fallbackSeconds: number): number {
+  function duration(name: keyof RawEnv, fallbackSeconds: number, minSeconds = 1): number {
     const value = raw[name];
     if (value === undefined) return fallbackSeconds;
     const match = DURATION.exec(value.trim());
     const seconds = match ? Number(match[1]) * (UNIT_SECONDS[match[2] ?? "s"] ?? 1) : Number.NaN;
-    if (!(seconds >= 1)) {
-      problems.push(`${name}: expected a duration like 900s, 15m, 2h or 7d (at least 1s), got "${value}"`);
+    if (!(seconds >= minSeconds)) {
+      problems.push(
+        `${name}: expected a duration like 900s, 15m, 2h or 7d (at least ${minSeconds}s), got "${value}"`,
+      );
       return fallbackSeconds;
     }
     return Math.floor(seconds);
@@ -315,6 +326,10 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),
     tls: parseTls(raw, problems),
+    shutdown: {
+      delayMs: duration("SHUTDOWN_DELAY", 5, 0) * SECOND,
+      drainTimeoutMs: duration("SHUTDOWN_TIMEOUT", 20) * SECOND,
+    },
     connections: {
       maxConnections: integer("MAX_CONNECTIONS", defaultConnections.maxConnections, 1, 10_000_000),
       maxPerAddress: integer("MAX_CONNECTIONS_PER_ADDRESS", defaultConnections.maxPerAddress, 1, 10_000_000),

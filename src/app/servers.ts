@@ -1,4 +1,5 @@
 import type { AddressInfo } from "node:net";
+import { setTimeout } from "node:timers/promises";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import { callerTable, createCallerAuth } from "../transport/caller-auth.js";
 import { createConnectionGuard } from "../transport/connection-guard.js";
@@ -9,13 +10,14 @@ import { readTlsMaterial } from "../transport/tls.js";
 import { errorSummary } from "../util/logger.js";
 import type { AppContext } from "./context.js";
 
-/** How long a stopping gRPC server lets running calls finish. */
-const GRPC_DRAIN_MS = 5000;
-
 export interface RunningServers {
   grpcPort: number;
   httpPort: number;
-  /** Health checks answer NOT_SERVING, running calls finish (bounded), the ports close. */
+  /**
+   * Health answers NOT_SERVING at once while calls are still served for SHUTDOWN_DELAY, so
+   * balancers stop sending; then both ports stop accepting, calls in flight finish (up to
+   * SHUTDOWN_TIMEOUT) and the connections close.
+   */
   stop(): Promise<void>;
 }
 
@@ -88,11 +90,11 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     async stop() {
       serving = false;
       grpc.setServing(false);
-      await new Promise<void>((resolve) => {
-        http.server.close(() => resolve());
-        http.closeConnections();
-      });
-      await grpc.stop(GRPC_DRAIN_MS);
+      if (config.shutdown.delayMs > 0) await setTimeout(config.shutdown.delayMs);
+      await Promise.all([
+        http.drain(config.shutdown.drainTimeoutMs),
+        grpc.stop(config.shutdown.drainTimeoutMs),
+      ]);
     },
   };
 }

@@ -10,6 +10,7 @@ export interface RunningApp {
   /** Present when the built-in WeChat sandbox serves (no WeChat credentials configured). */
   sandbox: WechatSandbox | undefined;
   log: Logger;
+  /** Health turns NOT_SERVING, calls in flight finish, then the ports and pools close. */
   stop(): Promise<void>;
 }
 
@@ -48,14 +49,16 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
       "running on the built-in WeChat sandbox: logins are simulated; set WECHAT_APP_ID and WECHAT_APP_SECRET for real ones",
     );
   }
+  // Once, however often it is asked (SIGTERM, then an impatient SIGINT).
+  let stopped: Promise<void> | undefined;
   return {
     grpcPort: servers.grpcPort,
     httpPort: servers.httpPort,
     sandbox,
     log,
-    async stop() {
-      await servers.stop();
-      await ctx.close();
+    stop() {
+      stopped ??= servers.stop().finally(() => ctx.close());
+      return stopped;
     },
   };
 }

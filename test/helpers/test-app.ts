@@ -88,6 +88,9 @@ export async function startTestApp(
     // Every test of a file logs in from one address: the rate-limit tests set their own limits.
     RATE_LIMIT_LOGIN_FAILURES: "1000000",
     RATE_LIMIT_REFRESH_FAILURES: "1000000",
+    // Tests stop their apps often: no balancer to warn (the shutdown test sets its own).
+    SHUTDOWN_DELAY: "0s",
+    SHUTDOWN_TIMEOUT: "2s",
     RATE_LIMIT_USER_DATA: "1000000",
     RATE_LIMIT_PHONE_NUMBER: "1000000",
     ...(database

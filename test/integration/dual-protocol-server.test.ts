@@ -21,8 +21,7 @@ describe("one cleartext port for HTTP/1.1 and h2c", () => {
     port = (dual.server.address() as AddressInfo).port;
   });
   afterAll(() => {
-    dual.closeConnections();
-    dual.server.close();
+    return dual.drain(0);
   });
 
   async function h2Requests(url: string, paths: string[]): Promise<string[]> {

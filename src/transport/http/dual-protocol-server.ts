@@ -6,8 +6,10 @@ import {
   type Http2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
+  type ServerHttp2Session,
 } from "node:http2";
 import { createServer as createNetServer, type Server, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import type { ConnectionGuard } from "../connection-guard.js";
 import type { TlsMaterial } from "../tls.js";
 
@@ -39,7 +41,11 @@ export function createDualProtocolServer(
   } = {},
 ): {
   server: Server;
-  closeConnections(): void;
+  /**
+   * Stops accepting, lets requests in flight finish (HTTP/2: GOAWAY; HTTP/1.1: the connection
+   * closes after its response), then cuts whatever is still open after `timeoutMs`.
+   */
+  drain(timeoutMs: number): Promise<void>;
 } {
   const { guard } = options;
   const http1 = createHttp1Server(handler as (req: IncomingMessage, res: ServerResponse) => void);
@@ -76,6 +82,35 @@ export function createDualProtocolServer(
       session.once("stream", (stream) => stream.once("close", () => guard.served(peer)));
     });
   }
+  // What a drain waits for: HTTP/2 sessions, and HTTP/1.1 connections with requests in flight.
+  let draining = false;
+  const sessions = new Set<ServerHttp2Session>();
+  for (const server of [http2, secure] as Array<Http2Server | Http2SecureServer | undefined>) {
+    server?.on("session", (session) => {
+      sessions.add(session);
+      session.once("close", () => sessions.delete(session));
+      if (draining) session.close();
+    });
+  }
+  const http1Sockets = new Map<Duplex, number>(); // -> requests in flight
+  const trackHttp1 = (
+    req: IncomingMessage | Http2ServerRequest,
+    res: ServerResponse | Http2ServerResponse,
+  ) => {
+    if (req.httpVersionMajor !== 1) return;
+    const socket = req.socket as Duplex;
+    http1Sockets.set(socket, (http1Sockets.get(socket) ?? 0) + 1);
+    if (draining) res.setHeader("connection", "close");
+    res.once("close", () => {
+      const inFlight = (http1Sockets.get(socket) ?? 1) - 1;
+      http1Sockets.set(socket, inFlight);
+      if (draining && inFlight === 0) socket.end();
+    });
+    socket.once("close", () => http1Sockets.delete(socket));
+  };
+  http1.on("request", trackHttp1);
+  secure?.on("request", trackHttp1);
+
   if (options.idleTimeoutMs) {
     const idleMs = options.idleTimeoutMs;
     for (const server of [http2, secure] as Array<Http2Server | Http2SecureServer | undefined>) {
@@ -116,7 +151,21 @@ export function createDualProtocolServer(
 
   return {
     server,
-    closeConnections() {
+    async drain(timeoutMs) {
+      draining = true;
+      server.close();
+      for (const session of sessions) session.close();
+      for (const [socket, inFlight] of http1Sockets) if (inFlight === 0) socket.end();
+      // Connections that never sent a byte have nothing to finish.
+      for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
+      const closed = new Promise<void>((resolve) => {
+        const check = () => (sockets.size === 0 ? resolve() : undefined);
+        for (const socket of sockets) socket.once("close", check);
+        check();
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+      clearTimeout(timer);
       for (const socket of sockets) socket.destroy();
     },
   };
