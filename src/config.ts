@@ -56,6 +56,7 @@ export const CONFIG_VARIABLES = [
   "CONNECTION_IDLE_TIMEOUT",
   "SHUTDOWN_DELAY",
   "SHUTDOWN_TIMEOUT",
+  "STARTUP_TIMEOUT",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -118,6 +119,8 @@ export interface Config {
   };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
+  /** How long a start waits for Postgres and Redis to answer before it gives up. */
+  startupTimeoutMs: number;
   /** What SIGTERM does (app/servers.ts). */
   shutdown: {
     /** Health says NOT_SERVING this long while calls are still served, so balancers stop sending. */
@@ -326,6 +329,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),
     tls: parseTls(raw, problems),
+    startupTimeoutMs: duration("STARTUP_TIMEOUT", 60) * SECOND,
     shutdown: {
       delayMs: duration("SHUTDOWN_DELAY", 5, 0) * SECOND,
       drainTimeoutMs: duration("SHUTDOWN_TIMEOUT", 20) * SECOND,

@@ -16,6 +16,7 @@ import {
   type IdentityServiceImpl,
 } from "../transport/identity-service/identity-service.js";
 import { createLogger, type Logger } from "../util/logger.js";
+import { describeUrl, openAtStart } from "../util/open-at-start.js";
 import { createWechatClient } from "../wechat/client.js";
 import { createIdentityServices } from "./identity-services.js";
 import { keyEncryptionKey } from "./key-encryption-key.js";
@@ -71,10 +72,32 @@ export async function createAppContext(
   try {
     // First: a key file that cannot be read stops the start before anything is opened.
     const kek = await keyEncryptionKey(config, log);
-    const database = await openDatabase(config);
+    // A dependency still starting (containers come up together) is waited for, named in the log.
+    const startup = { timeoutMs: config.startupTimeoutMs, log };
+    const openAndMigrate = async () => {
+      const opened = await openDatabase(config);
+      try {
+        await opened.migrate();
+        return opened;
+      } catch (err) {
+        await opened.close().catch(() => {});
+        throw err;
+      }
+    };
+    const database = config.databaseUrl
+      ? await openAtStart(`Postgres at ${describeUrl(config.databaseUrl)}`, openAndMigrate, {
+          ...startup,
+          retryable: isPostgresUnreachable,
+        })
+      : await openAndMigrate();
     cleanups.push(() => database.close());
-    await database.migrate();
-    const storage = await openSharedStorage(config, { clock, log });
+    const storage = config.redisUrl
+      ? await openAtStart(
+          `Redis at ${describeUrl(config.redisUrl)}`,
+          () => openSharedStorage(config, { clock, log }),
+          startup,
+        )
+      : await openSharedStorage(config, { clock, log });
     cleanups.push(() => storage.close());
 
     // No WeChat credentials: the built-in sandbox, mounted on the HTTP port, for loopback callers
@@ -133,4 +156,21 @@ export async function createAppContext(
     await close();
     throw err;
   }
+}
+
+/** Postgres not (yet) there: refused, unresolvable, timed out, or still starting up (57P03). */
+function isPostgresUnreachable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return (
+    typeof code === "string" &&
+    [
+      "ECONNREFUSED",
+      "ENOTFOUND",
+      "EAI_AGAIN",
+      "ETIMEDOUT",
+      "ECONNRESET",
+      "CONNECT_TIMEOUT",
+      "57P03",
+    ].includes(code)
+  );
 }

@@ -106,7 +106,14 @@ export async function startTestApp(
     ...env,
   });
   const log = memoryLogger();
-  let app = await startApp(config, { log, clock: options.clock });
+  let app: RunningApp;
+  try {
+    app = await startApp(config, { log, clock: options.clock });
+  } catch (err) {
+    await wechat.close();
+    await database?.drop();
+    throw err;
+  }
   let paused = false;
   const httpUrl = `http://127.0.0.1:${app.httpPort}`;
   const connect = createClient(

@@ -123,3 +123,38 @@ describe.runIf(hasRedisServer)("a Redis outage", () => {
     expect(recovered).toBe(true);
   });
 });
+
+describe.runIf(hasRedisServer)("a dependency that is down at start", () => {
+  it("is waited for, named in the log without its password, and the service starts once it answers", async () => {
+    const port = await freePort();
+    let started: TestApp | undefined;
+    const starting = startTestApp("embedded", {
+      REDIS_URL: `redis://:hunter2@127.0.0.1:${port}`,
+      STARTUP_TIMEOUT: "30s",
+    }).then((t) => {
+      started = t;
+      return t;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(started).toBeUndefined();
+    const redis = await startRedis(port);
+    const t = await starting;
+    try {
+      expect(await loginToken(t)).toBeTruthy();
+      const waits = t.log.lines.filter((l) => l.message.includes("not answering"));
+      expect(waits.length).toBeGreaterThan(0);
+      expect(waits[0]?.message).toBe(`Redis at redis://127.0.0.1:${port} not answering; trying again`);
+      expect(JSON.stringify(t.log.lines)).not.toContain("hunter2");
+    } finally {
+      await t.stop();
+      redis.kill("SIGKILL");
+    }
+  });
+
+  it("gives up after STARTUP_TIMEOUT with an error naming it", async () => {
+    const port = await freePort();
+    await expect(
+      startTestApp("embedded", { REDIS_URL: `redis://127.0.0.1:${port}`, STARTUP_TIMEOUT: "1s" }),
+    ).rejects.toThrow(`Redis at redis://127.0.0.1:${port} not answering after`);
+  });
+});

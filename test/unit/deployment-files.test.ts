@@ -12,6 +12,7 @@ const compose = parse(readFileSync("docker-compose.yml", "utf8")) as {
       ports?: string[];
       healthcheck?: unknown;
       depends_on?: Record<string, { condition: string }>;
+      stop_grace_period?: string;
     }
   >;
 };
@@ -60,6 +61,12 @@ describe("docker-compose.yml", () => {
       `${config.grpcPort}:${config.grpcPort}`,
       `${config.httpPort}:${config.httpPort}`,
     ]);
+  });
+
+  it("gives a stopping service longer than its shutdown delay and drain take", () => {
+    const { shutdown } = parseConfig({});
+    const grace = Number(/^(\d+)s$/.exec(identity?.stop_grace_period ?? "")?.[1]) * 1000;
+    expect(grace).toBeGreaterThan(shutdown.delayMs + shutdown.drainTimeoutMs);
   });
 
   it("runs in production mode, which requires real WeChat credentials, a key-encryption key and its callers", () => {
