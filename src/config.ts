@@ -20,6 +20,7 @@ export const CONFIG_VARIABLES = [
   "HTTP_PORT",
   "DATABASE_URL",
   "DATABASE_POOL_SIZE",
+  "DATABASE_STATEMENT_TIMEOUT",
   "DATA_DIR",
   "REDIS_URL",
   "REDIS_KEY_PREFIX",
@@ -57,6 +58,7 @@ export const CONFIG_VARIABLES = [
   "SHUTDOWN_DELAY",
   "SHUTDOWN_TIMEOUT",
   "STARTUP_TIMEOUT",
+  "REQUEST_TIMEOUT",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -71,6 +73,8 @@ export interface Config {
   databaseUrl: string | null;
   /** Connections to DATABASE_URL per instance (postgres.js pipelines queries on each). */
   databasePoolSize: number;
+  /** Postgres ends a statement that runs or waits on a lock longer (statement_timeout). */
+  databaseStatementTimeoutMs: number;
   dataDir: string;
   /** null: the in-process store. */
   redisUrl: string | null;
@@ -119,6 +123,8 @@ export interface Config {
   };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
+  /** The deadline of a call whose caller set none (grpc-timeout, connect-timeout-ms). */
+  requestTimeoutMs: number;
   /** How long a start waits for Postgres and Redis to answer before it gives up. */
   startupTimeoutMs: number;
   /** What SIGTERM does (app/servers.ts). */
@@ -318,6 +324,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
     // postgres.js pipelines queries on each connection, so a few carry the load (docs/benchmarks.md).
     databasePoolSize: integer("DATABASE_POOL_SIZE", 4, 1, 1000),
+    databaseStatementTimeoutMs: duration("DATABASE_STATEMENT_TIMEOUT", 5) * SECOND,
     dataDir: raw.DATA_DIR ?? "./.data",
     redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
     redisKeyPrefix: raw.REDIS_KEY_PREFIX ?? "identity:",
@@ -330,6 +337,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     callers: parseCallers(raw, problems),
     tls: parseTls(raw, problems),
     startupTimeoutMs: duration("STARTUP_TIMEOUT", 60) * SECOND,
+    requestTimeoutMs: duration("REQUEST_TIMEOUT", 15) * SECOND,
     shutdown: {
       delayMs: duration("SHUTDOWN_DELAY", 5, 0) * SECOND,
       drainTimeoutMs: duration("SHUTDOWN_TIMEOUT", 20) * SECOND,

@@ -143,7 +143,7 @@ export async function createAppContext(
       keyRing,
       revocations,
       useCases,
-      impl: createIdentityServiceImpl(useCases, log),
+      impl: createIdentityServiceImpl(useCases, log, { defaultTimeoutMs: config.requestTimeoutMs }),
       replicaFeed: createReplicaFeed(keyRing, revocations),
       sandbox,
       routes,

@@ -23,10 +23,11 @@ const NETWORK_CODES = new Set([
 
 /**
  * SQLSTATE classes/codes that mean "the database cannot serve right now": connection (08),
- * authorization (28), missing database (3D000), resources (53), shutdown (57P), lock timeout.
+ * authorization (28), missing database (3D000), resources (53), shutdown (57P), lock timeout,
+ * and a statement cancelled by DATABASE_STATEMENT_TIMEOUT (57014): a database too slow to answer.
  */
 function isPostgresOutage(code: string): boolean {
-  return /^(08|28|53|57P)/.test(code) || code === "3D000" || code === "55P03";
+  return /^(08|28|53|57P)/.test(code) || code === "3D000" || code === "55P03" || code === "57014";
 }
 
 /** The string `code`s along an error's cause chain (drivers wrap each other's errors). */

@@ -36,12 +36,18 @@ export function migrationsFolder(): string {
 // Any constant works; it only has to be the same for every instance of the service.
 const MIGRATION_LOCK_ID = 7_263_001;
 
-export function openPostgres(url: string, options: { maxConnections: number }): DatabaseHandle {
+export function openPostgres(
+  url: string,
+  options: { maxConnections: number; statementTimeoutMs?: number },
+): DatabaseHandle {
   const client = postgres(url, {
     max: options.maxConnections,
     connect_timeout: 5,
     idle_timeout: 60,
     onnotice: () => {},
+    // Postgres ends any statement that runs (or waits on a lock) longer: it is not carried out
+    // behind the back of a caller who gave up, and the call answers UNAVAILABLE.
+    ...(options.statementTimeoutMs ? { connection: { statement_timeout: options.statementTimeoutMs } } : {}),
   });
   return {
     db: drizzlePostgres(client, { schema }),
@@ -105,12 +111,15 @@ export async function openPglite(dataDir: string): Promise<DatabaseHandle> {
  * with DATA_DIR=memory://).
  */
 export function openDatabase(
-  config: Pick<Config, "databaseUrl" | "databasePoolSize" | "dataDir">,
+  config: Pick<Config, "databaseUrl" | "databasePoolSize" | "dataDir" | "databaseStatementTimeoutMs">,
   options: { maxConnections?: number } = {},
 ): Promise<DatabaseHandle> {
   if (config.databaseUrl) {
     return Promise.resolve(
-      openPostgres(config.databaseUrl, { maxConnections: options.maxConnections ?? config.databasePoolSize }),
+      openPostgres(config.databaseUrl, {
+        maxConnections: options.maxConnections ?? config.databasePoolSize,
+        statementTimeoutMs: config.databaseStatementTimeoutMs,
+      }),
     );
   }
   return openPglite(config.dataDir === "memory://" ? "memory://" : join(config.dataDir, "pglite"));

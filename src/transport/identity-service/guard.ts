@@ -1,33 +1,76 @@
 import type { DescMethod, Message } from "@bufbuild/protobuf";
-import type { HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { IdentityError } from "../../domain/errors.js";
 import type { Logger } from "../../util/logger.js";
 import { toConnectError } from "../../wire/errors.js";
 import { callerNameKey } from "../caller-auth.js";
 import { requestRules } from "./request-rules.js";
 
+export interface GuardOptions {
+  /** A call whose caller set no deadline gets this one. */
+  defaultTimeoutMs?: number;
+}
+
 /**
- * Runs an RPC's handler on a request that keeps the proto's rules, with its errors mapped to what
- * the client sees. A synchronous handler's answer stays synchronous (VerifyToken from the cache:
- * no promise hops).
+ * Runs an RPC's handler on a request that keeps the proto's rules, within its deadline, with its
+ * errors mapped to what the client sees. A synchronous handler's answer stays synchronous
+ * (VerifyToken from the cache: no promise hops, no timer).
  */
 export function guarded<Req extends Message, Res>(
   log: Logger,
   method: DescMethod,
   handler: (req: Req, context: HandlerContext) => Promise<Res> | Res,
+  options: GuardOptions = {},
 ) {
   const rpc = method.name;
   const checkRules = requestRules<Req>(method.input);
+  const fail = (err: unknown, context: HandlerContext) =>
+    toConnectError(err, log, rpc, context.values.get(callerNameKey));
   return (req: Req, context: HandlerContext): Promise<Res> | Res => {
     try {
       checkRules?.(req);
       const result = handler(req, context);
-      return result instanceof Promise
-        ? result.catch((err: unknown) => {
-            throw toConnectError(err, log, rpc, context.values.get(callerNameKey));
-          })
-        : result;
+      if (!(result instanceof Promise)) return result;
+      return withinDeadline(result, context, options.defaultTimeoutMs).catch((err: unknown) => {
+        throw fail(err, context);
+      });
     } catch (err) {
-      throw toConnectError(err, log, rpc, context.values.get(callerNameKey));
+      throw fail(err, context);
     }
   };
+}
+
+/**
+ * The answer, or DEADLINE_EXCEEDED once the caller's deadline (else the default) has passed, or
+ * CANCELED once the caller went away: whatever the call still waits on, the caller is answered
+ * in time. What the work still holds is bounded below it (DATABASE_STATEMENT_TIMEOUT, the WeChat
+ * and Redis timeouts), so nothing it started runs on for long.
+ */
+function withinDeadline<T>(work: Promise<T>, context: HandlerContext, defaultTimeoutMs?: number): Promise<T> {
+  const callerTimeoutMs = context.timeoutMs();
+  const timeoutMs = callerTimeoutMs ?? defaultTimeoutMs;
+  const signal = context.signal;
+  if (timeoutMs === undefined && !signal) return work;
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const ended = new Promise<never>((_, reject) => {
+    const deadlineExceeded = () =>
+      reject(
+        new IdentityError("DEADLINE_EXCEEDED", `no answer within the call's deadline (${timeoutMs} ms)`),
+      );
+    if (timeoutMs !== undefined) timer = setTimeout(deadlineExceeded, Math.max(0, timeoutMs));
+    onAbort = () => {
+      const reason = ConnectError.from(signal.reason);
+      if (reason.code === Code.DeadlineExceeded) deadlineExceeded();
+      else reject(new ConnectError("the caller cancelled the call", Code.Canceled));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener("abort", onAbort, { once: true });
+  });
+  // The work's own failure after the caller was answered must not go unhandled.
+  work.catch(() => {});
+  return Promise.race([work, ended]).finally(() => {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  });
 }

@@ -5,7 +5,7 @@ import type { Logger } from "../../util/logger.js";
 import { checkSessionKeyRpc } from "./check-session-key.js";
 import { decryptUserDataRpc } from "./decrypt-user-data.js";
 import { getPhoneNumberRpc } from "./get-phone-number.js";
-import { guarded } from "./guard.js";
+import { type GuardOptions, guarded } from "./guard.js";
 import { loginRpc } from "./login.js";
 import { logoutRpc } from "./logout.js";
 import { refreshRpc } from "./refresh.js";
@@ -18,12 +18,21 @@ export type IdentityServiceImpl = ServiceImpl<typeof IdentityService>;
  * request to its use case's input and the result to the response; errors go through the one
  * table in wire/errors.ts.
  */
-export function createIdentityServiceImpl(useCases: UseCases, log: Logger): IdentityServiceImpl {
+export function createIdentityServiceImpl(
+  useCases: UseCases,
+  log: Logger,
+  options: GuardOptions = {},
+): IdentityServiceImpl {
   return {
-    login: guarded(log, IdentityService.method.login, loginRpc(useCases.login)),
-    refresh: guarded(log, IdentityService.method.refresh, refreshRpc(useCases.refresh)),
-    logout: guarded(log, IdentityService.method.logout, logoutRpc(useCases.logout)),
-    verifyToken: guarded(log, IdentityService.method.verifyToken, verifyTokenRpc(useCases.verifyToken)),
+    login: guarded(log, IdentityService.method.login, loginRpc(useCases.login), options),
+    refresh: guarded(log, IdentityService.method.refresh, refreshRpc(useCases.refresh), options),
+    logout: guarded(log, IdentityService.method.logout, logoutRpc(useCases.logout), options),
+    verifyToken: guarded(
+      log,
+      IdentityService.method.verifyToken,
+      verifyTokenRpc(useCases.verifyToken),
+      options,
+    ),
     decryptUserData: guarded(
       log,
       IdentityService.method.decryptUserData,

@@ -1,0 +1,103 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import { REAL_DATABASE_URL } from "../helpers/backends.js";
+import { connectFailure } from "../helpers/failures.js";
+import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+
+const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
+
+/**
+ * A raw Connect call with only the deadline header (no client-side timer), so what comes back is
+ * the server's own answer.
+ */
+async function loginWithDeadlineHeader(t: TestApp, code: string, timeoutMs?: number) {
+  const res = await fetch(`${t.httpUrl}/identity.v1.IdentityService/Login`, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      ...(timeoutMs ? { "connect-timeout-ms": String(timeoutMs) } : {}),
+    },
+    body: JSON.stringify({ appId: APP.appId, code }),
+  });
+  const body = (await res.json()) as { code: string; details?: Array<{ debug?: { reason?: string } }> };
+  return {
+    status: res.status,
+    code: body.code as string,
+    reason: body.details?.[0]?.debug?.reason as string,
+  };
+}
+
+describe.each(BACKENDS)("deadlines (%s backends)", (backend) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // WeChat answers in 3 s here; the service would wait 5 s for it.
+    t = await startTestApp(backend, { WECHAT_TIMEOUT_MS: "5000", REQUEST_TIMEOUT: "2s" });
+  });
+  afterAll(() => t.stop());
+
+  it("answers DEADLINE_EXCEEDED at the caller's deadline (connect-timeout-ms), or at REQUEST_TIMEOUT without one", async () => {
+    t.sandbox.setLatency(3000);
+    try {
+      const [withHeader, withDefault] = await Promise.all([
+        loginWithDeadlineHeader(t, t.sandbox.issueCode({ appId: APP.appId }).code, 500),
+        loginWithDeadlineHeader(t, t.sandbox.issueCode({ appId: APP.appId }).code),
+      ]);
+      expect(withHeader).toEqual({ status: 504, code: "deadline_exceeded", reason: "DEADLINE_EXCEEDED" });
+      expect(withDefault).toEqual({ status: 504, code: "deadline_exceeded", reason: "DEADLINE_EXCEEDED" });
+    } finally {
+      t.sandbox.setLatency(0);
+    }
+  });
+});
+
+/** A table locked under the service: nothing waits past its deadline, and nothing is lost. */
+describe.runIf(REAL_DATABASE_URL)("a locked table (real Postgres)", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    // No reuse grace: a rotation carried out behind a caller's back would show as REFRESH_TOKEN_REUSED.
+    t = await startTestApp("real", { DATABASE_STATEMENT_TIMEOUT: "2s", REFRESH_TOKEN_REUSE_GRACE: "0" });
+  });
+  afterAll(() => t.stop());
+
+  it("answers Refreshes by their deadline or UNAVAILABLE, and each token refreshes once the lock is gone", async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { code } = t.sandbox.issueCode({ appId: APP.appId });
+      tokens.push((await t.connect.login({ appId: APP.appId, code })).tokens?.refreshToken ?? "");
+    }
+    const locker = postgres(t.config.databaseUrl as string, { max: 1, onnotice: () => {} });
+    const short = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "1.1", defaultTimeoutMs: 1000 }),
+    );
+    try {
+      await locker.begin(async (tx) => {
+        await tx`lock table refresh_tokens in access exclusive mode`;
+        // Short deadlines give up first; without one, the statement timeout answers.
+        const withDeadline = await Promise.all(
+          tokens.slice(0, 4).map((refreshToken) =>
+            short.refresh({ refreshToken }).then(
+              () => "answered",
+              (e: unknown) => ConnectError.from(e).code,
+            ),
+          ),
+        );
+        expect(withDeadline).toEqual([1, 2, 3, 4].map(() => Code.DeadlineExceeded));
+        expect(await connectFailure(t.connect.refresh({ refreshToken: tokens[4] as string }))).toMatchObject({
+          code: Code.Unavailable,
+          reason: "STORAGE_UNAVAILABLE",
+        });
+        // Held past the statement timeout: what the abandoned calls started has been cancelled.
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+      });
+      for (const refreshToken of tokens) {
+        expect((await t.connect.refresh({ refreshToken })).tokens?.refreshToken).toBeTruthy();
+      }
+    } finally {
+      await locker.end();
+    }
+  });
+});
