@@ -242,7 +242,12 @@ export interface StableToken {
 
 /** WeChat's server API as the service uses it. Failures are IdentityErrors with WeChat reasons. */
 export interface WechatApi {
-  code2Session(app: AppCredentials, code: string): Promise<Code2SessionResult>;
+  /** `timeoutMs`: what is left of the caller's deadline; the call takes at most that (or its own timeout). */
+  code2Session(
+    app: AppCredentials,
+    code: string,
+    options?: { timeoutMs?: number },
+  ): Promise<Code2SessionResult>;
   /** The app's access_token (cgi-bin/stable_token); forceRefresh makes WeChat issue a new one. */
   stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken>;
   /** The phone number behind a getPhoneNumber button code (wxa/business/getuserphonenumber). */

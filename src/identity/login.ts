@@ -17,7 +17,14 @@ export interface LoginInput {
   client: ClientInfo;
   /** The caller's network address: what failed logins are counted by when there is no ClientInfo. */
   callerAddress?: string;
+  /** When the caller stops waiting (Date.now() ms): WeChat is asked only with time left to answer. */
+  deadlineAt?: number;
 }
+
+/** Less time than this left and WeChat is not asked (a round trip to it takes ~50-300 ms). */
+const MIN_WECHAT_MS = 100;
+/** Kept back from WeChat's share of a deadline, to store the session and answer. */
+const ANSWER_MS = 50;
 
 /** Failures the client caused (not ours, not WeChat's): what the failed-login limit counts. */
 const CLIENT_FAULTS = new Set<string>(["INVALID_CODE", "CODE_USED", "HIGH_RISK_USER", "USER_DISABLED"]);
@@ -74,7 +81,17 @@ export function createLogin(deps: {
   };
 
   async function logIn(input: LoginInput, app: AppCredentials): Promise<LoginResult> {
-    const attempt = await deps.codeExchange.exchange(app, input.code, input.attemptId);
+    let timeoutMs: number | undefined;
+    if (input.deadlineAt !== undefined) {
+      // WeChat gets what is left but a moment to answer in: a WeChat too slow for the caller's
+      // deadline is then reported as such (WECHAT_UNAVAILABLE), not as the caller's timeout.
+      timeoutMs = input.deadlineAt - Date.now() - ANSWER_MS;
+      // Too late to ask: the code is kept unspent for a retry with a longer deadline.
+      if (timeoutMs < MIN_WECHAT_MS) {
+        throw new IdentityError("DEADLINE_EXCEEDED", "too little of the call's deadline left to ask WeChat");
+      }
+    }
+    const attempt = await deps.codeExchange.exchange(app, input.code, input.attemptId, { timeoutMs });
     const wechat = attempt.session;
     const now = deps.clock.now();
     // A retry of the attempt stores (idempotently) and answers the session its first try planned.

@@ -102,13 +102,14 @@ export function createCodeExchange(deps: {
     app: AppCredentials,
     code: string,
     attemptId: string,
+    call: { timeoutMs?: number },
   ): Promise<LoginAttempt> {
     const deadline = deps.clock.now() + waitTimeoutMs;
     for (;;) {
       if (await deps.kv.setIfAbsent(key, PENDING + attemptId, waitTimeoutMs)) {
         let session: Code2SessionResult;
         try {
-          session = await deps.wechat.code2Session(app, code);
+          session = await deps.wechat.code2Session(app, code, call);
         } catch (err) {
           await deps.kv.delete(key).catch(() => {});
           throw err;
@@ -123,7 +124,7 @@ export function createCodeExchange(deps: {
         if (value !== PENDING + attemptId) throw codeUsed();
         if (deps.clock.now() > deadline) {
           // The claimant is stuck or gone: let WeChat decide about the code.
-          return attemptOf(key, attemptId, await deps.wechat.code2Session(app, code), undefined);
+          return attemptOf(key, attemptId, await deps.wechat.code2Session(app, code, call), undefined);
         }
         await pause(PEER_POLL_INTERVAL_MS);
         continue;
@@ -136,7 +137,12 @@ export function createCodeExchange(deps: {
 
   return {
     /** The code's exchange for this attempt (`attemptId` "" : a client that sends none). */
-    exchange(app: AppCredentials, code: string, attemptId: string): Promise<LoginAttempt> {
+    exchange(
+      app: AppCredentials,
+      code: string,
+      attemptId: string,
+      call: { timeoutMs?: number } = {},
+    ): Promise<LoginAttempt> {
       // The store sees only a hash of the code, never the code itself.
       const key = storageKeys.codeExchange(app.appId, createHash("sha256").update(code).digest("base64url"));
       const running = inFlight.get(key);
@@ -145,7 +151,7 @@ export function createCodeExchange(deps: {
           ? running.attempt
           : Promise.reject(codeUsed());
       }
-      const attempt = claimOrWait(key, app, code, attemptId).finally(() => inFlight.delete(key));
+      const attempt = claimOrWait(key, app, code, attemptId, call).finally(() => inFlight.delete(key));
       inFlight.set(key, { attemptId, attempt });
       return attempt;
     },

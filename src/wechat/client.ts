@@ -61,6 +61,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     url: string,
     jsonBody?: Record<string, unknown>,
     reusedSocketRetry = true,
+    timeoutMs = options.timeoutMs,
   ): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       let settled = false;
@@ -116,27 +117,31 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
         if (reusedSocketRetry && request.reusedSocket && err.code === "ECONNRESET" && !settled) {
           settled = true;
           clearTimeout(timer);
-          requestJson(url, jsonBody, false).then(resolve, reject);
+          requestJson(url, jsonBody, false, timeoutMs).then(resolve, reject);
           return;
         }
         fail("connection failed");
       });
       const timer = setTimeout(() => {
-        fail(`no answer within ${options.timeoutMs} ms`);
+        fail(`no answer within ${timeoutMs} ms`);
         request.destroy();
-      }, options.timeoutMs);
+      }, timeoutMs);
       request.end(payload);
     });
   }
 
-  async function code2SessionOnce(app: AppCredentials, code: string): Promise<Code2SessionResult> {
+  async function code2SessionOnce(
+    app: AppCredentials,
+    code: string,
+    timeoutMs: number,
+  ): Promise<Code2SessionResult> {
     const query = new URLSearchParams({
       appid: app.appId,
       secret: app.appSecret,
       js_code: code,
       grant_type: "authorization_code",
     });
-    const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`);
+    const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`, undefined, true, timeoutMs);
     const errcode = errcodeOf(body);
     if (errcode !== 0) throw code2SessionError(errcode);
     const openid = text(body.openid, 128);
@@ -208,18 +213,21 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       agents.http.destroy();
       agents.https.destroy();
     },
-    async code2Session(app, code) {
+    async code2Session(app, code, call = {}) {
+      // Never past the caller's deadline: an answer after it would reach nobody, and the code
+      // would be spent for nothing.
+      const until = Date.now() + Math.min(options.timeoutMs, call.timeoutMs ?? Number.POSITIVE_INFINITY);
       try {
-        return await code2SessionOnce(app, code);
+        return await code2SessionOnce(app, code, until - Date.now());
       } catch (err) {
-        // errcode -1 is "system busy, retry later": one retry after a random pause. Nothing else
-        // is retried: a timed-out exchange may have consumed the code.
+        // errcode -1 is "system busy, retry later": one retry after a random pause, if there is
+        // time left. Nothing else is retried: a timed-out exchange may have consumed the code.
         if (
           err instanceof IdentityError &&
           err.metadata.wechat_errcode === String(WECHAT_ERRCODES.SYSTEM_BUSY)
         ) {
           await new Promise((resolve) => setTimeout(resolve, Math.random() * jitterMs));
-          return await code2SessionOnce(app, code);
+          if (until - Date.now() > 0) return await code2SessionOnce(app, code, until - Date.now());
         }
         throw err;
       }

@@ -38,18 +38,31 @@ describe.each(BACKENDS)("deadlines (%s backends)", (backend) => {
   });
   afterAll(() => t.stop());
 
-  it("answers DEADLINE_EXCEEDED at the caller's deadline (connect-timeout-ms), or at REQUEST_TIMEOUT without one", async () => {
+  it("asks WeChat only within the caller's deadline, and answers DEADLINE_EXCEEDED at REQUEST_TIMEOUT without one", async () => {
     t.sandbox.setLatency(3000);
     try {
       const [withHeader, withDefault] = await Promise.all([
-        loginWithDeadlineHeader(t, t.sandbox.issueCode({ appId: APP.appId }).code, 500),
+        loginWithDeadlineHeader(t, t.sandbox.issueCode({ appId: APP.appId }).code, 800),
         loginWithDeadlineHeader(t, t.sandbox.issueCode({ appId: APP.appId }).code),
       ]);
-      expect(withHeader).toEqual({ status: 504, code: "deadline_exceeded", reason: "DEADLINE_EXCEEDED" });
+      // WeChat was given what was left of 800 ms, and is named as the one too slow.
+      expect(withHeader).toEqual({ status: 503, code: "unavailable", reason: "WECHAT_UNAVAILABLE" });
       expect(withDefault).toEqual({ status: 504, code: "deadline_exceeded", reason: "DEADLINE_EXCEEDED" });
     } finally {
       t.sandbox.setLatency(0);
     }
+  });
+
+  it("keeps the code unspent when too little of the deadline is left to ask WeChat", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    const calls = t.sandbox.stats.code2SessionCalls;
+    expect(await loginWithDeadlineHeader(t, code, 60)).toEqual({
+      status: 504,
+      code: "deadline_exceeded",
+      reason: "DEADLINE_EXCEEDED",
+    });
+    expect(t.sandbox.stats.code2SessionCalls).toBe(calls);
+    expect((await t.connect.login({ appId: APP.appId, code })).tokens?.accessToken).toBeTruthy();
   });
 });
 

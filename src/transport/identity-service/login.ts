@@ -8,7 +8,7 @@ import {
 } from "../../gen/identity/v1/identity_pb.js";
 import type { Login } from "../../identity/login.js";
 import { callerAddressKey } from "../caller-address.js";
-import { fromClientInfo, toTokenPair } from "./messages.js";
+import { deadlineOf, fromClientInfo, toTokenPair } from "./messages.js";
 
 export const loginRpc =
   (login: Login) =>
@@ -18,6 +18,7 @@ export const loginRpc =
       code: req.code,
       attemptId: req.attemptId,
       callerAddress: context.values.get(callerAddressKey),
+      deadlineAt: deadlineOf(context),
       client: fromClientInfo(req.client),
     });
     return create(LoginResponseSchema, {

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext } from "@connectrpc/connect";
 import type { AccessClaims } from "../../domain/tokens.js";
 import {
   ClaimsSchema,
@@ -10,6 +11,12 @@ import type { ClientInfo } from "../../identity/end-user.js";
 import type { IssuedTokens } from "../../identity/issue-token-pair.js";
 
 /** Messages more than one RPC reads or answers with. */
+
+/** When the caller stops waiting (Date.now() ms), if it said (grpc-timeout, connect-timeout-ms). */
+export function deadlineOf(context: HandlerContext): number | undefined {
+  const left = context.timeoutMs();
+  return left === undefined ? undefined : Date.now() + left;
+}
 
 export function fromClientInfo(client: ClientInfoMessage | undefined): ClientInfo {
   return { ip: client?.ip ?? "", userAgent: client?.userAgent ?? "", deviceId: client?.deviceId ?? "" };
