@@ -4,8 +4,21 @@ import { errorSummary, type Logger } from "../util/logger.js";
 import { createWatchers } from "../util/watchers.js";
 import { createRevocationMirror, type RevocationEntry } from "./revocation-mirror.js";
 
-/** The safety net behind pub/sub: a revocation whose message was lost is seen within this. */
+/** The safety net behind pub/sub: every known revocation is reloaded this often. */
 export const REVOCATION_RESYNC_INTERVAL_MS = 5 * 60_000;
+
+/**
+ * Between resyncs, the revocations of the last moments are read from Postgres this often, so a
+ * Logout reaches every instance within about this long even while Redis (pub/sub) is down. The
+ * query reads the partial index on revoked_at: a few rows, once a second per instance.
+ */
+export const REVOCATION_POLL_INTERVAL_MS = 1000;
+/**
+ * How far back each poll looks: its interval plus room for a revoking instance's clock running
+ * behind and for a revocation committed a while after its revoked_at was taken (a statement
+ * runs at most DATABASE_STATEMENT_TIMEOUT, 5 s by default).
+ */
+const REVOCATION_POLL_WINDOW_MS = 10_000;
 
 const entries = (sessions: readonly RevokedSession[]): RevocationEntry[] =>
   sessions.map((s) => [s.id, s.forgetAfter.getTime()]);
@@ -57,6 +70,26 @@ export function createRevocations(deps: {
   }
 
   let timer: NodeJS.Timeout | undefined;
+  let pollTimer: NodeJS.Timeout | undefined;
+  let polling = false;
+  let pollFailing = false;
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    try {
+      add(
+        entries(await deps.sessions.listRevokedSince(new Date(deps.clock.now() - REVOCATION_POLL_WINDOW_MS))),
+      );
+      pollFailing = false;
+    } catch (err) {
+      // Once per outage: the store's own errors tell the rest.
+      if (!pollFailing)
+        deps.log.warn("recent revocations could not be read; polling on", { error: errorSummary(err) });
+      pollFailing = true;
+    } finally {
+      polling = false;
+    }
+  }
 
   return {
     /** The hot path: has the session behind an access token ended? */
@@ -81,6 +114,8 @@ export function createRevocations(deps: {
       await reload();
       timer = setInterval(reloadInBackground("periodic resync"), REVOCATION_RESYNC_INTERVAL_MS);
       timer.unref();
+      pollTimer = setInterval(() => void poll(), REVOCATION_POLL_INTERVAL_MS);
+      pollTimer.unref();
     },
 
     /**
@@ -110,6 +145,7 @@ export function createRevocations(deps: {
 
     stop(): void {
       clearInterval(timer);
+      clearInterval(pollTimer);
     },
   };
 }
