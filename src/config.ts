@@ -59,6 +59,7 @@ export const CONFIG_VARIABLES = [
   "SHUTDOWN_TIMEOUT",
   "STARTUP_TIMEOUT",
   "REQUEST_TIMEOUT",
+  "STORAGE_MAX_IN_FLIGHT",
 ] as const;
 
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
@@ -123,6 +124,8 @@ export interface Config {
   };
   /** null: callers are not checked (outside production, or CALLER_AUTH_BY_NETWORK). */
   callers: CallerConfig[] | null;
+  /** Calls that may wait on Postgres, and on Redis, at once; past it, UNAVAILABLE at once. */
+  storageMaxInFlight: number;
   /** The deadline of a call whose caller set none (grpc-timeout, connect-timeout-ms). */
   requestTimeoutMs: number;
   /** How long a start waits for Postgres and Redis to answer before it gives up. */
@@ -338,6 +341,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     tls: parseTls(raw, problems),
     startupTimeoutMs: duration("STARTUP_TIMEOUT", 60) * SECOND,
     requestTimeoutMs: duration("REQUEST_TIMEOUT", 15) * SECOND,
+    storageMaxInFlight: integer("STORAGE_MAX_IN_FLIGHT", 500, 1, 100_000),
     shutdown: {
       delayMs: duration("SHUTDOWN_DELAY", 5, 0) * SECOND,
       drainTimeoutMs: duration("SHUTDOWN_TIMEOUT", 20) * SECOND,

@@ -5,7 +5,7 @@ import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-re
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { guardPort } from "../store/guard-port.js";
+import { guardPort, inFlightLimit } from "../store/guard-port.js";
 import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
 import { createPgSessionStore } from "../store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
@@ -116,6 +116,8 @@ export async function createAppContext(
     });
     cleanups.push(() => wechat.close());
 
+    // Every Postgres port shares one cap on the calls waiting for it.
+    const postgresInFlight = inFlightLimit(config.storageMaxInFlight);
     const { keyRing, revocations, useCases, stop } = await createIdentityServices({
       config,
       clock,
@@ -124,9 +126,10 @@ export async function createAppContext(
       sessions: guardPort(
         createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
         "postgres",
+        postgresInFlight,
       ),
-      users: guardPort(createPgUserStore(database.db), "postgres"),
-      signingKeys: guardPort(createPgSigningKeyStore(database.db), "postgres"),
+      users: guardPort(createPgUserStore(database.db), "postgres", postgresInFlight),
+      signingKeys: guardPort(createPgSigningKeyStore(database.db), "postgres", postgresInFlight),
       kv: storage.kv,
       broadcast: storage.broadcast,
       rateLimiter: storage.rateLimiter,

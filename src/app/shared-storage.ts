@@ -1,6 +1,6 @@
 import type { Config } from "../config.js";
 import type { Broadcast, Clock, KeyValueStore, RateLimiter } from "../domain/ports.js";
-import { guardPort } from "../store/guard-port.js";
+import { guardPort, inFlightLimit } from "../store/guard-port.js";
 import { createMemoryBroadcast } from "../store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "../store/memory/key-value-store.js";
 import { createRateLimiter, type RateLimit } from "../store/rate-limiter.js";
@@ -26,7 +26,7 @@ export interface SharedStorage {
  * memory in the embedded default, where this process is the only instance.
  */
 export async function openSharedStorage(
-  config: Pick<Config, "redisUrl" | "redisKeyPrefix">,
+  config: Pick<Config, "redisUrl" | "redisKeyPrefix" | "storageMaxInFlight">,
   deps: { clock: Clock; log: Logger },
 ): Promise<SharedStorage> {
   if (!config.redisUrl) {
@@ -59,7 +59,11 @@ export async function openSharedStorage(
   });
   return {
     kind: "redis",
-    kv: guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), "redis"),
+    kv: guardPort(
+      createRedisKeyValueStore(redis, config.redisKeyPrefix),
+      "redis",
+      inFlightLimit(config.storageMaxInFlight),
+    ),
     broadcast,
     rateLimiter: (limit) => createRateLimiter(limit, { redis, prefix: config.redisKeyPrefix }),
     async close() {

@@ -69,17 +69,44 @@ export function classifyStorageError(err: unknown, backend: "postgres" | "redis"
   return err;
 }
 
-/** Wraps every async method of a port so its failures are classified once, here. */
-export function guardPort<T extends object>(port: T, backend: "postgres" | "redis"): T {
+/**
+ * How many calls may wait on one dependency at once, shared by every port on it. A dependency
+ * that stops answering (a lock, an outage) would otherwise collect every call that arrives, each
+ * holding its request's memory, until the statement or command timeouts end them.
+ */
+export interface InFlightLimit {
+  readonly max: number;
+  current: number;
+}
+
+export function inFlightLimit(max: number): InFlightLimit {
+  return { max, current: 0 };
+}
+
+/**
+ * Wraps every async method of a port so its failures are classified once, here, and, with a
+ * limit, so a call past it is answered STORAGE_UNAVAILABLE at once instead of joining the queue.
+ */
+export function guardPort<T extends object>(
+  port: T,
+  backend: "postgres" | "redis",
+  limit?: InFlightLimit,
+): T {
   const guarded: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(port)) {
     guarded[name] =
       typeof value === "function"
         ? async (...args: unknown[]) => {
+            if (limit && limit.current >= limit.max) {
+              throw new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not keeping up, retry later`);
+            }
+            if (limit) limit.current++;
             try {
               return await value.apply(port, args);
             } catch (err) {
               throw classifyStorageError(err, backend);
+            } finally {
+              if (limit) limit.current--;
             }
           }
         : value;
