@@ -1,5 +1,11 @@
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
+import {
+  Health,
+  HealthCheckRequestSchema,
+  type HealthCheckResponse,
+  type HealthCheckResponse_ServingStatus,
+} from "../../src/gen/grpc/health/v1/health_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 
@@ -45,3 +51,28 @@ export function createGrpcClient(address: string) {
 
 /** The google.rpc.ErrorInfo reason carried in a grpc-js error's trailers, if any. */
 export { reasonOfGrpcError as grpcReason } from "../../src/client/verifier.js";
+
+/** grpc.health.v1 Check of the whole server, on a connection of its own. */
+export async function grpcHealth(
+  address: string,
+  credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+): Promise<HealthCheckResponse_ServingStatus> {
+  const check = grpcMethodDefinition(Health, Health.method.check);
+  const client = new grpc.Client(address, credentials);
+  try {
+    const response = await new Promise<HealthCheckResponse>((resolve, reject) =>
+      client.makeUnaryRequest(
+        check.path,
+        check.requestSerialize,
+        check.responseDeserialize,
+        create(HealthCheckRequestSchema, { service: "" }),
+        new grpc.Metadata(),
+        { deadline: Date.now() + 5000 },
+        (err, res) => (err ? reject(err) : resolve(res as HealthCheckResponse)),
+      ),
+    );
+    return response.status;
+  } finally {
+    client.close();
+  }
+}

@@ -1,18 +1,13 @@
 import { readFileSync } from "node:fs";
 import { request as httpsRequest } from "node:https";
 import { join } from "node:path";
-import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createIdentityClient, createVerifier, VerifyError } from "../../src/client/index.js";
-import {
-  Health,
-  HealthCheckRequestSchema,
-  HealthCheckResponse_ServingStatus,
-} from "../../src/gen/grpc/health/v1/health_pb.js";
-import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
+import { HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
 import { connectFailure, rejection } from "../helpers/failures.js";
+import { grpcHealth } from "../helpers/grpc-client.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
@@ -135,21 +130,8 @@ describe.each(BACKENDS)("mTLS on both ports (%s backends)", (backend) => {
         .end();
     });
     expect(health).toBe(200);
-    const check = grpcMethodDefinition(Health, Health.method.check);
-    const client = new grpc.Client(grpcAddress, grpc.credentials.createSsl(Buffer.from(CA)));
-    try {
-      const response = await new Promise<unknown>((resolve, reject) =>
-        client.makeUnaryRequest(
-          `/${Health.typeName}/Check`,
-          check.requestSerialize,
-          check.responseDeserialize,
-          create(HealthCheckRequestSchema, { service: "" }),
-          (err, res) => (err ? reject(err) : resolve(res)),
-        ),
-      );
-      expect((response as { status: number }).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
-    } finally {
-      client.close();
-    }
+    expect(await grpcHealth(grpcAddress, grpc.credentials.createSsl(Buffer.from(CA)))).toBe(
+      HealthCheckResponse_ServingStatus.SERVING,
+    );
   });
 });

@@ -1,36 +1,10 @@
 import { connect } from "node:net";
-import { create } from "@bufbuild/protobuf";
-import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  Health,
-  HealthCheckRequestSchema,
-  type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus,
-} from "../../src/gen/grpc/health/v1/health_pb.js";
-import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
+import { HealthCheckResponse_ServingStatus } from "../../src/gen/grpc/health/v1/health_pb.js";
+import { grpcHealth } from "../helpers/grpc-client.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
-
-async function grpcHealth(address: string): Promise<HealthCheckResponse_ServingStatus> {
-  const check = grpcMethodDefinition(Health, Health.method.check);
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
-  try {
-    const response = await new Promise<HealthCheckResponse>((resolve, reject) =>
-      client.makeUnaryRequest(
-        `/${Health.typeName}/Check`,
-        check.requestSerialize,
-        check.responseDeserialize,
-        create(HealthCheckRequestSchema, { service: "" }),
-        (err, res) => (err ? reject(err) : resolve(res as HealthCheckResponse)),
-      ),
-    );
-    return response.status;
-  } finally {
-    client.close();
-  }
-}
 
 const refused = (port: number) =>
   new Promise<boolean>((resolve) => {
