@@ -62,6 +62,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       isServing: () => serving,
       routes: ctx.routes,
       callerAuth: callers ? createCallerAuth(callers) : undefined,
+      certificates: Boolean(tls?.clientCa),
       log,
     }),
     {

@@ -6,7 +6,7 @@ import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
 import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
-import { type ClientInfo, endUserKeys } from "./end-user.js";
+import { type ClientInfo, endUserKeys, withFailureLimit } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 
 export interface LoginInput {
@@ -69,15 +69,7 @@ export function createLogin(deps: {
     const input = trimInput(rawInput);
     const app = deps.apps.resolve(input.appId);
     const keys = endUserKeys(input.client, input.callerAddress);
-    await Promise.all(keys.map((key) => deps.loginFailures.check(key)));
-    try {
-      return await logIn(input, app);
-    } catch (err) {
-      if (err instanceof IdentityError && CLIENT_FAULTS.has(err.reason)) {
-        await Promise.all(keys.map((key) => deps.loginFailures.count(key).catch(() => {})));
-      }
-      throw err;
-    }
+    return withFailureLimit(deps.loginFailures, keys, CLIENT_FAULTS, () => logIn(input, app));
   };
 
   async function logIn(input: LoginInput, app: AppCredentials): Promise<LoginResult> {

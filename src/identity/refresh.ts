@@ -9,7 +9,7 @@ import {
 } from "../domain/tokens.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { type ClientInfo, endUserKeys, NO_CLIENT_INFO } from "./end-user.js";
+import { type ClientInfo, endUserKeys, NO_CLIENT_INFO, withFailureLimit } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 import type { SessionSettings } from "./login.js";
 
@@ -60,15 +60,7 @@ export function createRefresh(deps: {
     from: { client?: ClientInfo; callerAddress?: string } = {},
   ): Promise<IssuedTokens> {
     const keys = endUserKeys(from.client ?? NO_CLIENT_INFO, from.callerAddress);
-    await Promise.all(keys.map((key) => deps.refreshFailures.check(key)));
-    try {
-      return await rotate(refreshToken);
-    } catch (err) {
-      if (err instanceof IdentityError && COUNTED_FAILURES.has(err.reason)) {
-        await Promise.all(keys.map((key) => deps.refreshFailures.count(key).catch(() => {})));
-      }
-      throw err;
-    }
+    return withFailureLimit(deps.refreshFailures, keys, COUNTED_FAILURES, () => rotate(refreshToken));
   };
 
   async function rotate(refreshToken: string): Promise<IssuedTokens> {

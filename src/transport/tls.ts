@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import type { TLSSocket } from "node:tls";
+import type { PeerCertificate, TLSSocket } from "node:tls";
 import type { Config } from "../config.js";
 
 /** A port's TLS material in PEM (structured-cloneable: the gRPC thread is given it). */
@@ -19,6 +19,12 @@ export function readTlsMaterial(tls: Config["tls"]): TlsMaterial | null {
   };
 }
 
+/** What names a caller in a verified client certificate: its subject CN, when it has one. */
+export function certificateName(certificate: Partial<PeerCertificate> | undefined): string | undefined {
+  const cn = certificate?.subject?.CN;
+  return typeof cn === "string" && cn.length > 0 ? cn : undefined;
+}
+
 const names = new WeakMap<object, string | undefined>();
 
 /**
@@ -29,11 +35,8 @@ const names = new WeakMap<object, string | undefined>();
 export function verifiedCertificateName(socket: object): string | undefined {
   if (names.has(socket)) return names.get(socket);
   const tls = socket as Partial<TLSSocket>;
-  let name: string | undefined;
-  if (tls.encrypted && tls.authorized && typeof tls.getPeerCertificate === "function") {
-    const cn = tls.getPeerCertificate().subject?.CN;
-    name = typeof cn === "string" && cn.length > 0 ? cn : undefined;
-  }
+  const verified = tls.encrypted && tls.authorized && typeof tls.getPeerCertificate === "function";
+  const name = verified ? certificateName(tls.getPeerCertificate?.()) : undefined;
   names.set(socket, name);
   return name;
 }

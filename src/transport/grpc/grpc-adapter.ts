@@ -13,6 +13,7 @@ import { malformedRequestError, toGrpcStatus } from "../../wire/errors.js";
 import { grpcMethodDefinition, UNDECODABLE } from "../../wire/grpc-method.js";
 import { addressOfPeer, callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerNameKey } from "../caller-auth.js";
+import { certificateName } from "../tls.js";
 
 /**
  * The gRPC transport's adapter: the service is the same Connect ServiceImpl the Connect server
@@ -101,11 +102,11 @@ function unaryHandler(
     let caller = "";
     if (callerAuth) {
       const authorization = serverCall.metadata.get("authorization")[0];
-      const cn = certificates ? serverCall.getAuthContext()?.sslPeerCertificate?.subject?.CN : undefined;
+      // grpc-js gives the certificate only of a connection whose CA check passed.
       const auth = callerAuth.authorize(
         method.name,
         typeof authorization === "string" ? authorization : undefined,
-        typeof cn === "string" && cn.length > 0 ? cn : undefined,
+        certificates ? certificateName(serverCall.getAuthContext()?.sslPeerCertificate) : undefined,
       );
       if ("error" in auth) return fail(callback, auth.error);
       caller = auth.caller;

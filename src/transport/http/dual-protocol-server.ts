@@ -3,7 +3,6 @@ import {
   createSecureServer as createHttp2SecureServer,
   createServer as createHttp2Server,
   type Http2SecureServer,
-  type Http2Server,
   type Http2ServerRequest,
   type Http2ServerResponse,
   type ServerHttp2Session,
@@ -54,69 +53,51 @@ export function createDualProtocolServer(
   const secure = options.tls ? createSecureServer(options.tls, http2Handler) : undefined;
   const http2 = createHttp2Server(http2Handler);
   const sockets = new Set<Socket>();
-  if (guard && secure) {
-    // HTTP/1.1 and HTTP/2 requests alike; the socket is the connection's (a proxy under HTTP/2).
-    const served = new WeakSet<object>();
-    secure.on("request", (req: Http2ServerRequest, res: Http2ServerResponse) => {
-      const socket = req.socket;
-      if (served.has(socket)) return;
-      served.add(socket);
-      const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort };
-      res.once("finish", () => guard.served(peer));
-    });
-  }
-  if (guard) {
-    // Each connection tells the guard once, when its first request is done.
-    const served = new WeakSet<Socket>();
-    http1.on("request", (req: IncomingMessage, res: ServerResponse) => {
-      // Taken now: once the response is done, a closing connection's request lets go of its socket.
-      const socket = req.socket;
-      if (served.has(socket)) return;
-      served.add(socket);
-      res.once("finish", () => guard.served(socket));
-    });
-    http2.on("session", (session) => {
-      // The session's socket is a proxy, gone with the stream's session when the stream closes:
-      // its address and port, which are what the guard keys connections by, are taken now.
+  let draining = false;
+
+  // HTTP/2 (h2c, or h2 by ALPN): each session is drained with GOAWAY, closed when idle, and
+  // tells the guard once, when its first stream is done. The session's socket is a proxy, gone
+  // with the session when the stream closes: the address and port the guard keys connections by
+  // are taken now.
+  const sessions = new Set<ServerHttp2Session>();
+  const onSession = (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (draining) session.close();
+    if (options.idleTimeoutMs) session.setTimeout(options.idleTimeoutMs, () => session.close());
+    if (guard) {
       const peer = { remoteAddress: session.socket.remoteAddress, remotePort: session.socket.remotePort };
       session.once("stream", (stream) => stream.once("close", () => guard.served(peer)));
-    });
-  }
-  // What a drain waits for: HTTP/2 sessions, and HTTP/1.1 connections with requests in flight.
-  let draining = false;
-  const sessions = new Set<ServerHttp2Session>();
-  for (const server of [http2, secure] as Array<Http2Server | Http2SecureServer | undefined>) {
-    server?.on("session", (session) => {
-      sessions.add(session);
-      session.once("close", () => sessions.delete(session));
-      if (draining) session.close();
-    });
-  }
-  const http1Sockets = new Map<Duplex, number>(); // -> requests in flight
-  const trackHttp1 = (
+    }
+  };
+  http2.on("session", onSession);
+  secure?.on("session", onSession);
+
+  // HTTP/1.1 (cleartext, or TLS without h2): a drain waits for a connection's requests in
+  // flight, and the guard hears of its first finished request.
+  const http1InFlight = new Map<Duplex, number>();
+  const onHttp1Request = (
     req: IncomingMessage | Http2ServerRequest,
     res: ServerResponse | Http2ServerResponse,
   ) => {
     if (req.httpVersionMajor !== 1) return;
-    const socket = req.socket as Duplex;
-    http1Sockets.set(socket, (http1Sockets.get(socket) ?? 0) + 1);
+    // Taken now: once the response is done, a closing connection's request lets go of its socket.
+    const socket = req.socket as Duplex & Pick<Socket, "remoteAddress" | "remotePort">;
+    const inFlight = http1InFlight.get(socket);
+    if (inFlight === undefined) {
+      socket.once("close", () => http1InFlight.delete(socket));
+      if (guard) res.once("finish", () => guard.served(socket));
+    }
+    http1InFlight.set(socket, (inFlight ?? 0) + 1);
     if (draining) res.setHeader("connection", "close");
     res.once("close", () => {
-      const inFlight = (http1Sockets.get(socket) ?? 1) - 1;
-      http1Sockets.set(socket, inFlight);
-      if (draining && inFlight === 0) socket.end();
+      const left = (http1InFlight.get(socket) ?? 1) - 1;
+      http1InFlight.set(socket, left);
+      if (draining && left === 0) socket.end();
     });
-    socket.once("close", () => http1Sockets.delete(socket));
   };
-  http1.on("request", trackHttp1);
-  secure?.on("request", trackHttp1);
-
-  if (options.idleTimeoutMs) {
-    const idleMs = options.idleTimeoutMs;
-    for (const server of [http2, secure] as Array<Http2Server | Http2SecureServer | undefined>) {
-      server?.on("session", (session) => session.setTimeout(idleMs, () => session.close()));
-    }
-  }
+  http1.on("request", onHttp1Request);
+  secure?.on("request", onHttp1Request);
 
   // No Nagle: a small response written behind another unacknowledged one would otherwise wait
   // for the client's delayed ACK (http.createServer does the same by default; net does not).
@@ -155,7 +136,7 @@ export function createDualProtocolServer(
       draining = true;
       server.close();
       for (const session of sessions) session.close();
-      for (const [socket, inFlight] of http1Sockets) if (inFlight === 0) socket.end();
+      for (const [socket, inFlight] of http1InFlight) if (inFlight === 0) socket.end();
       // Connections that never sent a byte have nothing to finish.
       for (const socket of sockets) if (socket.bytesRead === 0) socket.destroy();
       const closed = new Promise<void>((resolve) => {

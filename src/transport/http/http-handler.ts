@@ -59,6 +59,8 @@ export interface HttpHandlerOptions<S extends DescService> {
   routes?: readonly HttpRoute[];
   /** When given, the service's calls must come from allowed callers; /healthz, JWKS and routes stay open. */
   callerAuth?: CallerAuth;
+  /** mTLS: a caller may be known by its verified client certificate. */
+  certificates?: boolean;
   log: Logger;
 }
 
@@ -119,9 +121,7 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     // into URLs and so into access logs and proxies: every RPC answers POST only.
     if (req.method === "GET") return refuseGet(res as NodeResponse);
     const contextValues = createContextValues().set(callerAddressKey, req.socket.remoteAddress ?? "");
-    if (options.callerAuth) {
-      contextValues.set(callerCertificateKey, verifiedCertificateName(req.socket));
-    }
+    if (options.certificates) contextValues.set(callerCertificateKey, verifiedCertificateName(req.socket));
     const uReq = universalRequestFromNodeRequest(req, res as NodeResponse, undefined, contextValues);
     rpc(uReq)
       .then((uRes) => universalResponseToNodeResponse(uRes, res as NodeResponse))

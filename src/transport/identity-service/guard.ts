@@ -44,13 +44,13 @@ export function guarded<Req extends Message, Res>(
  * The answer, or DEADLINE_EXCEEDED once the caller's deadline (else the default) has passed, or
  * CANCELED once the caller went away: whatever the call still waits on, the caller is answered
  * in time. What the work still holds is bounded below it (DATABASE_STATEMENT_TIMEOUT, the WeChat
- * and Redis timeouts), so nothing it started runs on for long.
+ * and Redis timeouts), so nothing it started runs on for long. Every transport's context signal
+ * already aborts at the caller's deadline; a timer of our own runs only for the default.
  */
 function withinDeadline<T>(work: Promise<T>, context: HandlerContext, defaultTimeoutMs?: number): Promise<T> {
+  const { signal } = context;
   const callerTimeoutMs = context.timeoutMs();
   const timeoutMs = callerTimeoutMs ?? defaultTimeoutMs;
-  const signal = context.signal;
-  if (timeoutMs === undefined && !signal) return work;
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
   const ended = new Promise<never>((_, reject) => {
@@ -58,10 +58,11 @@ function withinDeadline<T>(work: Promise<T>, context: HandlerContext, defaultTim
       reject(
         new IdentityError("DEADLINE_EXCEEDED", `no answer within the call's deadline (${timeoutMs} ms)`),
       );
-    if (timeoutMs !== undefined) timer = setTimeout(deadlineExceeded, Math.max(0, timeoutMs));
+    if (callerTimeoutMs === undefined && defaultTimeoutMs !== undefined) {
+      timer = setTimeout(deadlineExceeded, defaultTimeoutMs);
+    }
     onAbort = () => {
-      const reason = ConnectError.from(signal.reason);
-      if (reason.code === Code.DeadlineExceeded) deadlineExceeded();
+      if (ConnectError.from(signal.reason).code === Code.DeadlineExceeded) deadlineExceeded();
       else reject(new ConnectError("the caller cancelled the call", Code.Canceled));
     };
     if (signal.aborted) onAbort();
