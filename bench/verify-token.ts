@@ -7,7 +7,7 @@ import {
   VerifyTokenResponseSchema,
 } from "../src/gen/identity/v1/identity_pb.js";
 import { createRawConnectClient } from "./lib/connect-raw-client.js";
-import { withCpuPerCall } from "./lib/cpu.js";
+import { formatCpuBreakdown, withCpuBreakdown, withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
 import { formatLoad, type LoadResult, median, runLoad } from "./lib/load.js";
@@ -156,9 +156,11 @@ async function main() {
 
   // Percentiles with our own caller (h2load reports no percentiles).
   const caller = createRawGrpcCaller(`127.0.0.1:${service.grpcPort}`);
-  console.log(
-    formatLoad("warm, one token, 64 in flight", await runLoad(50_000, 64, () => caller.call(PATH, hot))),
+  const warm = await withCpuBreakdown(service.pid, 50_000, () =>
+    runLoad(50_000, 64, () => caller.call(PATH, hot)),
   );
+  console.log(formatLoad("warm, one token, 64 in flight", warm));
+  console.log(`  ${formatCpuBreakdown(warm.cpu, "call")}`);
 
   process.stdout.write(`minting ${COLD_TOKENS} distinct tokens by logging in...\n`);
   const tokens: Buffer[] = [];
@@ -166,12 +168,11 @@ async function main() {
     tokens.push(frameOf(await login()));
   });
   console.log(formatLoad("(Login over Connect while minting)", mint));
-  console.log(
-    formatLoad(
-      "cold, distinct tokens, 64 in flight",
-      await runLoad(tokens.length, 64, (i) => caller.call(PATH, tokens[i] as Buffer)),
-    ),
+  const cold = await withCpuBreakdown(service.pid, tokens.length, () =>
+    runLoad(tokens.length, 64, (i) => caller.call(PATH, tokens[i] as Buffer)),
   );
+  console.log(formatLoad("cold, distinct tokens, 64 in flight", cold));
+  console.log(`  ${formatCpuBreakdown(cold.cpu, "call")}`);
   caller.close();
   await stack.stop();
 }

@@ -40,7 +40,7 @@ export const CONFIG_VARIABLES = [
   "KEY_ENCRYPTION_KEY",
   "SIGNING_KEY_ROTATION_INTERVAL",
   "SIGNING_KEY_PUBLISH_AHEAD",
-  "VERIFY_CACHE_SIZE",
+  "VERIFY_CACHE_BYTES",
   "MAX_REQUEST_BYTES",
   "RATE_LIMIT_LOGIN_FAILURES",
   "RATE_LIMIT_REFRESH_FAILURES",
@@ -111,7 +111,8 @@ export interface Config {
     /** How long a new key is published in JWKS before it signs. */
     publishAheadMs: number;
   };
-  verifyCacheSize: number;
+  /** Most bytes each cache of verified tokens holds (the gRPC thread's and the main thread's). */
+  verifyCacheBytes: number;
   maxRequestBytes: number;
   /** What each port lets clients hold. */
   connections: {
@@ -189,7 +190,14 @@ export class ConfigError extends Error {
   }
 }
 
+/** Variables that are gone, with what took their place: set, they stop the start rather than be ignored. */
+const RETIRED_VARIABLES: Record<string, string> = {
+  VERIFY_CACHE_SIZE: "replaced by VERIFY_CACHE_BYTES (the cache of verified tokens is bounded in bytes)",
+};
+
 export function readEnv(env: NodeJS.ProcessEnv = process.env): RawEnv {
+  const retired = Object.entries(RETIRED_VARIABLES).filter(([name]) => env[name] !== undefined);
+  if (retired.length > 0) throw new ConfigError(retired.map(([name, instead]) => `${name}: ${instead}`));
   const raw: RawEnv = {};
   for (const name of CONFIG_VARIABLES) {
     const value = env[name];
@@ -200,6 +208,9 @@ export function readEnv(env: NodeJS.ProcessEnv = process.env): RawEnv {
 
 const DURATION = /^(\d+)(ms|s|m|h|d)?$/;
 const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600, d: 86400 };
+const MIB = 1024 * 1024;
+const BYTE_SIZE = /^(\d+)\s*(KiB|MiB|GiB)?$/i;
+const BYTE_UNITS: Record<string, number> = { kib: 1024, mib: MIB, gib: 1024 * MIB };
 
 export function parseConfig(raw: RawEnv): Readonly<Config> {
   const problems: string[] = [];
@@ -211,6 +222,21 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     const n = Number(value);
     if (!/^\d+$/.test(value) || n < min || n > max) {
       problems.push(`${name}: expected a whole number from ${min} to ${max}, got "${value}"`);
+      return fallback;
+    }
+    return n;
+  }
+
+  /** A size in bytes: 65536, 64KiB, 32MiB or 1GiB. */
+  function byteSize(name: keyof RawEnv, fallback: number, min: number, max: number): number {
+    const value = raw[name];
+    if (value === undefined) return fallback;
+    const match = BYTE_SIZE.exec(value.trim());
+    const n = match ? Number(match[1]) * (BYTE_UNITS[match[2]?.toLowerCase() ?? ""] ?? 1) : Number.NaN;
+    if (!(n >= min && n <= max)) {
+      problems.push(
+        `${name}: expected a size like 32MiB or 1GiB, from ${min} to ${max} bytes, got "${value}"`,
+      );
       return fallback;
     }
     return n;
@@ -335,7 +361,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     tokens,
     keyEncryptionKey,
     signingKeys,
-    verifyCacheSize: integer("VERIFY_CACHE_SIZE", 100_000, 1, 10_000_000),
+    verifyCacheBytes: byteSize("VERIFY_CACHE_BYTES", 32 * MIB, 64 * 1024, 64 * 1024 * MIB),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),
     tls: parseTls(raw, problems),

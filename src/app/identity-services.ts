@@ -30,7 +30,7 @@ import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
 
 /** The ports and settings the identity services are built on; the app context passes the real ones. */
 export interface IdentityServiceDeps {
-  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheSize" | "rateLimits">;
+  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheBytes" | "rateLimits">;
   clock: Clock;
   log: Logger;
   keyEncryptionKey: Buffer;
@@ -126,7 +126,7 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     revocations,
     settings: config.tokens,
     clock,
-    cacheSize: config.verifyCacheSize,
+    cacheBytes: config.verifyCacheBytes,
   });
   const useCases: UseCases = {
     login: createLogin({

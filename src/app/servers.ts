@@ -39,7 +39,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     log,
     clock: ctx.clock,
     tokenSettings: config.tokens,
-    cacheSize: config.verifyCacheSize,
+    cacheBytes: config.verifyCacheBytes,
     feed: ctx.replicaFeed,
     callers,
     connections: config.connections,

@@ -6,7 +6,7 @@ import {
   VerifyTokenRequestSchema,
   type VerifyTokenResponse,
 } from "../gen/identity/v1/identity_pb.js";
-import { TokenCache } from "../util/lru-cache.js";
+import { stringBytes, TOKEN_CACHE_ENTRY_BYTES, TokenCache } from "../util/token-cache.js";
 import { errorInfoOfGrpcError } from "../wire/errors.js";
 import { grpcMethodDefinition } from "../wire/grpc-method.js";
 
@@ -49,7 +49,9 @@ export interface VerifierOptions {
    * a token seen again. A logout is then noticed up to this late. Default 0: always ask.
    */
   cacheTtlMs?: number;
-  /** Most answers kept. Default 10,000. */
+  /** Most bytes the kept answers may take (about 500 each). Default 4 MiB. */
+  cacheBytes?: number;
+  /** @deprecated The cache is bounded in bytes now: use cacheBytes. Taken as this many 1 KB answers. */
   cacheSize?: number;
   /**
    * Longest pause between attempts to reconnect to a service that went away. grpc-js waits up
@@ -75,7 +77,10 @@ export interface VerifierOptions {
 export function createVerifier(options: VerifierOptions) {
   const deadlineMs = options.deadlineMs ?? 1000;
   const cacheTtlMs = options.cacheTtlMs ?? 0;
-  const cache = new TokenCache<{ user: VerifiedUser; until: number }>(options.cacheSize ?? 10_000);
+  const cache = new TokenCache<{ user: VerifiedUser; until: number }>({
+    maxBytes: options.cacheBytes ?? (options.cacheSize ?? 4096) * 1024,
+    bytesOf: ({ user }) => verifiedUserBytes(user),
+  });
   const method = IdentityService.method.verifyToken;
   const definition = grpcMethodDefinition(IdentityService, method);
   const maxBackoffMs = options.maxReconnectBackoffMs ?? 2000;
@@ -129,6 +134,14 @@ export function createVerifier(options: VerifierOptions) {
 }
 
 export type Verifier = ReturnType<typeof createVerifier>;
+
+function verifiedUserBytes(user: VerifiedUser): number {
+  let bytes = TOKEN_CACHE_ENTRY_BYTES;
+  for (const s of [user.userId, user.sessionId, user.appId, user.openid, user.unionid])
+    bytes += stringBytes(s);
+  for (const role of user.roles) bytes += 8 + stringBytes(role);
+  return bytes;
+}
 
 /** The ErrorInfo reason the service put into a gRPC error's trailers, if any. */
 export function reasonOfGrpcError(err: unknown): string | undefined {

@@ -40,7 +40,11 @@ export function createReplicaFeed(
 }
 
 /** The replica's side: a VerifyToken of its own over the keys and revocations it is fed. */
-export function createVerifyTokenReplica(deps: { clock: Clock; settings: TokenSettings; cacheSize: number }) {
+export function createVerifyTokenReplica(deps: {
+  clock: Clock;
+  settings: TokenSettings;
+  cacheBytes: number;
+}) {
   const keys = createKeySchedule(deps.clock);
   const revocations = createRevocationMirror(deps.clock);
   setInterval(() => revocations.forgetExpired(), REVOCATION_RESYNC_INTERVAL_MS).unref();

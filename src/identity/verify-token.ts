@@ -8,21 +8,38 @@ import {
 } from "../domain/tokens.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { TokenCache } from "../util/lru-cache.js";
+import { stringBytes, TOKEN_CACHE_ENTRY_BYTES, TokenCache } from "../util/token-cache.js";
+
+/** What a verified token's claims cost in the cache (TokenCache's estimate). */
+export function cachedClaimsBytes(claims: AccessClaims): number {
+  let bytes = TOKEN_CACHE_ENTRY_BYTES;
+  for (const s of [
+    claims.userId,
+    claims.sessionId,
+    claims.tokenId,
+    claims.appId,
+    claims.openid,
+    claims.unionid,
+  ])
+    bytes += stringBytes(s);
+  for (const role of claims.roles) bytes += 8 + stringBytes(role);
+  return bytes;
+}
 
 /**
- * VerifyToken, the hot path. A token verified once is kept in a bounded LRU cache, so a repeated
- * token costs two map lookups: the cache and the revocation mirror. Expiry is still checked on
- * every call against the cached claims.
+ * VerifyToken, the hot path. A token verified once is kept in a cache bounded in bytes, so a
+ * repeated token costs a digest and two map lookups: the cache and the revocation mirror. Expiry
+ * is still checked on every call against the cached claims.
  */
 export function createVerifyToken(deps: {
   keyRing: Pick<KeyRing, "verificationKeys">;
   revocations: Pick<Revocations, "isRevoked">;
   settings: TokenSettings;
   clock: Clock;
-  cacheSize: number;
+  /** Most bytes the cache of verified tokens may hold (VERIFY_CACHE_BYTES). */
+  cacheBytes: number;
 }) {
-  const cache = new TokenCache<AccessClaims>(deps.cacheSize);
+  const cache = new TokenCache<AccessClaims>({ maxBytes: deps.cacheBytes, bytesOf: cachedClaimsBytes });
 
   /** The token's claims; with `expectedAppId`, only a token of that app. */
   function verify(token: string, expectedAppId = ""): AccessClaims {
@@ -45,7 +62,10 @@ export function createVerifyToken(deps: {
     return claims;
   }
 
-  return { verify };
+  /** How many tokens the cache holds, and its estimate of their bytes. */
+  const cacheStats = () => ({ size: cache.size, bytes: cache.bytes });
+
+  return { verify, cacheStats };
 }
 
 export type VerifyToken = ReturnType<typeof createVerifyToken>;

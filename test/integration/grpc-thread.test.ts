@@ -138,7 +138,7 @@ function startBareThread(
     log: memoryLogger(),
     clock: sharedClock(),
     tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
-    cacheSize: 10,
+    cacheBytes: 64 * 1024,
     feed: { snapshot: () => [{ keys: [key] }, { revoked: [] }], watch },
     onFailure: () => {},
     ...overrides,

@@ -164,6 +164,21 @@ describe("configuration", () => {
     ).toThrow(ConfigError);
   });
 
+  it("bounds the verified-token cache in bytes, with units", () => {
+    expect(parseConfig({}).verifyCacheBytes).toBe(32 * 1024 * 1024);
+    expect(parseConfig({ VERIFY_CACHE_BYTES: "64MiB" }).verifyCacheBytes).toBe(64 * 1024 * 1024);
+    expect(parseConfig({ VERIFY_CACHE_BYTES: "1gib" }).verifyCacheBytes).toBe(1024 * 1024 * 1024);
+    expect(parseConfig({ VERIFY_CACHE_BYTES: "131072" }).verifyCacheBytes).toBe(131072);
+    expect(() => parseConfig({ VERIFY_CACHE_BYTES: "32MB" })).toThrow(/VERIFY_CACHE_BYTES: expected a size/);
+    expect(() => parseConfig({ VERIFY_CACHE_BYTES: "1KiB" })).toThrow(/VERIFY_CACHE_BYTES/);
+  });
+
+  it("refuses a retired variable rather than ignore it", () => {
+    expect(() => readEnv({ VERIFY_CACHE_SIZE: "100000" })).toThrow(
+      /VERIFY_CACHE_SIZE: replaced by VERIFY_CACHE_BYTES/,
+    );
+  });
+
   it("reads only its own variables from the environment, treating empty as unset", () => {
     expect(readEnv({ GRPC_PORT: "1", HOME: "/root", HTTP_PORT: "" })).toEqual({ GRPC_PORT: "1" });
   });

@@ -45,6 +45,27 @@ describe("VerifyToken (use case, in-memory stores)", () => {
   });
 });
 
+describe("the cache of verified tokens", () => {
+  let w: UseCaseWorld;
+  beforeAll(async () => {
+    w = await createUseCaseWorld({ VERIFY_CACHE_BYTES: "64KiB" });
+  });
+  afterAll(() => w.close());
+
+  it("stays within VERIFY_CACHE_BYTES, each entry well under 1 KB, and still answers evicted tokens", async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 300; i++) tokens.push((await w.login()).tokens.accessToken);
+    for (const token of tokens) w.useCases.verifyToken.verify(token);
+    const { size, bytes } = w.useCases.verifyToken.cacheStats();
+    expect(bytes).toBeLessThanOrEqual(64 * 1024);
+    expect(size).toBeGreaterThan(64); // 64 KiB holds well over 64 entries of < 1 KB
+    expect(size).toBeLessThan(300);
+    expect(bytes / size).toBeLessThan(1024);
+    // The first tokens were evicted: verified again in full, not refused.
+    expect(w.useCases.verifyToken.verify(tokens[0] as string).userId).toBeTruthy();
+  });
+});
+
 describe("one app's token is no other's", () => {
   let w: UseCaseWorld;
   beforeAll(async () => {

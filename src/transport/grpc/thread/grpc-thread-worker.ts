@@ -28,7 +28,7 @@ const log: Logger = {
 const replica = createVerifyTokenReplica({
   clock: sharedClock(data.clockOffsetMs),
   settings: data.tokenSettings,
-  cacheSize: data.cacheSize,
+  cacheBytes: data.cacheBytes,
 });
 for (const update of data.snapshot) replica.apply(update);
 

@@ -35,7 +35,7 @@ export interface GrpcThreadData {
   port: number;
   maxReceiveBytes: number;
   tokenSettings: TokenSettings;
-  cacheSize: number;
+  cacheBytes: number;
   clockOffsetMs: Float64Array;
   /** The replica's starting state. */
   snapshot: ReplicaUpdate[];
@@ -91,7 +91,7 @@ export interface GrpcThreadOptions {
   log: Logger;
   clock: SharedClock;
   tokenSettings: TokenSettings;
-  cacheSize: number;
+  cacheBytes: number;
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
   callers?: CallerTable | null;
@@ -118,7 +118,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     port: options.port,
     maxReceiveBytes: options.maxReceiveBytes,
     tokenSettings: options.tokenSettings,
-    cacheSize: options.cacheSize,
+    cacheBytes: options.cacheBytes,
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
     callers: options.callers ?? null,

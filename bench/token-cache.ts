@@ -1,0 +1,94 @@
+import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
+import { signAccessToken, type TokenSettings } from "../src/domain/tokens.js";
+import { createVerifyToken } from "../src/identity/verify-token.js";
+
+/**
+ * What VerifyToken's cache of verified tokens costs, in this process: heap bytes per entry (real,
+ * from the heap after a full GC, and as the cache estimates them for VERIFY_CACHE_BYTES), and the
+ * time of a cold verify (full check and insert) into a full cache, a warm one (a hit) beside it.
+ *
+ *   npm run bench:token-cache      (runs node with --expose-gc)
+ */
+const ENTRIES = Number(process.env.BENCH_ENTRIES ?? 100_000);
+/** The cache's budget: VERIFY_CACHE_BYTES's default, which the later inserts overflow. */
+const CACHE_BYTES = Number(process.env.BENCH_CACHE_BYTES ?? 32 * 1024 * 1024);
+const gc = (globalThis as { gc?: () => void }).gc;
+if (!gc) throw new Error("run with node --expose-gc (npm run bench:token-cache does)");
+
+const settings: TokenSettings = {
+  issuer: "https://identity.example",
+  audience: null,
+  accessTokenTtlMs: 3_600_000,
+  leewayMs: 30_000,
+};
+const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const signingKey = { kid: "bench-key", privateKey };
+const verifyToken = createVerifyToken({
+  keyRing: { verificationKeys: () => new Map([[signingKey.kid, publicKey]]) },
+  revocations: { isRevoked: () => false },
+  settings,
+  clock: { now: () => Date.now() },
+  cacheBytes: CACHE_BYTES,
+});
+
+/** A token as a request brings it: bytes that become a string for one call, then garbage. */
+const tokenBytes = () =>
+  Buffer.from(
+    signAccessToken(
+      settings,
+      signingKey,
+      {
+        userId: randomUUID(),
+        sessionId: randomUUID(),
+        appId: "wx0123456789abcdef",
+        openid: `o${randomBytes(21).toString("base64url")}`,
+        unionid: "",
+        roles: ["user"],
+      },
+      Date.now(),
+    ).token,
+  );
+
+/** The heap in use once garbage is gone (V8 sweeps concurrently: let it finish between GCs). */
+async function heapUsed(): Promise<number> {
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return process.memoryUsage().heapUsed;
+}
+
+const batch = Array.from({ length: 10_000 }, tokenBytes);
+console.log(
+  `token cache: ${ENTRIES} distinct tokens of ${batch[0]?.length} characters, ${CACHE_BYTES} bytes of cache`,
+);
+const before = await heapUsed();
+const filling = { ns: 0n, calls: 0 };
+const full = { ns: 0n, calls: 0 };
+for (let i = 0; i < ENTRIES; i++) {
+  const token = (batch[i % batch.length] as Buffer).toString("latin1");
+  batch[i % batch.length] = tokenBytes(); // the next round gets new tokens (outside the timed part)
+  const phase = verifyToken.cacheStats().bytes + 1024 < CACHE_BYTES ? filling : full;
+  const start = process.hrtime.bigint();
+  verifyToken.verify(token);
+  phase.ns += process.hrtime.bigint() - start;
+  phase.calls++;
+}
+const stats = verifyToken.cacheStats();
+const after = await heapUsed();
+console.log(
+  `heap per entry: ${((after - before) / stats.size).toFixed(0)} bytes (the cache's estimate ${(stats.bytes / stats.size).toFixed(0)}), ${stats.size} entries`,
+);
+const micros = (p: typeof full) => (Number(p.ns) / p.calls / 1000).toFixed(1);
+console.log(`cold verify while the cache fills: ${micros(filling)} µs (${filling.calls} calls)`);
+console.log(
+  `cold verify into the full cache, each insert evicting: ${micros(full)} µs (${full.calls} calls)`,
+);
+
+const hot = Array.from({ length: 100 }, () => tokenBytes().toString("latin1"));
+for (const token of hot) verifyToken.verify(token);
+const start = process.hrtime.bigint();
+for (let i = 0; i < 200_000; i++) verifyToken.verify(hot[i % hot.length] as string);
+console.log(
+  `warm verify (a hit): ${(Number(process.hrtime.bigint() - start) / 200_000 / 1000).toFixed(2)} µs`,
+);

@@ -1,0 +1,54 @@
+import { hash } from "node:crypto";
+import { LRUCache } from "lru-cache";
+
+/**
+ * What one entry costs on the heap beyond its value's own strings: the key (a 32-character
+ * digest), lru-cache's slots for it, and a small claims object. Measured with `npm run
+ * bench:token-cache`, which prints the real cost next to this estimate.
+ */
+export const TOKEN_CACHE_ENTRY_BYTES = 250;
+
+/** Heap bytes of a one-byte string of this length (V8: 16-byte header, 8-byte aligned). */
+export const stringBytes = (s: string) => 16 + ((s.length + 7) & ~7);
+
+/**
+ * Values looked up by bearer token, bounded in bytes and least recently used first out.
+ *
+ * The key is the SHA-256 of the whole token (~1 µs), not the token: a token is ~600 characters
+ * and keeping it doubled an entry's cost (bench:token-cache), while a digest still tells a
+ * forgery that reuses a genuine signature from the genuine token.
+ */
+export class TokenCache<V extends object> {
+  readonly #entries: LRUCache<string, V>;
+
+  constructor(options: {
+    /** Most bytes the entries may cost, by `bytesOf`. */
+    maxBytes: number;
+    /** An entry's estimated heap cost, key and bookkeeping included. */
+    bytesOf: (value: V) => number;
+  }) {
+    this.#entries = new LRUCache<string, V>({
+      maxSize: options.maxBytes,
+      sizeCalculation: (value) => options.bytesOf(value),
+    });
+  }
+
+  get(token: string): V | undefined {
+    return this.#entries.get(tokenKey(token));
+  }
+
+  set(token: string, value: V): void {
+    this.#entries.set(tokenKey(token), value);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  /** The entries' estimated bytes. */
+  get bytes(): number {
+    return this.#entries.calculatedSize;
+  }
+}
+
+const tokenKey = (token: string) => hash("sha256", token, "binary");
