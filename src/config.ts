@@ -37,6 +37,7 @@ export const CONFIG_VARIABLES = [
   "SESSION_ABSOLUTE_TTL",
   "TOKEN_LEEWAY",
   "REFRESH_TOKEN_REUSE_GRACE",
+  "SESSION_RETENTION",
   "KEY_ENCRYPTION_KEY",
   "SIGNING_KEY_ROTATION_INTERVAL",
   "SIGNING_KEY_PUBLISH_AHEAD",
@@ -111,6 +112,8 @@ export interface Config {
     /** How long a new key is published in JWKS before it signs. */
     publishAheadMs: number;
   };
+  /** An ended session (revoked or past its absolute expiry) is deleted this long after it ended. */
+  sessionRetentionMs: number;
   /** Most bytes each cache of verified tokens holds (the gRPC thread's and the main thread's). */
   verifyCacheBytes: number;
   maxRequestBytes: number;
@@ -361,6 +364,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     tokens,
     keyEncryptionKey,
     signingKeys,
+    sessionRetentionMs: duration("SESSION_RETENTION", 7 * 86400, 86400) * SECOND,
     verifyCacheBytes: byteSize("VERIFY_CACHE_BYTES", 32 * MIB, 64 * 1024, 64 * 1024 * MIB),
     maxRequestBytes: integer("MAX_REQUEST_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     callers: parseCallers(raw, problems),

@@ -30,7 +30,10 @@ import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
 
 /** The ports and settings the identity services are built on; the app context passes the real ones. */
 export interface IdentityServiceDeps {
-  config: Pick<Config, "tokens" | "signingKeys" | "wechat" | "verifyCacheBytes" | "rateLimits">;
+  config: Pick<
+    Config,
+    "tokens" | "signingKeys" | "wechat" | "verifyCacheBytes" | "rateLimits" | "sessionRetentionMs"
+  >;
   clock: Clock;
   log: Logger;
   keyEncryptionKey: Buffer;
@@ -48,6 +51,11 @@ const MINUTE = 60_000;
 
 /** How often each instance erases the sealed successors whose reuse grace has passed. */
 export const SUCCESSOR_SWEEP_INTERVAL_MS = 60_000;
+/** How often each instance deletes the sessions past SESSION_RETENTION, and how many at a time. */
+export const RETENTION_SWEEP_INTERVAL_MS = 10 * MINUTE;
+const RETENTION_BATCH = 1000;
+/** Most batches one sweep deletes; the next sweep goes on where it stopped. */
+const RETENTION_MAX_BATCHES = 100;
 
 export interface IdentityServices {
   keyRing: KeyRing;
@@ -58,6 +66,11 @@ export interface IdentityServices {
    * only so that a parallel refresh within the grace gets the same successor. Runs every minute.
    */
   eraseSpentSuccessors(): Promise<number>;
+  /**
+   * Deletes the sessions that ended (revoked, or past their absolute expiry) longer ago than
+   * SESSION_RETENTION, with their refresh tokens, in batches; returns how many. Every ten minutes.
+   */
+  purgeEndedSessions(): Promise<number>;
   /** Stops the key reloads and the revocation resyncs. */
   stop(): void;
 }
@@ -208,5 +221,26 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
   sweep.unref();
   stops.push(() => clearInterval(sweep));
 
-  return { keyRing, revocations, useCases, eraseSpentSuccessors, stop };
+  const purgeEndedSessions = async () => {
+    const endedBefore = new Date(clock.now() - config.sessionRetentionMs);
+    let purged = 0;
+    for (let batch = 0; batch < RETENTION_MAX_BATCHES; batch++) {
+      const deleted = await sessions.purgeEndedSessions(endedBefore, RETENTION_BATCH);
+      purged += deleted;
+      if (deleted < RETENTION_BATCH) break;
+    }
+    if (purged > 0) log.info("retention: deleted ended sessions", { sessions: purged, endedBefore });
+    return purged;
+  };
+  const retention = setInterval(() => {
+    purgeEndedSessions().catch((err: unknown) =>
+      log.warn("ended sessions could not be deleted; retrying at the next sweep", {
+        error: errorSummary(err),
+      }),
+    );
+  }, RETENTION_SWEEP_INTERVAL_MS);
+  retention.unref();
+  stops.push(() => clearInterval(retention));
+
+  return { keyRing, revocations, useCases, eraseSpentSuccessors, purgeEndedSessions, stop };
 }

@@ -99,6 +99,8 @@ export type RotationResult =
       found: true;
       /** True when this call spent the token and stored its successor. */
       rotated: boolean;
+      /** Not rotated because `timeLeftMs` ran out first (a lock, a queue): nothing changed. */
+      tooLate: boolean;
       /** The presented token's generation, when it was spent, and its successor (sealed). */
       token: { generation: number; spentAt: Date | null; sealedSuccessor: string | null };
       /** The session after this call (with the new generation and idle expiry when rotated). */
@@ -124,6 +126,12 @@ export interface SessionStore {
     tokenHash: Buffer;
     now: Date;
     successor: { tokenHash: Buffer; sealedToken: string | null; idleExpiresAt: Date };
+    /**
+     * What is left of the caller's deadline, or null for none. Once it has passed (waiting on a
+     * lock, say) the rotation is not carried out: a caller who gave up never received the
+     * successor, and its retry must not find the token spent.
+     */
+    timeLeftMs: number | null;
   }): Promise<RotationResult>;
   /**
    * Ends the session picked by `target` (by id, or by any refresh token of it, spent or not), and
@@ -143,6 +151,12 @@ export interface SessionStore {
    * is over, so nothing may ask for them again); returns how many it erased.
    */
   eraseSealedSuccessors(spentBefore: Date): Promise<number>;
+  /**
+   * Deletes up to `limit` sessions that ended before `endedBefore`, by revocation or by their
+   * absolute expiry, with every refresh token they had; returns how many. Users stay. Sessions
+   * that another call is deleting are skipped, so instances may purge at once.
+   */
+  purgeEndedSessions(endedBefore: Date, limit: number): Promise<number>;
 }
 
 export interface StoredSigningKey {

@@ -14,6 +14,8 @@ import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 import type { SessionSettings } from "./login.js";
 
 const COUNTED_FAILURES = new Set<string>(["TOKEN_INVALID", "REFRESH_TOKEN_REUSED"]);
+/** Kept back from the caller's deadline for rotating: signing the access token and answering. */
+const ANSWER_MS = 50;
 
 /**
  * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
@@ -57,13 +59,20 @@ export function createRefresh(deps: {
    */
   return async function refresh(
     refreshToken: string,
-    from: { client?: ClientInfo; callerAddress?: string } = {},
+    from: {
+      client?: ClientInfo;
+      callerAddress?: string;
+      /** The caller's deadline (ms since the epoch); none: the statement timeout alone bounds it. */
+      deadlineAt?: number;
+    } = {},
   ): Promise<IssuedTokens> {
     const keys = endUserKeys(from.client ?? NO_CLIENT_INFO, from.callerAddress);
-    return withFailureLimit(deps.refreshFailures, keys, COUNTED_FAILURES, () => rotate(refreshToken));
+    return withFailureLimit(deps.refreshFailures, keys, COUNTED_FAILURES, () =>
+      rotate(refreshToken, from.deadlineAt),
+    );
   };
 
-  async function rotate(refreshToken: string): Promise<IssuedTokens> {
+  async function rotate(refreshToken: string, deadlineAt: number | undefined): Promise<IssuedTokens> {
     if (!isRefreshTokenShaped(refreshToken))
       throw new IdentityError("TOKEN_INVALID", "this is not a refresh token issued by this service");
 
@@ -78,10 +87,15 @@ export function createRefresh(deps: {
         sealedToken: deps.sessionSettings.refreshReuseGraceMs > 0 ? deps.sealer.seal(successor.token) : null,
         idleExpiresAt: new Date(now + deps.sessionSettings.refreshIdleTtlMs),
       },
+      // Kept back: the moment it takes to sign the new access token and answer.
+      timeLeftMs: deadlineAt === undefined ? null : deadlineAt - Date.now() - ANSWER_MS,
     });
     if (!result.found) throw new IdentityError("TOKEN_INVALID", "unknown refresh token");
     const { session, token } = result;
     if (result.rotated) return issue(session, successor.token, now);
+    if (result.tooLate) {
+      throw new IdentityError("DEADLINE_EXCEEDED", "the deadline passed before the token could be rotated");
+    }
 
     if (session.revokedAt) throw new IdentityError("TOKEN_REVOKED", "this session has ended");
     if (session.idleExpiresAt.getTime() <= now || session.absoluteExpiresAt.getTime() <= now)

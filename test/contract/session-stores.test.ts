@@ -24,10 +24,11 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
     afterAll(() => store.close());
 
     const login = (identity: WechatIdentity) => sessions.start(identity, newSession());
-    const rotate = (tokenHash: Buffer, now = new Date()) =>
+    const rotate = (tokenHash: Buffer, now = new Date(), timeLeftMs: number | null = null) =>
       sessions.rotateRefreshToken({
         tokenHash,
         now,
+        timeLeftMs,
         successor: {
           tokenHash: hashRefreshToken(uniqueName("next")),
           sealedToken: "sealed",
@@ -142,6 +143,21 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
         expect(await rotate(hashRefreshToken("never issued"))).toEqual({ found: false });
       });
 
+      it("does not rotate once the time left has run out, and changes nothing", async () => {
+        const session = newSession();
+        await sessions.start({ appId: "wxa", openid: uniqueName("o"), unionid: null }, session);
+        expect(await rotate(session.refreshTokenHash, new Date(), 0)).toMatchObject({
+          found: true,
+          rotated: false,
+          tooLate: true,
+          token: { generation: 0, spentAt: null },
+        });
+        expect(await rotate(session.refreshTokenHash, new Date(), 5000)).toMatchObject({
+          rotated: true,
+          tooLate: false,
+        });
+      });
+
       it("does not rotate for a disabled user, a revoked or an expired session", async () => {
         const disabled = newSession();
         const { user } = await sessions.start(
@@ -185,6 +201,52 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
           rotated: false,
           token: { generation: 0, sealedSuccessor: null },
         });
+      });
+    });
+
+    describe("SessionStore.purgeEndedSessions (retention)", () => {
+      const HOUR = 3600_000;
+      /** A session that started `startedHoursAgo` hours ago and expires absolutely after `ttlHours`. */
+      const sessionFrom = (startedHoursAgo: number, ttlHours: number): SessionStart => {
+        const createdAt = new Date(Date.now() - startedHoursAgo * HOUR);
+        const absoluteExpiresAt = new Date(createdAt.getTime() + ttlHours * HOUR);
+        return { ...newSession(), createdAt, idleExpiresAt: absoluteExpiresAt, absoluteExpiresAt };
+      };
+      const stored = async (session: SessionStart) => (await store.refreshTokensOf(session.id)).length > 0;
+
+      it("deletes sessions ended before the cutoff, by expiry or revocation, with their tokens; users stay", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const expired = sessionFrom(3, 1);
+        const live = sessionFrom(3, 24);
+        const revokedLongAgo = sessionFrom(3, 24);
+        const revokedJustNow = sessionFrom(3, 24);
+        let userId = "";
+        for (const session of [expired, live, revokedLongAgo, revokedJustNow])
+          userId = (await sessions.start(identity, session)).user.id;
+        await rotate(live.refreshTokenHash);
+        const twoHoursAgo = new Date(Date.now() - 2 * HOUR);
+        await sessions.revoke({ sessionId: revokedLongAgo.id }, { ...logoutNow(), now: twoHoursAgo });
+        await sessions.revoke({ sessionId: revokedJustNow.id }, logoutNow());
+
+        const cutoff = new Date(Date.now() - HOUR / 2);
+        expect(await sessions.purgeEndedSessions(cutoff, 1000)).toBeGreaterThanOrEqual(2);
+        expect(await stored(expired)).toBe(false);
+        expect(await stored(revokedLongAgo)).toBe(false);
+        expect(await stored(revokedJustNow)).toBe(true);
+        expect(await store.refreshTokensOf(live.id)).toHaveLength(2);
+        expect(await rotate(expired.refreshTokenHash)).toEqual({ found: false });
+        expect(await sessions.purgeEndedSessions(cutoff, 1000)).toBe(0);
+        const again = await login(identity);
+        expect(again).toMatchObject({ created: false, user: { id: userId } });
+      });
+
+      it("deletes at most `limit` sessions a call", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        for (let i = 0; i < 3; i++) await sessions.start(identity, sessionFrom(5, 1));
+        const cutoff = new Date(Date.now() - 2 * HOUR);
+        expect(await sessions.purgeEndedSessions(cutoff, 2)).toBe(2);
+        expect(await sessions.purgeEndedSessions(cutoff, 2)).toBe(1);
+        expect(await sessions.purgeEndedSessions(cutoff, 2)).toBe(0);
       });
     });
 

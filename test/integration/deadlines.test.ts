@@ -113,4 +113,40 @@ describe.runIf(REAL_DATABASE_URL)("a locked table (real Postgres)", () => {
       await locker.end();
     }
   });
+
+  it("does not rotate behind the back of a caller who gave up, even when the lock ends before the statement timeout", async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { code } = t.sandbox.issueCode({ appId: APP.appId });
+      tokens.push((await t.connect.login({ appId: APP.appId, code })).tokens?.refreshToken ?? "");
+    }
+    const locker = postgres(t.config.databaseUrl as string, { max: 1, onnotice: () => {} });
+    const short = createClient(
+      IdentityService,
+      createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "1.1", defaultTimeoutMs: 500 }),
+    );
+    try {
+      await locker.begin(async (tx) => {
+        await tx`lock table sessions in access exclusive mode`;
+        const answers = await Promise.all(
+          tokens.map((refreshToken) =>
+            short.refresh({ refreshToken }).then(
+              () => "answered",
+              (e: unknown) => ConnectError.from(e).code,
+            ),
+          ),
+        );
+        expect(answers).toEqual(tokens.map(() => Code.DeadlineExceeded));
+        // Released well within DATABASE_STATEMENT_TIMEOUT (2 s): the waiting statements run now.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+      });
+      // Give the released statements time to finish, then retry each token (no reuse grace).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      for (const refreshToken of tokens) {
+        expect((await t.connect.refresh({ refreshToken })).tokens?.refreshToken).toBeTruthy();
+      }
+    } finally {
+      await locker.end();
+    }
+  });
 });

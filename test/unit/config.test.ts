@@ -173,6 +173,12 @@ describe("configuration", () => {
     expect(() => parseConfig({ VERIFY_CACHE_BYTES: "1KiB" })).toThrow(/VERIFY_CACHE_BYTES/);
   });
 
+  it("keeps ended sessions at least a day, so every revocation outlives its access tokens", () => {
+    expect(parseConfig({}).sessionRetentionMs).toBe(7 * 86_400_000);
+    expect(parseConfig({ SESSION_RETENTION: "30d" }).sessionRetentionMs).toBe(30 * 86_400_000);
+    expect(() => parseConfig({ SESSION_RETENTION: "12h" })).toThrow(/SESSION_RETENTION: .*at least 86400s/);
+  });
+
   it("refuses a retired variable rather than ignore it", () => {
     expect(() => readEnv({ VERIFY_CACHE_SIZE: "100000" })).toThrow(
       /VERIFY_CACHE_SIZE: replaced by VERIFY_CACHE_BYTES/,

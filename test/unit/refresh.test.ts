@@ -68,4 +68,25 @@ describe("Refresh (use case, in-memory stores)", () => {
     const missing = await rejection(w.useCases.refresh(""), IdentityError);
     expect(missing).toMatchObject({ reason: "TOKEN_INVALID" });
   });
+
+  it("deletes a session once SESSION_RETENTION has passed since it ended, not before; live ones stay", async () => {
+    const { tokens } = await w.login();
+    const sessionId = tokens.accessClaims.sessionId;
+    w.clock.advance(w.config.tokens.sessionAbsoluteTtlMs + 1000);
+    await w.purgeEndedSessions();
+    expect(w.db.sessions.has(sessionId)).toBe(true); // ended, but within the retention
+    expect((await rejection(w.useCases.refresh(tokens.refreshToken), IdentityError)).reason).toBe(
+      "TOKEN_EXPIRED",
+    );
+    w.clock.advance(w.config.sessionRetentionMs);
+    const live = await w.login();
+    expect(await w.purgeEndedSessions()).toBeGreaterThanOrEqual(1);
+    expect(w.db.sessions.has(sessionId)).toBe(false);
+    expect([...w.db.refreshTokens.values()].some((t) => t.sessionId === sessionId)).toBe(false);
+    expect((await rejection(w.useCases.refresh(tokens.refreshToken), IdentityError)).reason).toBe(
+      "TOKEN_INVALID",
+    );
+    expect(w.db.sessions.has(live.tokens.accessClaims.sessionId)).toBe(true);
+    await w.useCases.refresh(live.tokens.refreshToken);
+  });
 });

@@ -96,7 +96,7 @@ export function createMemorySessionStore(
       return { user: userRecord(user), unionid, created: !found, sessionStored };
     },
 
-    async rotateRefreshToken({ tokenHash, now, successor }) {
+    async rotateRefreshToken({ tokenHash, now, successor, timeLeftMs }) {
       const presented = db.refreshTokens.get(tokenHash.toString("hex"));
       if (!presented) return { found: false };
       const session = db.sessions.get(presented.sessionId) as MemorySession;
@@ -107,14 +107,17 @@ export function createMemorySessionStore(
         sealedSuccessor: presented.sealedSuccessor,
       };
       const before = refreshable(session);
+      // Nothing waits here: only a deadline already past is too late.
+      const tooLate = timeLeftMs !== null && timeLeftMs <= 0;
       const rotated =
+        !tooLate &&
         session.refreshGeneration === presented.generation &&
         presented.spentAt === null &&
         !before.userDisabled &&
         session.revokedAt === null &&
         session.idleExpiresAt > now &&
         session.absoluteExpiresAt > now;
-      if (!rotated) return { found: true, rotated, token, session: before };
+      if (!rotated) return { found: true, rotated, tooLate, token, session: before };
       session.refreshGeneration++;
       session.lastRefreshedAt = now;
       session.idleExpiresAt = new Date(
@@ -130,7 +133,7 @@ export function createMemorySessionStore(
         spentAt: null,
         sealedSuccessor: null,
       });
-      return { found: true, rotated, token, session: refreshable(session) };
+      return { found: true, rotated, tooLate, token, session: refreshable(session) };
     },
 
     async revoke(target, { everySessionOfUser, reason, now }) {
@@ -178,6 +181,21 @@ export function createMemorySessionStore(
         }
       }
       return erased;
+    },
+
+    async purgeEndedSessions(endedBefore, limit) {
+      const purged = new Set<string>();
+      for (const session of db.sessions.values()) {
+        if (purged.size >= limit) break;
+        const ended =
+          session.absoluteExpiresAt < endedBefore ||
+          (session.revokedAt !== null && session.revokedAt < endedBefore);
+        if (ended) purged.add(session.id);
+      }
+      for (const id of purged) db.sessions.delete(id);
+      for (const [key, token] of db.refreshTokens)
+        if (purged.has(token.sessionId)) db.refreshTokens.delete(key);
+      return purged.size;
     },
 
     async listRevokedSince(since) {

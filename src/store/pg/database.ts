@@ -76,10 +76,13 @@ export function openPostgres(
 export function preparedStatement<Row>(db: Database, name: string, query: SQL) {
   const prepared = db._.session.prepareQuery(new PgDialect().sqlToQuery(query), undefined, name, false);
   return async (values: Record<string, unknown>): Promise<Row[]> => {
-    const result: unknown = await prepared.execute(values);
-    // postgres.js returns the rows as the result; PGlite wraps them in `rows`.
-    return (Array.isArray(result) ? result : (result as { rows: Row[] }).rows) as Row[];
+    return rowsOf<Row>(await prepared.execute(values));
   };
+}
+
+/** The rows of a raw statement's result: postgres.js returns them as the result, PGlite in `rows`. */
+export function rowsOf<Row>(result: unknown): Row[] {
+  return (Array.isArray(result) ? result : (result as { rows: Row[] }).rows) as Row[];
 }
 
 /**

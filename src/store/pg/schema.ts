@@ -69,6 +69,9 @@ export const sessions = pgTable(
   (t) => [
     index("sessions_user_idx").on(t.userId),
     index("sessions_revoked_idx").on(t.revokedAt).where(sql`${t.revokedAt} is not null`),
+    // The retention job finds expired sessions by it (absolute expiry never changes, so a refresh
+    // does not touch this index).
+    index("sessions_absolute_expires_idx").on(t.absoluteExpiresAt),
   ],
 );
 

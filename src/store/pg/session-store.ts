@@ -9,7 +9,7 @@ import type {
   WechatIdentity,
 } from "../../domain/ports.js";
 import { errorCodes } from "../guard-port.js";
-import { type Database, preparedStatement } from "./database.js";
+import { type Database, preparedStatement, rowsOf } from "./database.js";
 
 /** A named value of a prepared statement. */
 const p = sql.placeholder;
@@ -38,6 +38,7 @@ interface RotateRow {
   sealed_successor: string | null;
   rotated_generation: number | null;
   rotated_idle_expires_at: Date | string | null;
+  too_late: boolean;
 }
 
 interface StartRow {
@@ -52,11 +53,41 @@ interface StartRow {
   found: boolean;
 }
 
+/** How often the offset between this process's clock and Postgres's is measured again. */
+const CLOCK_OFFSET_INTERVAL_MS = 60_000;
+/** A measurement whose round trip took longer is dropped: it says more about a queue than the clocks. */
+const CLOCK_OFFSET_MAX_ROUND_TRIP_MS = 50;
+
+/**
+ * Postgres's clock minus this process's, measured now and every minute. A deadline handed to a
+ * statement is converted to Postgres's clock with it: "time left" counted from when Postgres reads
+ * the statement would start late for a statement that waited in postgres.js's pipeline behind
+ * one stuck on a lock, and two machines' clocks may differ by more than a deadline.
+ */
+function watchDatabaseClock(db: Database) {
+  let offsetMs = 0;
+  const measure = async () => {
+    const before = Date.now();
+    const [row] = rowsOf<{ now_ms: number | string }>(
+      await db.execute(sql`select extract(epoch from clock_timestamp()) * 1000 as now_ms`),
+    );
+    const after = Date.now();
+    if (row && after - before <= CLOCK_OFFSET_MAX_ROUND_TRIP_MS)
+      offsetMs = Number(row.now_ms) - (before + after) / 2;
+  };
+  const ignore = () => {}; // an outage: the last offset stays
+  // Twice at first: the first round trip also opens a connection.
+  measure().then(measure).catch(ignore);
+  setInterval(() => measure().catch(ignore), CLOCK_OFFSET_INTERVAL_MS).unref();
+  return { offsetMs: () => offsetMs };
+}
+
 const asDate = (value: Date | string) => (value instanceof Date ? value : new Date(value));
 
 const isUniqueViolation = (err: unknown) => errorCodes(err).includes(UNIQUE_VIOLATION);
 
 export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlMs: number }): SessionStore {
+  const databaseClock = watchDatabaseClock(db);
   /** A revoked session is remembered until every access token it could have issued has expired. */
   const revokedSession = (id: string, revokedAt: Date): RevokedSession => ({
     id,
@@ -177,6 +208,9 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
           and sessions.revoked_at is null
           and sessions.idle_expires_at > ${p("now")}::timestamptz
           and sessions.absolute_expires_at > ${p("now")}::timestamptz
+          -- Still within the caller's deadline (on Postgres's clock), evaluated after any wait on a
+          -- lock, so a rotation the caller gave up on is not carried out behind its back.
+          and (${p("deadline")}::timestamptz is null or clock_timestamp() < ${p("deadline")}::timestamptz)
         returning sessions.refresh_generation, sessions.idle_expires_at
       ),
       spent as (
@@ -191,7 +225,8 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       )
       select current.*, presented.generation as token_generation, presented.spent_at,
              presented.sealed_successor,
-             rotated.refresh_generation as rotated_generation, rotated.idle_expires_at as rotated_idle_expires_at
+             rotated.refresh_generation as rotated_generation, rotated.idle_expires_at as rotated_idle_expires_at,
+             coalesce(clock_timestamp() >= ${p("deadline")}::timestamptz, false) as too_late
       from presented
       join current on true
       left join rotated on true`,
@@ -204,6 +239,12 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       idleExpiresAt: rotation.successor.idleExpiresAt.toISOString(),
       sealedSuccessor: rotation.successor.sealedToken,
       successorHash: rotation.successor.tokenHash.toString("hex"),
+      deadline:
+        rotation.timeLeftMs === null
+          ? null
+          : rotation.timeLeftMs <= 0
+            ? "-infinity"
+            : new Date(Date.now() + rotation.timeLeftMs + databaseClock.offsetMs()).toISOString(),
     });
     if (!row) return { found: false } as const;
     const rotated = row.rotated_generation !== null;
@@ -225,7 +266,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       spentAt: row.spent_at === null ? null : asDate(row.spent_at),
       sealedSuccessor: row.sealed_successor,
     };
-    return { found: true, rotated, token, session } as const;
+    return { found: true, rotated, tooLate: !rotated && row.too_late, token, session } as const;
   }
 
   /**
@@ -313,7 +354,8 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       // Not rotated although the snapshot showed the token unspent: either the session cannot be
       // refreshed, or a concurrent refresh or revoke committed in between. Look again at what it
       // left, so the caller judges the committed state (a failure path: one more statement).
-      const unspentButNotRotated = first.found && !first.rotated && first.token.spentAt === null;
+      const unspentButNotRotated =
+        first.found && !first.rotated && !first.tooLate && first.token.spentAt === null;
       return unspentButNotRotated ? attemptRotation(rotation) : first;
     },
 
@@ -336,6 +378,24 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         .where(and(isNotNull(refreshTokens.sealedSuccessor), lt(refreshTokens.spentAt, spentBefore)))
         .returning({ generation: refreshTokens.generation });
       return erased.length;
+    },
+
+    async purgeEndedSessions(endedBefore, limit) {
+      // Two statements, each on its own index; the cascade takes the refresh tokens along.
+      let purged = 0;
+      for (const ended of [
+        lt(sessions.absoluteExpiresAt, endedBefore),
+        lt(sessions.revokedAt, endedBefore),
+      ]) {
+        if (purged >= limit) break;
+        const result = await db.execute(sql`
+          delete from ${sessions} where ${sessions.id} in (
+            select ${sessions.id} from ${sessions} where ${ended}
+            limit ${limit - purged} for update skip locked
+          ) returning ${sessions.id}`);
+        purged += rowsOf(result).length;
+      }
+      return purged;
     },
 
     async listRevokedSince(since) {

@@ -7,7 +7,7 @@ import {
 } from "../../gen/identity/v1/identity_pb.js";
 import type { Refresh } from "../../identity/refresh.js";
 import { callerAddressKey } from "../caller-address.js";
-import { fromClientInfo, toTokenPair } from "./messages.js";
+import { deadlineOf, fromClientInfo, toTokenPair } from "./messages.js";
 
 export const refreshRpc =
   (refresh: Refresh) =>
@@ -15,6 +15,7 @@ export const refreshRpc =
     const tokens = await refresh(req.refreshToken, {
       client: fromClientInfo(req.client),
       callerAddress: context.values.get(callerAddressKey),
+      deadlineAt: deadlineOf(context),
     });
     return create(RefreshResponseSchema, { tokens: toTokenPair(tokens) });
   };
