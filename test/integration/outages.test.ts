@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { REAL_DATABASE_URL } from "../helpers/backends.js";
 import { connectFailure } from "../helpers/failures.js";
+import { createScratchDatabase } from "../helpers/scratch-database.js";
+import { startTcpProxy } from "../helpers/tcp-proxy.js";
 import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP_ID = TEST_APPS[0]?.appId as string;
@@ -52,6 +54,38 @@ describe.runIf(REAL_DATABASE_URL)("a Postgres outage", () => {
     });
     expect((await t.grpc.call("verifyToken", { accessToken: warm })).claims?.appId).toBe(APP_ID);
     expect((await t.grpc.call("verifyToken", { accessToken: cold })).claims?.appId).toBe(APP_ID);
+  });
+});
+
+/** Postgres taken away for a few seconds, then given back: the next call must not wait on a backoff. */
+describe.runIf(REAL_DATABASE_URL)("Postgres coming back", () => {
+  let t: TestApp;
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
+  let database: Awaited<ReturnType<typeof createScratchDatabase>>;
+  beforeAll(async () => {
+    database = await createScratchDatabase(REAL_DATABASE_URL as string);
+    const url = new URL(database.url);
+    proxy = await startTcpProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    url.port = String(proxy.port);
+    t = await startTestApp("embedded", { DATABASE_URL: url.toString() });
+  });
+  afterAll(async () => {
+    await t.stop();
+    proxy.close();
+    await database.drop();
+  });
+
+  it("answers UNAVAILABLE while it is gone, and the first call after it is back succeeds", async () => {
+    await loginToken(t);
+    await proxy.cut();
+    // Several seconds of failed reconnects: postgres.js's own backoff would now be seconds long.
+    for (let i = 0; i < 6; i++) {
+      expect(await loginFailure(t)).toEqual({ code: Code.Unavailable, reason: "STORAGE_UNAVAILABLE" });
+      await new Promise((resolve) => setTimeout(resolve, 700));
+    }
+    await proxy.restore();
+    // Within the client's deadline (5 s): the pool reconnects at once instead of after a backoff.
+    expect(await loginToken(t)).toBeTruthy();
   });
 });
 

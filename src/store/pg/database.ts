@@ -44,6 +44,10 @@ export function openPostgres(
     max: options.maxConnections,
     connect_timeout: 5,
     idle_timeout: 60,
+    // Reconnect within a second of Postgres coming back. postgres.js's own backoff grows to 20 s
+    // over an outage of a few seconds (its attempts count is shared by the pool), and the calls
+    // that arrive meanwhile wait for that connection until their deadline.
+    backoff: (attempts: number) => Math.min(0.05 * 2 ** attempts, 1) * (0.5 + Math.random() / 2),
     onnotice: () => {},
     // Postgres ends any statement that runs (or waits on a lock) longer: it is not carried out
     // behind the back of a caller who gave up, and the call answers UNAVAILABLE.
