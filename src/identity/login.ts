@@ -1,7 +1,7 @@
-import { randomUUID } from "node:crypto";
 import type { AppRegistry } from "../domain/app-registry.js";
 import { IdentityError } from "../domain/errors.js";
 import type { AppCredentials, Clock, RateLimiter, SessionStore, UserRecord } from "../domain/ports.js";
+import { newRowId } from "../domain/row-id.js";
 import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain/tokens.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
@@ -88,7 +88,7 @@ export function createLogin(deps: {
     const now = deps.clock.now();
     // A retry of the attempt stores (idempotently) and answers the session its first try planned.
     const { plan, remembered } = attempt.planSession(() => ({
-      sessionId: randomUUID(),
+      sessionId: newRowId(),
       refreshToken: newRefreshToken().token,
       createdAt: now,
       idleExpiresAt: now + deps.sessionSettings.refreshIdleTtlMs,

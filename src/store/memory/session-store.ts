@@ -1,5 +1,5 @@
-import { randomUUID } from "node:crypto";
 import type { RefreshableSession, RevokedSession, SessionStore, UserRecord } from "../../domain/ports.js";
+import { newRowId } from "../../domain/row-id.js";
 import { identityKey, type MemoryDatabase, type MemorySession, type MemoryUser } from "./memory-database.js";
 
 /**
@@ -56,7 +56,7 @@ export function createMemorySessionStore(
           ? [...db.users.values()].find((u) => u.unionid === identity.unionid)
           : undefined;
         user = samePerson ?? {
-          id: randomUUID(),
+          id: newRowId(),
           unionid: identity.unionid,
           roles: [],
           phoneNumber: null,

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { and, eq, gt, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
@@ -8,6 +7,7 @@ import type {
   StartedSession,
   WechatIdentity,
 } from "../../domain/ports.js";
+import { newRowId } from "../../domain/row-id.js";
 import { errorCodes } from "../guard-port.js";
 import { type Database, preparedStatement, rowsOf } from "./database.js";
 
@@ -161,7 +161,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       appId: identity.appId,
       openid: identity.openid,
       unionid: identity.unionid,
-      newUserId: randomUUID(),
+      newUserId: newRowId(),
       sessionId: session.id,
       createdAt: session.createdAt.toISOString(),
       idleExpiresAt: session.idleExpiresAt.toISOString(),
