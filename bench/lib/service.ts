@@ -41,6 +41,8 @@ export interface ServiceProcess {
   httpPort: number;
   /** The fields of the service's "identity service started" log line. */
   started: Record<string, unknown>;
+  exited: ServerProcess["exited"];
+  signal: ServerProcess["signal"];
   stop(): Promise<void>;
 }
 
@@ -51,6 +53,10 @@ export interface ServerProcess {
   pid: number;
   /** The line the process printed when it was ready. */
   readyLine: string;
+  /** How the process ended (a signal's name when a signal ended it). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Sends a signal without waiting (the fault suite's SIGTERM and SIGKILL). */
+  signal(signal: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -79,6 +85,9 @@ export async function startNodeServer(
     stdio: ["ignore", logFd, "inherit"],
   });
   closeSync(logFd);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   const output = () => readFileSync(logPath, "utf8");
   const readyLine = await new Promise<string>((resolve, reject) => {
     const exited = (code: number | null) => {
@@ -99,6 +108,8 @@ export async function startNodeServer(
   return {
     pid: child.pid as number,
     readyLine,
+    exited,
+    signal: (signal) => child.kill(signal),
     stop: () =>
       new Promise((resolve) => {
         const done = () => {
@@ -127,6 +138,8 @@ export async function startService(env: Record<string, string>): Promise<Service
     grpcPort,
     httpPort,
     started: JSON.parse(server.readyLine),
+    exited: server.exited,
+    signal: server.signal,
     stop: server.stop,
   };
 }
@@ -249,6 +262,8 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
     startInstance,
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
+    /** The WeChat sandbox: its faults, latency and counters. */
+    sandbox: wechat.sandbox,
     /** What a WeChat API on the device would hand the mini-program for this user. */
     encryptUserData: (openid: string, data: Record<string, unknown>) =>
       wechat.sandbox.encryptUserData(BENCH_APP.appId, openid, data),

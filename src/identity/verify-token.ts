@@ -10,9 +10,16 @@ import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import { stringBytes, TOKEN_CACHE_ENTRY_BYTES, TokenCache } from "../util/token-cache.js";
 
-/** What a verified token's claims cost in the cache (TokenCache's estimate). */
+/**
+ * Kept beside each cached token by the port that answered it, as long as the entry lives: the
+ * VerifyTokenResponse (~450 bytes) and, on the gRPC port, its encoding (~220). Measured with
+ * `npm run bench:token-cache`.
+ */
+const KEPT_RESPONSE_BYTES = 670;
+
+/** What a verified token costs while cached, the response kept beside it included (TokenCache's estimate). */
 export function cachedClaimsBytes(claims: AccessClaims): number {
-  let bytes = TOKEN_CACHE_ENTRY_BYTES;
+  let bytes = TOKEN_CACHE_ENTRY_BYTES + KEPT_RESPONSE_BYTES;
   for (const s of [
     claims.userId,
     claims.sessionId,

@@ -3,8 +3,8 @@ import { LRUCache } from "lru-cache";
 
 /**
  * What one entry costs on the heap beyond its value's own strings: the key (a 32-character
- * digest), lru-cache's slots for it, and a small claims object. Measured with `npm run
- * bench:token-cache`, which prints the real cost next to this estimate.
+ * digest), lru-cache's slots for it, and a small object of claims. Measured with `npm run
+ * bench:token-cache`, which prints the real cost next to the estimate.
  */
 export const TOKEN_CACHE_ENTRY_BYTES = 250;
 

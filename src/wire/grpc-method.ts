@@ -85,7 +85,10 @@ export function grpcMethodDefinition(
       // for a cached token, gets its encoding reused.
       let bytes = encoded.get(message);
       if (!bytes) {
-        bytes = Buffer.from(toBinary(method.output, message));
+        // A view of toBinary's own exact-size buffer, kept as long as the message: Buffer.from(bytes)
+        // would copy into a slice of Node's shared 8 KB pool, and a kept slice keeps its whole slab.
+        const binary = toBinary(method.output, message);
+        bytes = Buffer.from(binary.buffer, binary.byteOffset, binary.byteLength);
         encoded.set(message, bytes);
       }
       return bytes;

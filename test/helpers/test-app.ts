@@ -69,6 +69,8 @@ export async function startTestApp(
     shareStorageWith?: TestApp;
     /** Embedded backend: PGlite in a temporary folder instead of memory, so resume() keeps the data. */
     persistentData?: boolean;
+    /** The app's log, to watch it while the app is still starting. */
+    log?: ReturnType<typeof memoryLogger>;
   } = {},
 ): Promise<TestApp> {
   const wechat = await startSandboxServer({ apps: TEST_APPS });
@@ -105,7 +107,7 @@ export async function startTestApp(
       : {}),
     ...env,
   });
-  const log = memoryLogger();
+  const log = options.log ?? memoryLogger();
   let app: RunningApp;
   try {
     app = await startApp(config, { log, clock: options.clock });

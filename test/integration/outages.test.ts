@@ -8,7 +8,7 @@ import { REAL_DATABASE_URL } from "../helpers/backends.js";
 import { connectFailure } from "../helpers/failures.js";
 import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTcpProxy } from "../helpers/tcp-proxy.js";
-import { startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+import { memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP_ID = TEST_APPS[0]?.appId as string;
 
@@ -162,14 +162,18 @@ describe.runIf(hasRedisServer)("a dependency that is down at start", () => {
   it("is waited for, named in the log without its password, and the service starts once it answers", async () => {
     const port = await freePort();
     let started: TestApp | undefined;
-    const starting = startTestApp("embedded", {
-      REDIS_URL: `redis://:hunter2@127.0.0.1:${port}`,
-      STARTUP_TIMEOUT: "30s",
-    }).then((t) => {
+    const log = memoryLogger();
+    const starting = startTestApp(
+      "embedded",
+      { REDIS_URL: `redis://:hunter2@127.0.0.1:${port}`, STARTUP_TIMEOUT: "30s" },
+      { log },
+    ).then((t) => {
       started = t;
       return t;
     });
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Until a try has failed (how long the embedded database takes to open first varies).
+    for (let i = 0; i < 200 && !log.lines.some((l) => l.message.includes("not answering")); i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
     expect(started).toBeUndefined();
     const redis = await startRedis(port);
     const t = await starting;
