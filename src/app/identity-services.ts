@@ -209,17 +209,22 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     }),
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
   };
+  /** Runs `job` every `intervalMs` until stop(); a failure is logged and the next run tries again. */
+  const every = (intervalMs: number, job: () => Promise<unknown>, failure: string) => {
+    const timer = setInterval(() => {
+      job().catch((err: unknown) => log.warn(failure, { error: errorSummary(err) }));
+    }, intervalMs);
+    timer.unref();
+    stops.push(() => clearInterval(timer));
+  };
+
   const eraseSpentSuccessors = () =>
     sessions.eraseSealedSuccessors(new Date(clock.now() - config.tokens.refreshReuseGraceMs));
-  const sweep = setInterval(() => {
-    eraseSpentSuccessors().catch((err: unknown) =>
-      log.warn("spent refresh tokens' successors could not be erased; retrying in a minute", {
-        error: errorSummary(err),
-      }),
-    );
-  }, SUCCESSOR_SWEEP_INTERVAL_MS);
-  sweep.unref();
-  stops.push(() => clearInterval(sweep));
+  every(
+    SUCCESSOR_SWEEP_INTERVAL_MS,
+    eraseSpentSuccessors,
+    "spent refresh tokens' successors could not be erased; retrying in a minute",
+  );
 
   const purgeEndedSessions = async () => {
     const endedBefore = new Date(clock.now() - config.sessionRetentionMs);
@@ -232,15 +237,11 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     if (purged > 0) log.info("retention: deleted ended sessions", { sessions: purged, endedBefore });
     return purged;
   };
-  const retention = setInterval(() => {
-    purgeEndedSessions().catch((err: unknown) =>
-      log.warn("ended sessions could not be deleted; retrying at the next sweep", {
-        error: errorSummary(err),
-      }),
-    );
-  }, RETENTION_SWEEP_INTERVAL_MS);
-  retention.unref();
-  stops.push(() => clearInterval(retention));
+  every(
+    RETENTION_SWEEP_INTERVAL_MS,
+    purgeEndedSessions,
+    "ended sessions could not be deleted; retrying at the next sweep",
+  );
 
   return { keyRing, revocations, useCases, eraseSpentSuccessors, purgeEndedSessions, stop };
 }
