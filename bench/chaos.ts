@@ -448,8 +448,7 @@ function recoveryMs(outcomes: Outcome[], repaired: number): number | undefined {
   return undefined;
 }
 
-main().catch((err) => {
-  console.error(err);
+function stopLeftovers(): void {
   for (const stop of leftovers.reverse()) {
     try {
       stop();
@@ -457,5 +456,18 @@ main().catch((err) => {
       // the next one still runs
     }
   }
+}
+
+// Interrupted (Ctrl-C, a timeout's SIGTERM): no server of the suite's own outlives it.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    stopLeftovers();
+    process.exit(130);
+  });
+}
+
+main().catch((err) => {
+  console.error(err);
+  stopLeftovers();
   process.exit(1);
 });
