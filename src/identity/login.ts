@@ -6,6 +6,7 @@ import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import type { CodeExchange } from "../wechat-session/code-exchange.js";
 import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
+import { timeLeftForWork } from "./deadline.js";
 import { type ClientInfo, endUserKeys, withFailureLimit } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 
@@ -23,8 +24,6 @@ export interface LoginInput {
 
 /** Less time than this left and WeChat is not asked (a round trip to it takes ~50-300 ms). */
 const MIN_WECHAT_MS = 100;
-/** Kept back from WeChat's share of a deadline, to store the session and answer. */
-const ANSWER_MS = 50;
 
 /** Failures the client caused (not ours, not WeChat's): what the failed-login limit counts. */
 const CLIENT_FAULTS = new Set<string>(["INVALID_CODE", "CODE_USED", "HIGH_RISK_USER", "USER_DISABLED"]);
@@ -73,15 +72,12 @@ export function createLogin(deps: {
   };
 
   async function logIn(input: LoginInput, app: AppCredentials): Promise<LoginResult> {
-    let timeoutMs: number | undefined;
-    if (input.deadlineAt !== undefined) {
-      // WeChat gets what is left but a moment to answer in: a WeChat too slow for the caller's
-      // deadline is then reported as such (WECHAT_UNAVAILABLE), not as the caller's timeout.
-      timeoutMs = input.deadlineAt - Date.now() - ANSWER_MS;
-      // Too late to ask: the code is kept unspent for a retry with a longer deadline.
-      if (timeoutMs < MIN_WECHAT_MS) {
-        throw new IdentityError("DEADLINE_EXCEEDED", "too little of the call's deadline left to ask WeChat");
-      }
+    // WeChat gets what is left but a moment to answer in: a WeChat too slow for the caller's
+    // deadline is then reported as such (WECHAT_UNAVAILABLE), not as the caller's timeout.
+    const timeoutMs = timeLeftForWork(input.deadlineAt);
+    // Too late to ask: the code is kept unspent for a retry with a longer deadline.
+    if (timeoutMs !== undefined && timeoutMs < MIN_WECHAT_MS) {
+      throw new IdentityError("DEADLINE_EXCEEDED", "too little of the call's deadline left to ask WeChat");
     }
     const attempt = await deps.codeExchange.exchange(app, input.code, input.attemptId, { timeoutMs });
     const wechat = attempt.session;

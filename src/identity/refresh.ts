@@ -9,13 +9,12 @@ import {
 } from "../domain/tokens.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
+import { timeLeftForWork } from "./deadline.js";
 import { type ClientInfo, endUserKeys, NO_CLIENT_INFO, withFailureLimit } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
 import type { SessionSettings } from "./login.js";
 
 const COUNTED_FAILURES = new Set<string>(["TOKEN_INVALID", "REFRESH_TOKEN_REUSED"]);
-/** Kept back from the caller's deadline for rotating: signing the access token and answering. */
-const ANSWER_MS = 50;
 
 /**
  * Refresh: spends a refresh token and returns a new pair (rotation, RFC 9700 4.14). A spent token
@@ -87,8 +86,7 @@ export function createRefresh(deps: {
         sealedToken: deps.sessionSettings.refreshReuseGraceMs > 0 ? deps.sealer.seal(successor.token) : null,
         idleExpiresAt: new Date(now + deps.sessionSettings.refreshIdleTtlMs),
       },
-      // Kept back: the moment it takes to sign the new access token and answer.
-      timeLeftMs: deadlineAt === undefined ? null : deadlineAt - Date.now() - ANSWER_MS,
+      timeLeftMs: timeLeftForWork(deadlineAt) ?? null,
     });
     if (!result.found) throw new IdentityError("TOKEN_INVALID", "unknown refresh token");
     const { session, token } = result;

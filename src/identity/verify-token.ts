@@ -8,7 +8,7 @@ import {
 } from "../domain/tokens.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { stringBytes, TOKEN_CACHE_ENTRY_BYTES, TokenCache } from "../util/token-cache.js";
+import { entryBytes, TokenCache } from "../util/token-cache.js";
 
 /**
  * Kept beside each cached token by the port that answered it, as long as the entry lives: the
@@ -19,18 +19,8 @@ const KEPT_RESPONSE_BYTES = 670;
 
 /** What a verified token costs while cached, the response kept beside it included (TokenCache's estimate). */
 export function cachedClaimsBytes(claims: AccessClaims): number {
-  let bytes = TOKEN_CACHE_ENTRY_BYTES + KEPT_RESPONSE_BYTES;
-  for (const s of [
-    claims.userId,
-    claims.sessionId,
-    claims.tokenId,
-    claims.appId,
-    claims.openid,
-    claims.unionid,
-  ])
-    bytes += stringBytes(s);
-  for (const role of claims.roles) bytes += 8 + stringBytes(role);
-  return bytes;
+  const { userId, sessionId, tokenId, appId, openid, unionid, roles } = claims;
+  return entryBytes([userId, sessionId, tokenId, appId, openid, unionid], roles, KEPT_RESPONSE_BYTES);
 }
 
 /**

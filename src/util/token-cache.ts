@@ -9,7 +9,18 @@ import { LRUCache } from "lru-cache";
 export const TOKEN_CACHE_ENTRY_BYTES = 250;
 
 /** Heap bytes of a one-byte string of this length (V8: 16-byte header, 8-byte aligned). */
-export const stringBytes = (s: string) => 16 + ((s.length + 7) & ~7);
+const stringBytes = (s: string) => 16 + ((s.length + 7) & ~7);
+
+/**
+ * The estimated heap cost of an entry whose value holds these strings and roles, plus `extra`
+ * bytes kept alongside it: what a TokenCache's `bytesOf` returns.
+ */
+export function entryBytes(strings: readonly string[], roles: readonly string[], extra = 0): number {
+  let bytes = TOKEN_CACHE_ENTRY_BYTES + extra;
+  for (const s of strings) bytes += stringBytes(s);
+  for (const role of roles) bytes += 8 + stringBytes(role);
+  return bytes;
+}
 
 /**
  * Values looked up by bearer token, bounded in bytes and least recently used first out.
