@@ -25,8 +25,17 @@ const FAULT_MS = Number(process.env.CHAOS_FAULT_SECONDS ?? 10) * 1000;
 /** The mixed load alone first, the instances' RSS sampled: the steady state the README states. */
 const SOAK_MS = Number(process.env.CHAOS_SOAK_SECONDS ?? 300) * 1000;
 const SETTLE_MS = 3_000;
-/** CHAOS_FAULTS=none: the soak alone. */
-const RUN_FAULTS = process.env.CHAOS_FAULTS !== "none";
+/**
+ * CHAOS_FAULTS=none: the soak alone; CHAOS_FAULTS=postgres,wechat: only the faults whose names
+ * contain one of these words (case-insensitive); unset: every fault.
+ */
+const FAULT_FILTER = (process.env.CHAOS_FAULTS ?? "")
+  .toLowerCase()
+  .split(",")
+  .map((word) => word.trim())
+  .filter(Boolean);
+const runsFault = (name: string) =>
+  FAULT_FILTER.length === 0 || FAULT_FILTER.some((word) => name.toLowerCase().includes(word));
 /** How long each fault is watched after its repair. */
 const WATCH_MS = Number(process.env.CHAOS_WATCH_SECONDS ?? 15) * 1000;
 const RATES = { Login: 40, Refresh: 60, VerifyToken: 300 } as const;
@@ -138,6 +147,8 @@ async function main() {
   const devices: Device[] = [];
   const outcomes: Outcome[] = [];
   const inFlight: Record<Method, number> = { Login: 0, Refresh: 0, VerifyToken: 0 };
+  /** Devices waiting to try a failed Refresh again. */
+  let retrying = 0;
   let lostSessions = 0;
   let refusedValidTokens = 0;
   const record = (method: Method, status: string): void => {
@@ -169,9 +180,12 @@ async function main() {
     } finally {
       if (!retry) device.busy = false;
     }
+    // The retry waits apart from the calls in flight: a device waiting to try again holds no call.
     if (retry) {
-      await sleep(1000 * 2 ** Math.min(attempt, 3));
-      return refreshDevice(device, attempt + 1);
+      retrying++;
+      void sleep(1000 * 2 ** Math.min(attempt, 3))
+        .then(() => refreshDevice(device, attempt + 1))
+        .finally(() => retrying--);
     }
   };
 
@@ -361,7 +375,7 @@ async function main() {
     }
   }
   const rows: string[] = [];
-  for (const fault of RUN_FAULTS ? faults : []) {
+  for (const fault of faults.filter((f) => runsFault(f.name))) {
     const lostBefore = lostSessions;
     const refusedBefore = refusedValidTokens;
     const from = Date.now();
@@ -385,7 +399,7 @@ async function main() {
   }
 
   clearInterval(load);
-  while (Object.values(inFlight).some((n) => n > 0)) await sleep(100);
+  while (retrying > 0 || Object.values(inFlight).some((n) => n > 0)) await sleep(100);
   // Every session a caller was ever told it had, refreshed once more.
   let sweptLost = 0;
   let index = 0;

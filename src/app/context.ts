@@ -5,7 +5,7 @@ import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-re
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { guardPort, inFlightLimit } from "../store/guard-port.js";
+import { dependency, guardPort } from "../store/guard-port.js";
 import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
 import { createPgSessionStore } from "../store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
@@ -116,8 +116,9 @@ export async function createAppContext(
     });
     cleanups.push(() => wechat.close());
 
-    // Every Postgres port shares one cap on the calls waiting for it.
-    const postgresInFlight = inFlightLimit(config.storageMaxInFlight);
+    // Every Postgres port shares one cap on the calls waiting for it, and one breaker.
+    const postgres = dependency("postgres", { maxInFlight: config.storageMaxInFlight, log });
+    cleanups.push(() => postgres.close());
     const { keyRing, revocations, useCases, stop } = await createIdentityServices({
       config,
       clock,
@@ -125,11 +126,10 @@ export async function createAppContext(
       keyEncryptionKey: kek,
       sessions: guardPort(
         createPgSessionStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
-        "postgres",
-        postgresInFlight,
+        postgres,
       ),
-      users: guardPort(createPgUserStore(database.db), "postgres", postgresInFlight),
-      signingKeys: guardPort(createPgSigningKeyStore(database.db), "postgres", postgresInFlight),
+      users: guardPort(createPgUserStore(database.db), postgres),
+      signingKeys: guardPort(createPgSigningKeyStore(database.db), postgres),
       kv: storage.kv,
       broadcast: storage.broadcast,
       rateLimiter: storage.rateLimiter,

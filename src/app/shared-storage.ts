@@ -1,6 +1,6 @@
 import type { Config } from "../config.js";
 import type { Broadcast, Clock, KeyValueStore, RateLimiter } from "../domain/ports.js";
-import { guardPort, inFlightLimit } from "../store/guard-port.js";
+import { dependency, guardPort } from "../store/guard-port.js";
 import { createMemoryBroadcast } from "../store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "../store/memory/key-value-store.js";
 import { createRateLimiter, type RateLimit } from "../store/rate-limiter.js";
@@ -57,16 +57,14 @@ export async function openSharedStorage(
     prefix: config.redisKeyPrefix,
     onError,
   });
+  const guard = dependency("redis", { maxInFlight: config.storageMaxInFlight, log: deps.log });
   return {
     kind: "redis",
-    kv: guardPort(
-      createRedisKeyValueStore(redis, config.redisKeyPrefix),
-      "redis",
-      inFlightLimit(config.storageMaxInFlight),
-    ),
+    kv: guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), guard),
     broadcast,
     rateLimiter: (limit) => createRateLimiter(limit, { redis, prefix: config.redisKeyPrefix }),
     async close() {
+      guard.close();
       await broadcast.close();
       await redis.quit().catch(() => {});
     },

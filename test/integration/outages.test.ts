@@ -5,6 +5,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { REAL_DATABASE_URL } from "../helpers/backends.js";
+import { eventually } from "../helpers/eventually.js";
 import { connectFailure } from "../helpers/failures.js";
 import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTcpProxy } from "../helpers/tcp-proxy.js";
@@ -26,6 +27,9 @@ async function loginToken(t: TestApp): Promise<string> {
   const { code } = t.sandbox.issueCode({ appId: APP_ID });
   return (await t.connect.login({ appId: APP_ID, code })).tokens?.accessToken ?? "";
 }
+
+const servedAgain = (t: TestApp) =>
+  eventually(async () => (await loginToken(t).catch(() => "")) !== "", "a login to succeed again");
 
 /** Our own outages must look like outages (UNAVAILABLE), never like bad credentials. */
 describe.runIf(REAL_DATABASE_URL)("a Postgres outage", () => {
@@ -75,7 +79,7 @@ describe.runIf(REAL_DATABASE_URL)("Postgres coming back", () => {
     await database.drop();
   });
 
-  it("answers UNAVAILABLE while it is gone, and the first call after it is back succeeds", async () => {
+  it("answers UNAVAILABLE while it is gone, and serves again within seconds of its return", async () => {
     await loginToken(t);
     await proxy.cut();
     // Several seconds of failed reconnects: postgres.js's own backoff would now be seconds long.
@@ -84,8 +88,42 @@ describe.runIf(REAL_DATABASE_URL)("Postgres coming back", () => {
       await new Promise((resolve) => setTimeout(resolve, 700));
     }
     await proxy.restore();
-    // Within the client's deadline (5 s): the pool reconnects at once instead of after a backoff.
-    expect(await loginToken(t)).toBeTruthy();
+    // Served again within seconds: the breaker lets a call try it every second, and the pool
+    // reconnects within one (postgres.js's own backoff would by now be 15 s).
+    await servedAgain(t);
+  });
+
+  it("answers calls that arrive together while it is gone with UNAVAILABLE at once, not at their deadline", async () => {
+    await loginToken(t);
+    await proxy.cut();
+    const loginsTogether = (n: number) =>
+      Promise.all(
+        Array.from({ length: n }, () => {
+          const { code } = t.sandbox.issueCode({ appId: APP_ID });
+          return t.connect.login({ appId: APP_ID, code }, { timeoutMs: 5000 }).then(
+            () => new ConnectError("the login succeeded", Code.Unknown),
+            (e: unknown) => ConnectError.from(e),
+          );
+        }),
+      );
+    // The first calls find it gone (those already waiting for a connection in postgres.js wait
+    // on: it hands each failed connection attempt one of them), and the breaker opens on them.
+    await eventually(
+      async () => (await loginsTogether(10)).every((f) => f.message.includes("postgres is not answering")),
+      "the breaker to open",
+    );
+    const together = (await loginsTogether(40)).map((f) => ({
+      code: f.code,
+      reason: f.findDetails(ErrorInfoSchema)[0]?.reason,
+    }));
+    expect(together.filter((f) => f.code !== Code.Unavailable)).toEqual([]);
+    expect(new Set(together.map((f) => f.reason))).toEqual(new Set(["STORAGE_UNAVAILABLE"]));
+    await proxy.restore();
+    await servedAgain(t);
+    // The operator reads both turns in the log.
+    const said = t.log.lines.map((l) => `${l.level} ${l.message}`);
+    expect(said).toContain("warn postgres not answering: calls fail at once, one a second tries it again");
+    expect(said).toContain("info postgres answering again");
   });
 });
 
