@@ -2,15 +2,16 @@ import { generateKeyPairSync, randomBytes, randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { signAccessToken, type TokenSettings } from "../src/domain/tokens.js";
 import { IdentityService, VerifyTokenRequestSchema } from "../src/gen/identity/v1/identity_pb.js";
-import { createVerifyToken } from "../src/identity/verify-token.js";
-import { verifyTokenRpc } from "../src/transport/identity-service/verify-token.js";
+import { createVerifyToken, verifyCacheShares } from "../src/identity/verify-token.js";
+import { KEPT_RESPONSE_BYTES, verifyTokenRpc } from "../src/transport/identity-service/verify-token.js";
 import { grpcMethodDefinition } from "../src/wire/grpc-method.js";
 
 /**
  * What VerifyToken's cache of verified tokens costs, in this process: heap bytes per entry (real,
- * from the heap after a full GC, with the response and its encoding the gRPC port keeps beside
- * each entry; and as the cache estimates them for VERIFY_CACHE_BYTES), and the
- * time of a cold verify (full check and insert) into a full cache, a warm one (a hit) beside it.
+ * from the heap after a full GC, and as the cache estimates them for VERIFY_CACHE_BYTES), first
+ * the claims alone, then as the gRPC port answers (the answers kept ready for the most used
+ * tokens, with their encodings, in their share of the budget); and the time of a cold verify
+ * (full check and insert) into a full cache, a warm one (a hit) beside it.
  *
  *   npm run bench:token-cache      (runs node with --expose-gc)
  */
@@ -28,13 +29,14 @@ const settings: TokenSettings = {
 };
 const { privateKey, publicKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const signingKey = { kid: "bench-key", privateKey };
-const verifyToken = createVerifyToken({
-  keyRing: { verificationKeys: () => new Map([[signingKey.kid, publicKey]]) },
-  revocations: { isRevoked: () => false },
-  settings,
-  clock: { now: () => Date.now() },
-  cacheBytes: CACHE_BYTES,
-});
+const newVerifyToken = () =>
+  createVerifyToken({
+    keyRing: { verificationKeys: () => new Map([[signingKey.kid, publicKey]]) },
+    revocations: { isRevoked: () => false },
+    settings,
+    clock: { now: () => Date.now() },
+    cacheBytes: CACHE_BYTES,
+  });
 
 /** A token as a request brings it: bytes that become a string for one call, then garbage. */
 const tokenBytes = () =>
@@ -63,31 +65,52 @@ async function heapUsed(): Promise<number> {
   return process.memoryUsage().heapUsed;
 }
 
-// As the gRPC port answers: the response message and its encoding are kept with the claims.
-const rpc = verifyTokenRpc(verifyToken);
 const serialize = grpcMethodDefinition(IdentityService, IdentityService.method.verifyToken).responseSerialize;
-const answer = (token: string) => serialize(rpc(create(VerifyTokenRequestSchema, { accessToken: token })));
-
 const batch = Array.from({ length: 10_000 }, tokenBytes);
 console.log(
   `token cache: ${ENTRIES} distinct tokens of ${batch[0]?.length} characters, ${CACHE_BYTES} bytes of cache`,
 );
-const before = await heapUsed();
-const filling = { ns: 0n, calls: 0 };
-const full = { ns: 0n, calls: 0 };
-for (let i = 0; i < ENTRIES; i++) {
-  const token = (batch[i % batch.length] as Buffer).toString("latin1");
-  batch[i % batch.length] = tokenBytes(); // the next round gets new tokens (outside the timed part)
-  const phase = verifyToken.cacheStats().bytes + 1024 < CACHE_BYTES ? filling : full;
-  const start = process.hrtime.bigint();
-  answer(token);
-  phase.ns += process.hrtime.bigint() - start;
-  phase.calls++;
+
+/** Verifies ENTRIES distinct tokens with `call`, timing each; prints the heap they leave behind. */
+async function fill(
+  what: string,
+  verifyToken: ReturnType<typeof newVerifyToken>,
+  call: (token: string) => void,
+) {
+  const before = await heapUsed();
+  const filling = { ns: 0n, calls: 0 };
+  const full = { ns: 0n, calls: 0 };
+  const claimsBytes = verifyCacheShares(CACHE_BYTES).claims;
+  for (let i = 0; i < ENTRIES; i++) {
+    const token = (batch[i % batch.length] as Buffer).toString("latin1");
+    batch[i % batch.length] = tokenBytes(); // the next round gets new tokens (outside the timed part)
+    const phase = verifyToken.cacheStats().bytes + 1024 < claimsBytes ? filling : full;
+    const start = process.hrtime.bigint();
+    call(token);
+    phase.ns += process.hrtime.bigint() - start;
+    phase.calls++;
+  }
+  const stats = verifyToken.cacheStats();
+  const after = await heapUsed();
+  console.log(
+    `${what}: heap per cached token ${((after - before) / stats.size).toFixed(0)} bytes (the claims' estimate ${(stats.bytes / stats.size).toFixed(0)}), ${stats.size} tokens, ${((after - before) / 1024 / 1024).toFixed(1)} MiB in all`,
+  );
+  return { filling, full };
 }
-const stats = verifyToken.cacheStats();
-const after = await heapUsed();
-console.log(
-  `heap per entry: ${((after - before) / stats.size).toFixed(0)} bytes (the cache's estimate ${(stats.bytes / stats.size).toFixed(0)}), ${stats.size} entries`,
+
+// In a scope of its own, so that its cache is garbage before the next fill.
+await (async () => {
+  const claimsOnly = newVerifyToken();
+  await fill("claims alone", claimsOnly, (token) => claimsOnly.verify(token));
+})();
+const verifyToken = newVerifyToken();
+// As the gRPC port answers: the most used tokens' answers and encodings kept in their own share.
+const rpc = verifyTokenRpc(verifyToken, CACHE_BYTES);
+const kept = Math.floor(verifyCacheShares(CACHE_BYTES).answers / KEPT_RESPONSE_BYTES);
+const { filling, full } = await fill(
+  `as the gRPC port answers (answers kept for the last ${kept})`,
+  verifyToken,
+  (token) => serialize(rpc(create(VerifyTokenRequestSchema, { accessToken: token }))),
 );
 const micros = (p: typeof full) => (Number(p.ns) / p.calls / 1000).toFixed(1);
 console.log(`cold verify while the cache fills: ${micros(filling)} µs (${filling.calls} calls)`);

@@ -146,7 +146,10 @@ export async function createAppContext(
       keyRing,
       revocations,
       useCases,
-      impl: createIdentityServiceImpl(useCases, log, { defaultTimeoutMs: config.requestTimeoutMs }),
+      impl: createIdentityServiceImpl(useCases, log, {
+        defaultTimeoutMs: config.requestTimeoutMs,
+        verifyCacheBytes: config.verifyCacheBytes,
+      }),
       replicaFeed: createReplicaFeed(keyRing, revocations),
       sandbox,
       routes,

@@ -15,7 +15,7 @@ const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
 /** The ServiceImpl on Connect's in-memory router transport: the proto mapping and the error table. */
 function clientFor(useCases: UseCases, log = memoryLogger()) {
   const transport = createRouterTransport(({ service }) => {
-    service(IdentityService, createIdentityServiceImpl(useCases, log));
+    service(IdentityService, createIdentityServiceImpl(useCases, log, { verifyCacheBytes: 1024 * 1024 }));
   });
   return createClient(IdentityService, transport);
 }

@@ -1,4 +1,8 @@
+import { create } from "@bufbuild/protobuf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VerifyTokenRequestSchema } from "../../src/gen/identity/v1/identity_pb.js";
+import { verifyCacheShares } from "../../src/identity/verify-token.js";
+import { KEPT_RESPONSE_BYTES, verifyTokenRpc } from "../../src/transport/identity-service/verify-token.js";
 import { createUseCaseWorld, type UseCaseWorld } from "../helpers/use-case-world.js";
 
 describe("VerifyToken (use case, in-memory stores)", () => {
@@ -52,18 +56,35 @@ describe("the cache of verified tokens", () => {
   });
   afterAll(() => w.close());
 
-  it("stays within VERIFY_CACHE_BYTES, each entry counted with the answer kept beside it, and still answers evicted tokens", async () => {
+  it("keeps the claims within their share of VERIFY_CACHE_BYTES, and still answers evicted tokens", async () => {
     const tokens: string[] = [];
     for (let i = 0; i < 300; i++) tokens.push((await w.login()).tokens.accessToken);
     for (const token of tokens) w.useCases.verifyToken.verify(token);
     const { size, bytes } = w.useCases.verifyToken.cacheStats();
-    expect(bytes).toBeLessThanOrEqual(64 * 1024);
-    expect(size).toBeGreaterThan(40); // ~1.2 KB an entry, claims ~550 and the kept answer ~670
-    expect(size).toBeLessThan(60);
-    expect(bytes / size).toBeGreaterThan(1100);
-    expect(bytes / size).toBeLessThan(1500);
+    expect(bytes).toBeLessThanOrEqual(verifyCacheShares(64 * 1024).claims);
+    expect(size).toBeGreaterThan(70); // ~590 bytes an entry in 48 KiB
+    expect(size).toBeLessThan(95);
+    expect(bytes / size).toBeGreaterThan(500);
+    expect(bytes / size).toBeLessThan(700);
     // The first tokens were evicted: verified again in full, not refused.
     expect(w.useCases.verifyToken.verify(tokens[0] as string).userId).toBeTruthy();
+  });
+
+  it("keeps answers ready for the most used tokens only, within the answers' share", async () => {
+    const rpc = verifyTokenRpc(w.useCases.verifyToken, 64 * 1024);
+    const keptAnswers = Math.floor(verifyCacheShares(64 * 1024).answers / KEPT_RESPONSE_BYTES); // 20
+    const tokens: string[] = [];
+    for (let i = 0; i < keptAnswers + 5; i++) tokens.push((await w.login()).tokens.accessToken);
+    const ask = (token: string) => rpc(create(VerifyTokenRequestSchema, { accessToken: token }));
+    const first = ask(tokens[0] as string);
+    expect(ask(tokens[0] as string)).toBe(first); // the same message again: its encoding is reused
+    for (const token of tokens.slice(1)) ask(token);
+    // Pushed out by the newer answers: made anew, the same claims.
+    const again = ask(tokens[0] as string);
+    expect(again).not.toBe(first);
+    expect(again).toEqual(first);
+    const last = tokens.at(-1) as string;
+    expect(ask(last)).toBe(ask(last));
   });
 });
 

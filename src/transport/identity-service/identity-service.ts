@@ -21,7 +21,10 @@ export type IdentityServiceImpl = ServiceImpl<typeof IdentityService>;
 export function createIdentityServiceImpl(
   useCases: UseCases,
   log: Logger,
-  options: GuardOptions = {},
+  options: GuardOptions & {
+    /** VERIFY_CACHE_BYTES: VerifyToken keeps its answers for the most used tokens within a share of it. */
+    verifyCacheBytes: number;
+  },
 ): IdentityServiceImpl {
   return {
     login: guarded(log, IdentityService.method.login, loginRpc(useCases.login), options),
@@ -30,7 +33,7 @@ export function createIdentityServiceImpl(
     verifyToken: guarded(
       log,
       IdentityService.method.verifyToken,
-      verifyTokenRpc(useCases.verifyToken),
+      verifyTokenRpc(useCases.verifyToken, options.verifyCacheBytes),
       options,
     ),
     decryptUserData: guarded(

@@ -71,7 +71,11 @@ const handOver = (method: string) => (request: unknown, context: HandlerContext)
 const impl: Record<string, unknown> = Object.fromEntries(
   IdentityService.methods.map((m) => [m.localName, handOver(m.localName)]),
 );
-const verifyToken = guarded(log, IdentityService.method.verifyToken, verifyTokenRpc(replica.verifyToken));
+const verifyToken = guarded(
+  log,
+  IdentityService.method.verifyToken,
+  verifyTokenRpc(replica.verifyToken, data.cacheBytes),
+);
 impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
   return verifyToken(request, context);
