@@ -184,6 +184,8 @@ export const METHOD_NAMES = [
   "DecryptUserData",
   "GetPhoneNumber",
   "CheckSessionKey",
+  "ListSessions",
+  "EndSession",
 ] as const;
 
 export class ConfigError extends Error {

@@ -16,6 +16,8 @@ import { bearerToken, sendError, sendJson } from "../http-json.js";
  *   POST /api/auth/logout   {refreshToken?} + Bearer   -> 204
  *   POST /api/auth/decrypt  {encryptedData, iv, rawData?, signature?} + Bearer -> {data}
  *   POST /api/auth/phone    {code} + Bearer            -> {phoneNumber, ...}
+ *   GET  /api/auth/sessions Bearer                     -> {sessions: [...]}, the user's devices
+ *   POST /api/auth/sessions/end {sessionId} or {allOthers: true} + Bearer -> {sessionsEnded}
  *   GET  /api/me            Bearer                     -> the verified user
  */
 export function createBff(identity: IdentityClient, options: { appId?: string } = {}): RequestListener {
@@ -81,6 +83,29 @@ const routes: Record<string, Handler> = {
       phoneCode: text((await readJson(req)).code),
     });
     sendJson(res, 200, { phoneNumber, purePhoneNumber, countryCode });
+  },
+  async "GET /api/auth/sessions"(identity, req, res) {
+    const { sessions } = await identity.listSessions({ accessToken: bearerToken(req) });
+    sendJson(res, 200, {
+      sessions: sessions.map((s) => ({
+        sessionId: s.sessionId,
+        deviceId: s.deviceId,
+        clientIp: s.clientIp,
+        userAgent: s.userAgent,
+        createdAt: s.createdAt ? timestampMs(s.createdAt) : undefined,
+        lastRefreshedAt: s.lastRefreshedAt ? timestampMs(s.lastRefreshedAt) : undefined,
+        current: s.current,
+      })),
+    });
+  },
+  async "POST /api/auth/sessions/end"(identity, req, res) {
+    const body = await readJson(req);
+    const { sessionsEnded } = await identity.endSession({
+      accessToken: bearerToken(req),
+      sessionId: text(body.sessionId),
+      allOthers: body.allOthers === true,
+    });
+    sendJson(res, 200, { sessionsEnded });
   },
   async "GET /api/me"(identity, req, res) {
     const { claims } = await identity.verifyToken({ accessToken: bearerToken(req) });

@@ -18,6 +18,7 @@ import { createLogin } from "../identity/login.js";
 import { createLogout } from "../identity/logout.js";
 import { createRefresh } from "../identity/refresh.js";
 import type { UseCases } from "../identity/use-cases.js";
+import { createUserSessions } from "../identity/user-sessions.js";
 import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocations, type Revocations } from "../revocation/revocations.js";
 import { keepKeyRingFresh } from "../signing-keys/keep-key-ring-fresh.js";
@@ -208,6 +209,7 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
       }),
     }),
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
+    userSessions: createUserSessions({ verifyToken, sessions, revocations, clock }),
   };
   /** Runs `job` every `intervalMs` until stop(); a failure is logged and the next run tries again. */
   const every = (intervalMs: number, job: () => Promise<unknown>, failure: string) => {

@@ -67,6 +67,15 @@ export interface StartedSession {
   sessionStored: boolean;
 }
 
+/** A session that can still be refreshed, as its user sees it in a list of their sessions. */
+export interface LiveSession {
+  id: string;
+  appId: string;
+  createdAt: Date;
+  lastRefreshedAt: Date | null;
+  client: { ip: string; userAgent: string; deviceId: string };
+}
+
 export interface RevokedSession {
   id: string;
   /** When tokens of the session can no longer be valid anyway (the mirror may forget it then). */
@@ -146,6 +155,11 @@ export interface SessionStore {
   ): Promise<RevokedSession[]>;
   /** Sessions revoked whose access tokens may still be unexpired at `since`. */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
+  /**
+   * The sessions of `userId` that are neither revoked nor expired (idle or absolute) at `now`,
+   * newest first, at most `limit`.
+   */
+  listLiveSessions(userId: string, now: Date, limit: number): Promise<LiveSession[]>;
   /**
    * Erases the sealed successors of refresh tokens spent before `spentBefore` (their reuse grace
    * is over, so nothing may ask for them again); returns how many it erased.

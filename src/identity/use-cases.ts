@@ -4,6 +4,7 @@ import type { GetPhoneNumber } from "./get-phone-number.js";
 import type { Login } from "./login.js";
 import type { Logout } from "./logout.js";
 import type { Refresh } from "./refresh.js";
+import type { UserSessions } from "./user-sessions.js";
 import type { VerifyToken } from "./verify-token.js";
 
 /** The IdentityService's use cases, one per RPC, as the app context builds them. */
@@ -15,4 +16,6 @@ export interface UseCases {
   decryptUserData: DecryptUserData;
   getPhoneNumber: GetPhoneNumber;
   checkSessionKey: CheckSessionKey;
+  /** ListSessions and EndSession. */
+  userSessions: UserSessions;
 }

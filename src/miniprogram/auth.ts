@@ -93,6 +93,18 @@ export class AuthError extends Error {
   }
 }
 
+/** One live session of the user, as the BFF's GET /api/auth/sessions lists it. */
+export interface DeviceSession {
+  sessionId: string;
+  deviceId: string;
+  clientIp: string;
+  userAgent: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  lastRefreshedAt?: number;
+  current: boolean;
+}
+
 export interface Auth {
   /**
    * Call on launch. Reuses the stored session while WeChat's session is still valid
@@ -112,6 +124,13 @@ export interface Auth {
    * service cannot be told (it rejects "unavailable"; the session then ends at its idle expiry).
    */
   logout(): Promise<void>;
+  /** The user's live sessions (devices), newest first, the current one marked; through request(). */
+  sessions(): Promise<DeviceSession[]>;
+  /**
+   * Ends another session of the user ({sessionId} from sessions()), or with {allOthers: true}
+   * every session but this one; resolves with how many ended. Through request().
+   */
+  endSession(which: { sessionId: string } | { allOthers: true }): Promise<number>;
   /** The session held now, if any. */
   session(): Session | null;
 }
@@ -246,7 +265,7 @@ export function createAuth(options: AuthOptions): Auth {
     );
   }
 
-  return {
+  const auth: Auth = {
     silentLogin() {
       loggedOut = false;
       return signIn();
@@ -283,8 +302,28 @@ export function createAuth(options: AuthOptions): Auth {
       if (answer.statusCode >= 300) throw failureOf(answer);
     },
 
+    async sessions() {
+      const answer = await auth.request<{ sessions: DeviceSession[] }>({
+        url: "/api/auth/sessions",
+        method: "GET",
+      });
+      if (answer.statusCode !== 200) throw failureOf(answer);
+      return answer.data.sessions;
+    },
+
+    async endSession(which) {
+      const answer = await auth.request<{ sessionsEnded: number }>({
+        url: "/api/auth/sessions/end",
+        method: "POST",
+        data: which,
+      });
+      if (answer.statusCode !== 200) throw failureOf(answer);
+      return answer.data.sessionsEnded;
+    },
+
     session: () => session,
   };
+  return auth;
 }
 
 /** Runs `run` once for all callers that arrive while it is pending. */

@@ -184,6 +184,48 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
       });
     });
 
+    describe("SessionStore.listLiveSessions (a user's own list)", () => {
+      it("lists the user's sessions neither revoked nor expired, newest first, with where each came from", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("list"), unionid: null };
+        const t0 = Date.now();
+        const startedAt = (ms: number, client = { ip: "10.0.0.1", userAgent: "ua", deviceId: "d" }) => ({
+          ...newSession(),
+          createdAt: new Date(t0 + ms),
+          idleExpiresAt: new Date(t0 + 60_000),
+          absoluteExpiresAt: new Date(t0 + 120_000),
+          client,
+        });
+        const older = startedAt(-3000);
+        const newer = startedAt(-1000, { ip: "10.0.0.2", userAgent: "ua2", deviceId: "d2" });
+        const revoked = startedAt(-2000);
+        const idle = { ...startedAt(-4000), idleExpiresAt: new Date(t0 - 1) };
+        const { user } = await sessions.start(identity, older);
+        for (const session of [newer, revoked, idle]) await sessions.start(identity, session);
+        await sessions.start(
+          { appId: "wxa", openid: uniqueName("someone-else"), unionid: null },
+          startedAt(0),
+        );
+        await sessions.revoke({ sessionId: revoked.id }, logoutNow());
+        const now = new Date(t0);
+
+        const listed = await sessions.listLiveSessions(user.id, now, 10);
+        expect(listed.map((s) => s.id)).toEqual([newer.id, older.id]);
+        expect(listed[0]).toEqual({
+          id: newer.id,
+          appId: "wxa",
+          createdAt: newer.createdAt,
+          lastRefreshedAt: null,
+          client: newer.client,
+        });
+        expect((await sessions.listLiveSessions(user.id, now, 1)).map((s) => s.id)).toEqual([newer.id]);
+        expect(await sessions.listLiveSessions(user.id, new Date(t0 + 120_000), 10)).toEqual([]);
+
+        expect(await rotate(older.refreshTokenHash, now)).toMatchObject({ found: true, rotated: true });
+        const refreshed = (await sessions.listLiveSessions(user.id, now, 10)).find((s) => s.id === older.id);
+        expect(refreshed?.lastRefreshedAt?.getTime()).toBe(now.getTime());
+      });
+    });
+
     describe("SessionStore.eraseSealedSuccessors", () => {
       it("erases the sealed successors of tokens spent before the given instant, and only those", async () => {
         const session = newSession();

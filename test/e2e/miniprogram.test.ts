@@ -86,6 +86,34 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
     return answer as NonNullable<typeof answer>;
   }
 
+  it("lists the user's devices through the BFF and signs one of them out", async () => {
+    const openid = `o-e2e-${backend}-${++openidCount}`;
+    const phone = createAuth({
+      wx: simulatedDevice({ sandboxUrl: t.sandboxUrl, appId: APP.appId, openid }).wx,
+      baseUrl,
+    });
+    const tablet = createAuth({
+      wx: simulatedDevice({ sandboxUrl: t.sandboxUrl, appId: APP.appId, openid }).wx,
+      baseUrl,
+    });
+    await phone.silentLogin();
+    const tabletSession = await tablet.silentLogin();
+
+    const listed = await phone.sessions();
+    expect(listed.map((s) => s.current)).toEqual([false, true]);
+    const other = listed.find((s) => !s.current) as (typeof listed)[0];
+    expect(Math.abs(other.createdAt - Date.now())).toBeLessThan(60_000);
+    expect(await phone.endSession({ sessionId: other.sessionId })).toBe(1);
+
+    // The tablet's token is refused by the internal service from now on.
+    const refused = await fetch(`${baseUrl}/api/orders`, {
+      headers: { authorization: `Bearer ${tabletSession.accessToken}` },
+    });
+    expect(refused.status).toBe(401);
+    expect((await phone.sessions()).map((s) => s.current)).toEqual([true]);
+    expect(await phone.endSession({ allOthers: true })).toBe(0);
+  });
+
   it("launch, silent login, protected call, one refresh for ten requests in flight, logout, silent login on relaunch", async () => {
     const device = newDevice();
     const auth = launch(device);

@@ -198,6 +198,23 @@ export function createMemorySessionStore(
       return purged.size;
     },
 
+    async listLiveSessions(userId, now, limit) {
+      return [...db.sessions.values()]
+        .filter(
+          (s) =>
+            s.userId === userId && s.revokedAt === null && s.idleExpiresAt > now && s.absoluteExpiresAt > now,
+        )
+        .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1))
+        .slice(0, limit)
+        .map((s) => ({
+          id: s.id,
+          appId: s.appId,
+          createdAt: s.createdAt,
+          lastRefreshedAt: s.lastRefreshedAt,
+          client: { ip: s.clientIp, userAgent: s.userAgent, deviceId: s.deviceId },
+        }));
+    },
+
     async listRevokedSince(since) {
       return [...db.sessions.values()]
         .filter((s) => s.revokedAt !== null && s.revokedAt > since)

@@ -1,4 +1,4 @@
-import { and, eq, gt, isNotNull, isNull, lt, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
   RevokedSession,
@@ -396,6 +396,29 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         purged += rowsOf(result).length;
       }
       return purged;
+    },
+
+    async listLiveSessions(userId, now, limit) {
+      const rows = await db
+        .select()
+        .from(sessions)
+        .where(
+          and(
+            eq(sessions.userId, userId),
+            isNull(sessions.revokedAt),
+            gt(sessions.idleExpiresAt, now),
+            gt(sessions.absoluteExpiresAt, now),
+          ),
+        )
+        .orderBy(desc(sessions.createdAt), desc(sessions.id))
+        .limit(limit);
+      return rows.map((s) => ({
+        id: s.id,
+        appId: s.appId,
+        createdAt: s.createdAt,
+        lastRefreshedAt: s.lastRefreshedAt,
+        client: { ip: s.clientIp, userAgent: s.userAgent, deviceId: s.deviceId },
+      }));
     },
 
     async listRevokedSince(since) {

@@ -9,6 +9,7 @@ import { type GuardOptions, guarded } from "./guard.js";
 import { loginRpc } from "./login.js";
 import { logoutRpc } from "./logout.js";
 import { refreshRpc } from "./refresh.js";
+import { endSessionRpc, listSessionsRpc } from "./user-sessions.js";
 import { verifyTokenRpc } from "./verify-token.js";
 
 export type IdentityServiceImpl = ServiceImpl<typeof IdentityService>;
@@ -40,16 +41,31 @@ export function createIdentityServiceImpl(
       log,
       IdentityService.method.decryptUserData,
       decryptUserDataRpc(useCases.decryptUserData),
+      options,
     ),
     getPhoneNumber: guarded(
       log,
       IdentityService.method.getPhoneNumber,
       getPhoneNumberRpc(useCases.getPhoneNumber),
+      options,
     ),
     checkSessionKey: guarded(
       log,
       IdentityService.method.checkSessionKey,
       checkSessionKeyRpc(useCases.checkSessionKey),
+      options,
+    ),
+    listSessions: guarded(
+      log,
+      IdentityService.method.listSessions,
+      listSessionsRpc(useCases.userSessions),
+      options,
+    ),
+    endSession: guarded(
+      log,
+      IdentityService.method.endSession,
+      endSessionRpc(useCases.userSessions),
+      options,
     ),
   };
 }

@@ -43,7 +43,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimAEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCSJZCg5SZWZyZXNoUmVxdWVzdBIeCg1yZWZyZXNoX3Rva2VuGAEgASgJQge6SARyAhABEicKBmNsaWVudBgCIAEoCzIXLmlkZW50aXR5LnYxLkNsaWVudEluZm8iOQoPUmVmcmVzaFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpciLgAQoNTG9nb3V0UmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIUCgxhbGxfc2Vzc2lvbnMYAyABKAg6iwG6SIcBGoQBCh1hY2Nlc3NfdG9rZW4ub3JfcmVmcmVzaF90b2tlbhIuYW4gYWNjZXNzX3Rva2VuIG9yIGEgcmVmcmVzaF90b2tlbiBpcyByZXF1aXJlZBozdGhpcy5hY2Nlc3NfdG9rZW4gIT0gJycgfHwgdGhpcy5yZWZyZXNoX3Rva2VuICE9ICcnIhAKDkxvZ291dFJlc3BvbnNlIkMKElZlcmlmeVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFwoPZXhwZWN0ZWRfYXBwX2lkGAIgASgJIjoKE1ZlcmlmeVRva2VuUmVzcG9uc2USIwoGY2xhaW1zGAEgASgLMhMuaWRlbnRpdHkudjEuQ2xhaW1zIt4BCgZDbGFpbXMSDwoHdXNlcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIOCgZvcGVuaWQYBCABKAkSDwoHdW5pb25pZBgFIAEoCRINCgVyb2xlcxgGIAMoCRIQCgh0b2tlbl9pZBgHIAEoCRItCglpc3N1ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgDChZEZWNyeXB0VXNlckRhdGFSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIjCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCUILukgIcgYQARiAgAISEwoCaXYYAyABKAlCB7pIBHICEAESEAoIcmF3X2RhdGEYBCABKAkSEQoJc2lnbmF0dXJlGAUgASgJEhcKD21heF9hZ2Vfc2Vjb25kcxgGIAEoDTqPArpIiwIagwEKF3Jhd19kYXRhLndpdGhfc2lnbmF0dXJlEjtyZXF1aXJlZCB3aXRoIHNpZ25hdHVyZTogcmF3X2RhdGEgYW5kIHNpZ25hdHVyZSBnbyB0b2dldGhlchordGhpcy5zaWduYXR1cmUgPT0gJycgfHwgdGhpcy5yYXdfZGF0YSAhPSAnJxqCAQoXc2lnbmF0dXJlLndpdGhfcmF3X2RhdGESOnJlcXVpcmVkIHdpdGggcmF3X2RhdGE6IHJhd19kYXRhIGFuZCBzaWduYXR1cmUgZ28gdG9nZXRoZXIaK3RoaXMucmF3X2RhdGEgPT0gJycgfHwgdGhpcy5zaWduYXR1cmUgIT0gJycieQoXRGVjcnlwdFVzZXJEYXRhUmVzcG9uc2USJQoEZGF0YRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDAoEanNvbhgCIAEoCRIpCgl3YXRlcm1hcmsYAyABKAsyFi5pZGVudGl0eS52MS5XYXRlcm1hcmsiSgoJV2F0ZXJtYXJrEg4KBmFwcF9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKFUdldFBob25lTnVtYmVyUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSHgoKcGhvbmVfY29kZRgCIAEoCUIKukgHcgUQARiAARIMCgRiaW5kGAMgASgIIl8KFkdldFBob25lTnVtYmVyUmVzcG9uc2USFAoMcGhvbmVfbnVtYmVyGAEgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAIgASgJEhQKDGNvdW50cnlfY29kZRgDIAEoCSIuChZDaGVja1Nlc3Npb25LZXlSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIZChdDaGVja1Nlc3Npb25LZXlSZXNwb25zZTLIBAoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElUKC1ZlcmlmeVRva2VuEh8uaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAuaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZSIDkAIBElwKD0RlY3J5cHRVc2VyRGF0YRIjLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QaJC5pZGVudGl0eS52MS5EZWNyeXB0VXNlckRhdGFSZXNwb25zZRJZCg5HZXRQaG9uZU51bWJlchIiLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVxdWVzdBojLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVzcG9uc2USXAoPQ2hlY2tTZXNzaW9uS2V5EiMuaWRlbnRpdHkudjEuQ2hlY2tTZXNzaW9uS2V5UmVxdWVzdBokLmlkZW50aXR5LnYxLkNoZWNrU2Vzc2lvbktleVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimAEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCSJZCg5SZWZyZXNoUmVxdWVzdBIeCg1yZWZyZXNoX3Rva2VuGAEgASgJQge6SARyAhABEicKBmNsaWVudBgCIAEoCzIXLmlkZW50aXR5LnYxLkNsaWVudEluZm8iOQoPUmVmcmVzaFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpciLgAQoNTG9nb3V0UmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIUCgxhbGxfc2Vzc2lvbnMYAyABKAg6iwG6SIcBGoQBCh1hY2Nlc3NfdG9rZW4ub3JfcmVmcmVzaF90b2tlbhIuYW4gYWNjZXNzX3Rva2VuIG9yIGEgcmVmcmVzaF90b2tlbiBpcyByZXF1aXJlZBozdGhpcy5hY2Nlc3NfdG9rZW4gIT0gJycgfHwgdGhpcy5yZWZyZXNoX3Rva2VuICE9ICcnIhAKDkxvZ291dFJlc3BvbnNlIkMKElZlcmlmeVRva2VuUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFwoPZXhwZWN0ZWRfYXBwX2lkGAIgASgJIjoKE1ZlcmlmeVRva2VuUmVzcG9uc2USIwoGY2xhaW1zGAEgASgLMhMuaWRlbnRpdHkudjEuQ2xhaW1zIt4BCgZDbGFpbXMSDwoHdXNlcl9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEg4KBmFwcF9pZBgDIAEoCRIOCgZvcGVuaWQYBCABKAkSDwoHdW5pb25pZBgFIAEoCRINCgVyb2xlcxgGIAMoCRIQCgh0b2tlbl9pZBgHIAEoCRItCglpc3N1ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrgDChZEZWNyeXB0VXNlckRhdGFSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIjCg5lbmNyeXB0ZWRfZGF0YRgCIAEoCUILukgIcgYQARiAgAISEwoCaXYYAyABKAlCB7pIBHICEAESEAoIcmF3X2RhdGEYBCABKAkSEQoJc2lnbmF0dXJlGAUgASgJEhcKD21heF9hZ2Vfc2Vjb25kcxgGIAEoDTqPArpIiwIagwEKF3Jhd19kYXRhLndpdGhfc2lnbmF0dXJlEjtyZXF1aXJlZCB3aXRoIHNpZ25hdHVyZTogcmF3X2RhdGEgYW5kIHNpZ25hdHVyZSBnbyB0b2dldGhlchordGhpcy5zaWduYXR1cmUgPT0gJycgfHwgdGhpcy5yYXdfZGF0YSAhPSAnJxqCAQoXc2lnbmF0dXJlLndpdGhfcmF3X2RhdGESOnJlcXVpcmVkIHdpdGggcmF3X2RhdGE6IHJhd19kYXRhIGFuZCBzaWduYXR1cmUgZ28gdG9nZXRoZXIaK3RoaXMucmF3X2RhdGEgPT0gJycgfHwgdGhpcy5zaWduYXR1cmUgIT0gJycieQoXRGVjcnlwdFVzZXJEYXRhUmVzcG9uc2USJQoEZGF0YRgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDAoEanNvbhgCIAEoCRIpCgl3YXRlcm1hcmsYAyABKAsyFi5pZGVudGl0eS52MS5XYXRlcm1hcmsiSgoJV2F0ZXJtYXJrEg4KBmFwcF9pZBgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlsKFUdldFBob25lTnVtYmVyUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSHgoKcGhvbmVfY29kZRgCIAEoCUIKukgHcgUQARiAARIMCgRiaW5kGAMgASgIIl8KFkdldFBob25lTnVtYmVyUmVzcG9uc2USFAoMcGhvbmVfbnVtYmVyGAEgASgJEhkKEXB1cmVfcGhvbmVfbnVtYmVyGAIgASgJEhQKDGNvdW50cnlfY29kZRgDIAEoCSIuChZDaGVja1Nlc3Npb25LZXlSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCSIZChdDaGVja1Nlc3Npb25LZXlSZXNwb25zZSI0ChNMaXN0U2Vzc2lvbnNSZXF1ZXN0Eh0KDGFjY2Vzc190b2tlbhgBIAEoCUIHukgEcgIQASLjAQoLU2Vzc2lvbkluZm8SEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZhcHBfaWQYAiABKAkSEQoJZGV2aWNlX2lkGAMgASgJEhEKCWNsaWVudF9pcBgEIAEoCRISCgp1c2VyX2FnZW50GAUgASgJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfcmVmcmVzaGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdjdXJyZW50GAggASgIIkIKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEioKCHNlc3Npb25zGAEgAygLMhguaWRlbnRpdHkudjEuU2Vzc2lvbkluZm8i4gEKEUVuZFNlc3Npb25SZXF1ZXN0Eh0KDGFjY2Vzc190b2tlbhgBIAEoCUIHukgEcgIQARIbCgpzZXNzaW9uX2lkGAIgASgJQge6SARyAhhAEhIKCmFsbF9vdGhlcnMYAyABKAg6fbpIehp4ChhzZXNzaW9uX2lkLm9yX2FsbF9vdGhlcnMSMGEgc2Vzc2lvbl9pZCBvciBhbGxfb3RoZXJzIGlzIHJlcXVpcmVkLCBub3QgYm90aBoqKHRoaXMuc2Vzc2lvbl9pZCAhPSAnJykgIT0gdGhpcy5hbGxfb3RoZXJzIiwKEkVuZFNlc3Npb25SZXNwb25zZRIWCg5zZXNzaW9uc19lbmRlZBgBIAEoBTLxBQoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElUKC1ZlcmlmeVRva2VuEh8uaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAuaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZSIDkAIBElwKD0RlY3J5cHRVc2VyRGF0YRIjLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QaJC5pZGVudGl0eS52MS5EZWNyeXB0VXNlckRhdGFSZXNwb25zZRJZCg5HZXRQaG9uZU51bWJlchIiLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVxdWVzdBojLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVzcG9uc2USXAoPQ2hlY2tTZXNzaW9uS2V5EiMuaWRlbnRpdHkudjEuQ2hlY2tTZXNzaW9uS2V5UmVxdWVzdBokLmlkZW50aXR5LnYxLkNoZWNrU2Vzc2lvbktleVJlc3BvbnNlElgKDExpc3RTZXNzaW9ucxIgLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBEk0KCkVuZFNlc3Npb24SHi5pZGVudGl0eS52MS5FbmRTZXNzaW9uUmVxdWVzdBofLmlkZW50aXR5LnYxLkVuZFNlc3Npb25SZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Where a login comes from. All fields are optional and informational: they are stored with the
@@ -735,6 +735,174 @@ export const CheckSessionKeyResponseSchema: GenMessage<CheckSessionKeyResponse> 
   messageDesc(file_identity_v1_identity, 18);
 
 /**
+ * Request of ListSessions.
+ *
+ * @generated from message identity.v1.ListSessionsRequest
+ */
+export type ListSessionsRequest = Message<"identity.v1.ListSessionsRequest"> & {
+  /**
+   * An access token of the user.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+};
+
+/**
+ * Describes the message identity.v1.ListSessionsRequest.
+ * Use `create(ListSessionsRequestSchema)` to create a new message.
+ */
+export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 19);
+
+/**
+ * One live session of a user.
+ *
+ * @generated from message identity.v1.SessionInfo
+ */
+export type SessionInfo = Message<"identity.v1.SessionInfo"> & {
+  /**
+   * The session's id (JWT "sid" of its access tokens).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The mini-program's AppID the session belongs to.
+   *
+   * @generated from field: string app_id = 2;
+   */
+  appId: string;
+
+  /**
+   * ClientInfo.device_id of the Login that started it, or empty.
+   *
+   * @generated from field: string device_id = 3;
+   */
+  deviceId: string;
+
+  /**
+   * ClientInfo.ip of that Login, or empty.
+   *
+   * @generated from field: string client_ip = 4;
+   */
+  clientIp: string;
+
+  /**
+   * ClientInfo.user_agent of that Login, or empty.
+   *
+   * @generated from field: string user_agent = 5;
+   */
+  userAgent: string;
+
+  /**
+   * When the Login started it.
+   *
+   * @generated from field: google.protobuf.Timestamp created_at = 6;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * When it was last refreshed; unset if never.
+   *
+   * @generated from field: google.protobuf.Timestamp last_refreshed_at = 7;
+   */
+  lastRefreshedAt?: Timestamp | undefined;
+
+  /**
+   * The session of the access token that asked.
+   *
+   * @generated from field: bool current = 8;
+   */
+  current: boolean;
+};
+
+/**
+ * Describes the message identity.v1.SessionInfo.
+ * Use `create(SessionInfoSchema)` to create a new message.
+ */
+export const SessionInfoSchema: GenMessage<SessionInfo> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 20);
+
+/**
+ * Response of ListSessions.
+ *
+ * @generated from message identity.v1.ListSessionsResponse
+ */
+export type ListSessionsResponse = Message<"identity.v1.ListSessionsResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated identity.v1.SessionInfo sessions = 1;
+   */
+  sessions: SessionInfo[];
+};
+
+/**
+ * Describes the message identity.v1.ListSessionsResponse.
+ * Use `create(ListSessionsResponseSchema)` to create a new message.
+ */
+export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 21);
+
+/**
+ * Request of EndSession.
+ *
+ * @generated from message identity.v1.EndSessionRequest
+ */
+export type EndSessionRequest = Message<"identity.v1.EndSessionRequest"> & {
+  /**
+   * An access token of the user.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The session to end, from ListSessions (its own one included).
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * End every session of the user but the access token's own.
+   *
+   * @generated from field: bool all_others = 3;
+   */
+  allOthers: boolean;
+};
+
+/**
+ * Describes the message identity.v1.EndSessionRequest.
+ * Use `create(EndSessionRequestSchema)` to create a new message.
+ */
+export const EndSessionRequestSchema: GenMessage<EndSessionRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 22);
+
+/**
+ * Response of EndSession.
+ *
+ * @generated from message identity.v1.EndSessionResponse
+ */
+export type EndSessionResponse = Message<"identity.v1.EndSessionResponse"> & {
+  /**
+   * How many sessions this call ended.
+   *
+   * @generated from field: int32 sessions_ended = 1;
+   */
+  sessionsEnded: number;
+};
+
+/**
+ * Describes the message identity.v1.EndSessionResponse.
+ * Use `create(EndSessionResponseSchema)` to create a new message.
+ */
+export const EndSessionResponseSchema: GenMessage<EndSessionResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 23);
+
+/**
  * Login, token verification and sessions for WeChat mini-program users.
  *
  * @generated from service identity.v1.IdentityService
@@ -832,6 +1000,31 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof CheckSessionKeyRequestSchema;
     output: typeof CheckSessionKeyResponseSchema;
+  },
+  /**
+   * The live sessions of the access token's user, newest first: where each was started (the
+   * ClientInfo its Login sent), when, and when it was last refreshed. The session of the token
+   * itself is marked current. Takes an unexpired, unrevoked access token.
+   *
+   * @generated from rpc identity.v1.IdentityService.ListSessions
+   */
+  listSessions: {
+    methodKind: "unary";
+    input: typeof ListSessionsRequestSchema;
+    output: typeof ListSessionsResponseSchema;
+  },
+  /**
+   * Ends one session of the access token's user (session_id, from ListSessions), or with
+   * all_others every session of the user but the token's own: as Logout does, on every instance.
+   * A session_id that is not a live session of this user ends nothing (sessions_ended 0): another
+   * user's session cannot be told from an unknown one. Takes an unexpired, unrevoked access token.
+   *
+   * @generated from rpc identity.v1.IdentityService.EndSession
+   */
+  endSession: {
+    methodKind: "unary";
+    input: typeof EndSessionRequestSchema;
+    output: typeof EndSessionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);
