@@ -216,9 +216,10 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     async code2Session(app, code, call = {}) {
       // Never past the caller's deadline: an answer after it would reach nobody, and the code
       // would be spent for nothing.
-      const until = Date.now() + Math.min(options.timeoutMs, call.timeoutMs ?? Number.POSITIVE_INFINITY);
+      const budgetMs = Math.min(options.timeoutMs, call.timeoutMs ?? Number.POSITIVE_INFINITY);
+      const until = Date.now() + budgetMs;
       try {
-        return await code2SessionOnce(app, code, until - Date.now());
+        return await code2SessionOnce(app, code, budgetMs);
       } catch (err) {
         // errcode -1 is "system busy, retry later": one retry after a random pause, if there is
         // time left. Nothing else is retried: a timed-out exchange may have consumed the code.

@@ -53,6 +53,22 @@ describe.each(BACKENDS)("deadlines (%s backends)", (backend) => {
     }
   });
 
+  it("gives every RPC REQUEST_TIMEOUT when the caller sets no deadline (CheckSessionKey, waiting on WeChat)", async () => {
+    const { code } = t.sandbox.issueCode({ appId: APP.appId });
+    const accessToken = (await t.connect.login({ appId: APP.appId, code })).tokens?.accessToken;
+    t.sandbox.setLatency(3000);
+    try {
+      const res = await fetch(`${t.httpUrl}/identity.v1.IdentityService/CheckSessionKey`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ accessToken }),
+      });
+      expect([res.status, ((await res.json()) as { code: string }).code]).toEqual([504, "deadline_exceeded"]);
+    } finally {
+      t.sandbox.setLatency(0);
+    }
+  });
+
   it("keeps the code unspent when too little of the deadline is left to ask WeChat", async () => {
     const { code } = t.sandbox.issueCode({ appId: APP.appId });
     const calls = t.sandbox.stats.code2SessionCalls;
