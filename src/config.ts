@@ -47,6 +47,8 @@ export const CONFIG_VARIABLES = [
   "RATE_LIMIT_REFRESH_FAILURES",
   "RATE_LIMIT_USER_DATA",
   "RATE_LIMIT_PHONE_NUMBER",
+  "PROFILE_DEFAULT_NICKNAME",
+  "PROFILE_DEFAULT_AVATAR_URL",
   "CALLERS",
   "CALLER_AUTH_BY_NETWORK",
   "TLS_CERT_FILE",
@@ -157,6 +159,8 @@ export interface Config {
     /** GetPhoneNumber calls per user (WeChat bills each). */
     phoneNumbers: number;
   };
+  /** What a user who never set a profile (UpdateProfile) is shown as. */
+  profileDefaults: { nickname: string; avatarUrl: string };
 }
 
 /**
@@ -186,6 +190,7 @@ export const METHOD_NAMES = [
   "CheckSessionKey",
   "ListSessions",
   "EndSession",
+  "UpdateProfile",
 ] as const;
 
 export class ConfigError extends Error {
@@ -390,7 +395,15 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
       userData: integer("RATE_LIMIT_USER_DATA", 120, 1, 1_000_000),
       phoneNumbers: integer("RATE_LIMIT_PHONE_NUMBER", 10, 1, 1_000_000),
     },
+    profileDefaults: {
+      // What WeChat itself shows for a user who has not shared a name.
+      nickname: raw.PROFILE_DEFAULT_NICKNAME ?? "微信用户",
+      avatarUrl: url("PROFILE_DEFAULT_AVATAR_URL", ["https:"]) ?? "",
+    },
   };
+  const nicknameLength = [...config.profileDefaults.nickname].length;
+  if (nicknameLength < 1 || nicknameLength > 32)
+    problems.push("PROFILE_DEFAULT_NICKNAME: 1 to 32 characters");
   const callerAuthByNetwork = flag("CALLER_AUTH_BY_NETWORK", false); // read always, so a typo is reported
   if (production && config.callers === null && !callerAuthByNetwork) {
     problems.push(

@@ -17,6 +17,7 @@ import { createGetPhoneNumber } from "../identity/get-phone-number.js";
 import { createLogin } from "../identity/login.js";
 import { createLogout } from "../identity/logout.js";
 import { createRefresh } from "../identity/refresh.js";
+import { createUpdateProfile } from "../identity/update-profile.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createUserSessions } from "../identity/user-sessions.js";
 import { createVerifyToken } from "../identity/verify-token.js";
@@ -33,7 +34,13 @@ import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
 export interface IdentityServiceDeps {
   config: Pick<
     Config,
-    "tokens" | "signingKeys" | "wechat" | "verifyCacheBytes" | "rateLimits" | "sessionRetentionMs"
+    | "tokens"
+    | "signingKeys"
+    | "wechat"
+    | "verifyCacheBytes"
+    | "rateLimits"
+    | "sessionRetentionMs"
+    | "profileDefaults"
   >;
   clock: Clock;
   log: Logger;
@@ -163,6 +170,7 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
         points: config.rateLimits.loginFailures,
         durationMs: MINUTE,
       }),
+      profileDefaults: config.profileDefaults,
     }),
     refresh: createRefresh({
       sessions,
@@ -210,6 +218,7 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     }),
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
     userSessions: createUserSessions({ verifyToken, sessions, revocations, clock }),
+    updateProfile: createUpdateProfile({ verifyToken, users: deps.users, defaults: config.profileDefaults }),
   };
   /** Runs `job` every `intervalMs` until stop(); a failure is logged and the next run tries again. */
   const every = (intervalMs: number, job: () => Promise<unknown>, failure: string) => {

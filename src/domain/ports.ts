@@ -31,14 +31,25 @@ export interface UserRecord {
   unionid: string | null;
   roles: string[];
   phoneNumber: string | null;
+  /** Set with UpdateProfile; null: never set (the answers carry the configured default). */
+  nickname: string | null;
+  avatarUrl: string | null;
   disabledAt: Date | null;
   createdAt: Date;
+}
+
+/** What UpdateProfile changes; a field left out is kept. */
+export interface ProfileChange {
+  nickname?: string;
+  avatarUrl?: string;
 }
 
 /** What the service changes about a user outside a login. */
 export interface UserStore {
   /** Stores the user's phone number (replacing an earlier one). */
   bindPhoneNumber(userId: string, phoneNumber: string): Promise<void>;
+  /** Changes the user's profile; the user as now stored, or null for an unknown user. */
+  updateProfile(userId: string, change: ProfileChange): Promise<UserRecord | null>;
 }
 
 export interface WechatIdentity {

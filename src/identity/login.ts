@@ -9,6 +9,7 @@ import type { SessionKeyVault } from "../wechat-session/session-key-vault.js";
 import { timeLeftForWork } from "./deadline.js";
 import { type ClientInfo, endUserKeys, withFailureLimit } from "./end-user.js";
 import { type IssuedTokens, issueTokenPair } from "./issue-token-pair.js";
+import { type ProfileDefaults, withProfileDefaults } from "./update-profile.js";
 
 export interface LoginInput {
   appId: string;
@@ -63,6 +64,7 @@ export function createLogin(deps: {
   clock: Clock;
   /** Failed logins per client; a client over it is refused before WeChat is asked. */
   loginFailures: RateLimiter;
+  profileDefaults: ProfileDefaults;
 }) {
   return async function login(rawInput: LoginInput): Promise<LoginResult> {
     const input = trimInput(rawInput);
@@ -125,7 +127,10 @@ export function createLogin(deps: {
     );
     return {
       tokens,
-      user: { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
+      user: withProfileDefaults(
+        { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
+        deps.profileDefaults,
+      ),
       newUser: found.created,
     };
   }

@@ -4,6 +4,7 @@ import type { GetPhoneNumber } from "./get-phone-number.js";
 import type { Login } from "./login.js";
 import type { Logout } from "./logout.js";
 import type { Refresh } from "./refresh.js";
+import type { UpdateProfile } from "./update-profile.js";
 import type { UserSessions } from "./user-sessions.js";
 import type { VerifyToken } from "./verify-token.js";
 
@@ -18,4 +19,5 @@ export interface UseCases {
   checkSessionKey: CheckSessionKey;
   /** ListSessions and EndSession. */
   userSessions: UserSessions;
+  updateProfile: UpdateProfile;
 }

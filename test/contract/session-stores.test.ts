@@ -300,6 +300,26 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
         await store.users.bindPhoneNumber(user.id, "+86 13912345678");
         expect((await login(identity)).user.phoneNumber).toBe("+86 13912345678");
       });
+
+      it("changes a profile field by field, which the next login's user carries", async () => {
+        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
+        const { user } = await login(identity);
+        expect(user).toMatchObject({ nickname: null, avatarUrl: null });
+        expect(await store.users.updateProfile(user.id, { nickname: "小明" })).toMatchObject({
+          id: user.id,
+          nickname: "小明",
+          avatarUrl: null,
+        });
+        const both = await store.users.updateProfile(user.id, { avatarUrl: "https://cdn.example/a.png" });
+        expect(both).toMatchObject({ nickname: "小明", avatarUrl: "https://cdn.example/a.png", roles: [] });
+        expect((await login(identity)).user).toMatchObject({
+          nickname: "小明",
+          avatarUrl: "https://cdn.example/a.png",
+        });
+        expect(
+          await store.users.updateProfile("00000000-0000-7000-8000-000000000000", { nickname: "x" }),
+        ).toBeNull();
+      });
     });
 
     describe("SessionStore.revoke (logout)", () => {

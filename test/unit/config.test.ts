@@ -40,6 +40,22 @@ describe("configuration", () => {
     expect(Object.isFrozen(config)).toBe(true);
   });
 
+  it("shows users who never set a profile as the defaults, an https avatar and a name of 1-32 characters", () => {
+    expect(parseConfig({}).profileDefaults).toEqual({ nickname: "微信用户", avatarUrl: "" });
+    expect(
+      parseConfig({
+        PROFILE_DEFAULT_NICKNAME: "新朋友",
+        PROFILE_DEFAULT_AVATAR_URL: "https://cdn.example/a.png",
+      }).profileDefaults,
+    ).toEqual({ nickname: "新朋友", avatarUrl: "https://cdn.example/a.png" });
+    expect(problems({ PROFILE_DEFAULT_AVATAR_URL: "http://cdn.example/a.png" })).toEqual([
+      "PROFILE_DEFAULT_AVATAR_URL: expected a https:// URL",
+    ]);
+    expect(problems({ PROFILE_DEFAULT_NICKNAME: "" })).toEqual([
+      "PROFILE_DEFAULT_NICKNAME: 1 to 32 characters",
+    ]);
+  });
+
   it("rotates signing keys by command only unless a schedule is set, and publishes them ahead", () => {
     expect(parseConfig({}).signingKeys).toEqual({ rotationIntervalMs: 0, publishAheadMs: 900 * 1000 });
     expect(parseConfig({ SIGNING_KEY_ROTATION_INTERVAL: "30d" }).signingKeys.rotationIntervalMs).toBe(

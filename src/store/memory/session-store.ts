@@ -60,6 +60,8 @@ export function createMemorySessionStore(
           unionid: identity.unionid,
           roles: [],
           phoneNumber: null,
+          nickname: null,
+          avatarUrl: null,
           disabledAt: null,
           createdAt: new Date(),
         };

@@ -8,5 +8,13 @@ export function createMemoryUserStore(db: MemoryDatabase): UserStore {
       const user = db.users.get(userId);
       if (user) user.phoneNumber = phoneNumber;
     },
+
+    async updateProfile(userId, change) {
+      const user = db.users.get(userId);
+      if (!user) return null;
+      if (change.nickname !== undefined) user.nickname = change.nickname;
+      if (change.avatarUrl !== undefined) user.avatarUrl = change.avatarUrl;
+      return { ...user, roles: [...user.roles] };
+    },
   };
 }

@@ -26,6 +26,9 @@ export const users = pgTable("users", {
   roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
   /** Bound with GetPhoneNumber (bind = true). */
   phoneNumber: text("phone_number"),
+  /** Set with UpdateProfile; null until then (the configured default is shown instead). */
+  nickname: text("nickname"),
+  avatarUrl: text("avatar_url"),
   disabledAt: ts("disabled_at"),
   createdAt: ts("created_at").notNull().defaultNow(),
 });

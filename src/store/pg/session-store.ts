@@ -46,6 +46,8 @@ interface StartRow {
   unionid: string | null;
   roles: string[];
   phone_number: string | null;
+  nickname: string | null;
+  avatar_url: string | null;
   disabled_at: Date | string | null;
   created_at: Date | string;
   created: boolean;
@@ -123,10 +125,10 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       new_user as (
         insert into users (id, unionid)
         select user_id, ${p("unionid")}::text from new_identity where user_id = ${p("newUserId")}::uuid
-        returning id, unionid, roles, phone_number, disabled_at, created_at
+        returning id, unionid, roles, phone_number, nickname, avatar_url, disabled_at, created_at
       ),
       the_user as (
-        select u.id, u.unionid, u.roles, u.phone_number, u.disabled_at, u.created_at
+        select u.id, u.unionid, u.roles, u.phone_number, u.nickname, u.avatar_url, u.disabled_at, u.created_at
         -- One index lookup whatever the plan: the "in (... union all ...)" this replaces was planned
         -- as a scan of users once the table was two columns wider (bench:login, Postgres CPU a
         -- login 270-300 -> 610-620 us on 8,000 users, growing with the table).
@@ -336,6 +338,8 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
             unionid: row.unionid,
             roles: row.roles,
             phoneNumber: row.phone_number,
+            nickname: row.nickname,
+            avatarUrl: row.avatar_url,
             disabledAt: row.disabled_at === null ? null : asDate(row.disabled_at),
             createdAt: asDate(row.created_at),
           };

@@ -8,5 +8,23 @@ export function createPgUserStore(db: Database): UserStore {
     async bindPhoneNumber(userId, phoneNumber) {
       await db.update(users).set({ phoneNumber }).where(eq(users.id, userId));
     },
+
+    async updateProfile(userId, change) {
+      const [user] = await db
+        .update(users)
+        .set({ nickname: change.nickname, avatarUrl: change.avatarUrl })
+        .where(eq(users.id, userId))
+        .returning({
+          id: users.id,
+          unionid: users.unionid,
+          roles: users.roles,
+          phoneNumber: users.phoneNumber,
+          nickname: users.nickname,
+          avatarUrl: users.avatarUrl,
+          disabledAt: users.disabledAt,
+          createdAt: users.createdAt,
+        });
+      return user ?? null;
+    },
   };
 }

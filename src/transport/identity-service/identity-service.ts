@@ -9,6 +9,7 @@ import { type GuardOptions, guarded } from "./guard.js";
 import { loginRpc } from "./login.js";
 import { logoutRpc } from "./logout.js";
 import { refreshRpc } from "./refresh.js";
+import { updateProfileRpc } from "./update-profile.js";
 import { endSessionRpc, listSessionsRpc } from "./user-sessions.js";
 import { verifyTokenRpc } from "./verify-token.js";
 
@@ -65,6 +66,12 @@ export function createIdentityServiceImpl(
       log,
       IdentityService.method.endSession,
       endSessionRpc(useCases.userSessions),
+      options,
+    ),
+    updateProfile: guarded(
+      log,
+      IdentityService.method.updateProfile,
+      updateProfileRpc(useCases.updateProfile),
       options,
     ),
   };

@@ -1,5 +1,4 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
 import {
   type LoginRequest,
@@ -8,7 +7,7 @@ import {
 } from "../../gen/identity/v1/identity_pb.js";
 import type { Login } from "../../identity/login.js";
 import { callerAddressKey } from "../caller-address.js";
-import { deadlineOf, fromClientInfo, toTokenPair } from "./messages.js";
+import { deadlineOf, fromClientInfo, toTokenPair, toUserMessage } from "./messages.js";
 
 export const loginRpc =
   (login: Login) =>
@@ -23,15 +22,7 @@ export const loginRpc =
     });
     return create(LoginResponseSchema, {
       tokens: toTokenPair(tokens),
-      user: {
-        id: user.id,
-        appId: user.appId,
-        openid: user.openid,
-        unionid: user.unionid ?? "",
-        roles: user.roles,
-        phoneNumber: user.phoneNumber ?? "",
-        createdAt: timestampFromMs(user.createdAt.getTime()),
-      },
+      user: toUserMessage(user),
       newUser,
     });
   };

@@ -1,11 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
+import type { UserRecord } from "../../domain/ports.js";
 import type { AccessClaims } from "../../domain/tokens.js";
 import {
   ClaimsSchema,
   type ClientInfo as ClientInfoMessage,
   TokenPairSchema,
+  UserSchema,
 } from "../../gen/identity/v1/identity_pb.js";
 import type { ClientInfo } from "../../identity/end-user.js";
 import type { IssuedTokens } from "../../identity/issue-token-pair.js";
@@ -43,5 +45,20 @@ export function toClaimsMessage(claims: AccessClaims) {
     tokenId: claims.tokenId,
     issuedAt: timestampFromMs(claims.issuedAt * 1000),
     expiresAt: timestampFromMs(claims.expiresAt * 1000),
+  });
+}
+
+/** The User message of Login and UpdateProfile: a user of one app, the profile defaults applied. */
+export function toUserMessage(user: UserRecord & { appId: string; openid: string; unionid: string | null }) {
+  return create(UserSchema, {
+    id: user.id,
+    appId: user.appId,
+    openid: user.openid,
+    unionid: user.unionid ?? "",
+    roles: user.roles,
+    phoneNumber: user.phoneNumber ?? "",
+    nickname: user.nickname ?? "",
+    avatarUrl: user.avatarUrl ?? "",
+    createdAt: timestampFromMs(user.createdAt.getTime()),
   });
 }
