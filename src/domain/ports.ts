@@ -110,7 +110,8 @@ export interface RefreshableSession {
 }
 
 /** How a revocation names its session: by id (from an access token) or by a refresh token. */
-export type SessionTarget = { sessionId: string } | { refreshTokenHash: Buffer };
+/** A session to end: by id (with `userId`, only if it is that user's), or by any of its refresh tokens. */
+export type SessionTarget = { sessionId: string; userId?: string } | { refreshTokenHash: Buffer };
 
 export type RotationResult =
   /** No refresh token has this hash. */

@@ -1,9 +1,10 @@
+import { validate as isUuid } from "uuid";
 import type { Clock, LiveSession, SessionStore } from "../domain/ports.js";
 import type { Revocations } from "../revocation/revocations.js";
 import type { VerifyToken } from "./verify-token.js";
 
 /** Most sessions one ListSessions answers with; EndSession's all_others goes through them in pages of it. */
-export const MAX_LISTED_SESSIONS = 100;
+const MAX_LISTED_SESSIONS = 100;
 
 export interface ListedSession extends LiveSession {
   /** The session of the access token that asked. */
@@ -39,12 +40,16 @@ export function createUserSessions(deps: {
 
   async function endSession(input: EndSessionInput): Promise<{ sessionsEnded: number }> {
     const claims = deps.verifyToken.verify(input.accessToken);
-    const end = (id: string) =>
-      deps.revocations.revoke({ sessionId: id }, { everySessionOfUser: false, reason: "ended_by_user" });
+    // Only a session of this user (the store checks): any other id ends nothing, and says
+    // nothing about it.
+    const end = (sessionId: string) =>
+      deps.revocations.revoke(
+        { sessionId, userId: claims.userId },
+        { everySessionOfUser: false, reason: "ended_by_user" },
+      );
     if (!input.allOthers) {
-      // Only a live session of this user: any other id ends nothing, and says nothing about it.
-      const own = (await live(claims.userId)).some((s) => s.id === input.sessionId);
-      return { sessionsEnded: own ? await end(input.sessionId) : 0 };
+      // One that cannot be a session id is not even looked up.
+      return { sessionsEnded: isUuid(input.sessionId) ? await end(input.sessionId) : 0 };
     }
     let sessionsEnded = 0;
     for (;;) {

@@ -48,14 +48,12 @@ export function createVerifyToken(deps: {
   function verify(token: string, expectedAppId = ""): AccessClaims {
     if (token.length === 0) throw invalidArgument("access_token", "required");
     const now = deps.clock.now();
-    let claims = cache.get(token);
-    if (claims) {
-      checkNotExpired(claims.expiresAt, now, deps.settings.leewayMs);
-    } else {
-      // Size cap, structure, signature and claims: all in the one full check.
-      claims = verifyAccessToken(deps.settings, deps.keyRing.verificationKeys(), token, now);
-      cache.set(token, claims);
-    }
+    // Size cap, structure, signature and claims: all in the one full check, on a miss only.
+    const claims = cache.getOrAdd(token, () =>
+      verifyAccessToken(deps.settings, deps.keyRing.verificationKeys(), token, now),
+    );
+    // A cached token expires too: its expiry is checked on every call.
+    checkNotExpired(claims.expiresAt, now, deps.settings.leewayMs);
     if (deps.revocations.isRevoked(claims.sessionId)) {
       throw new IdentityError("TOKEN_REVOKED", "the session of this access token has ended");
     }

@@ -97,7 +97,6 @@ export type Backend = "postgres" | "redis";
  */
 export interface Dependency {
   readonly backend: Backend;
-  readonly maxInFlight: number;
   /** Calls waiting on it now. */
   readonly inFlight: number;
   /** Open: calls are refused without trying the dependency. */
@@ -154,7 +153,6 @@ export function dependency(backend: Backend, options: DependencyOptions): Depend
 
   return {
     backend,
-    maxInFlight: options.maxInFlight,
     get inFlight() {
       return inFlight;
     },

@@ -6,17 +6,17 @@ import { LRUCache } from "lru-cache";
  * digest), lru-cache's slots for it, and a small object of claims. Measured with `npm run
  * bench:token-cache`, which prints the real cost next to the estimate.
  */
-export const TOKEN_CACHE_ENTRY_BYTES = 285;
+const TOKEN_CACHE_ENTRY_BYTES = 285;
 
 /** Heap bytes of a one-byte string of this length (V8: 16-byte header, 8-byte aligned). */
 const stringBytes = (s: string) => 16 + ((s.length + 7) & ~7);
 
 /**
- * The estimated heap cost of an entry whose value holds these strings and roles, plus `extra`
- * bytes kept alongside it: what a TokenCache's `bytesOf` returns.
+ * The estimated heap cost of an entry whose value holds these strings and roles: what a
+ * TokenCache's `bytesOf` returns.
  */
-export function entryBytes(strings: readonly string[], roles: readonly string[], extra = 0): number {
-  let bytes = TOKEN_CACHE_ENTRY_BYTES + extra;
+export function entryBytes(strings: readonly string[], roles: readonly string[]): number {
+  let bytes = TOKEN_CACHE_ENTRY_BYTES;
   for (const s of strings) bytes += stringBytes(s);
   for (const role of roles) bytes += 8 + stringBytes(role);
   return bytes;
@@ -50,6 +50,17 @@ export class TokenCache<V extends object> {
 
   set(token: string, value: V): void {
     this.#entries.set(tokenKey(token), value);
+  }
+
+  /** The value kept for `token`, or `make`'s, kept from now on; the token is digested once. */
+  getOrAdd(token: string, make: () => V): V {
+    const key = tokenKey(token);
+    let value = this.#entries.get(key);
+    if (value === undefined) {
+      value = make();
+      this.#entries.set(key, value);
+    }
+    return value;
   }
 
   get size(): number {

@@ -205,7 +205,11 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
           { appId: "wxa", openid: uniqueName("someone-else"), unionid: null },
           startedAt(0),
         );
-        await sessions.revoke({ sessionId: revoked.id }, logoutNow());
+        // Named with a user, only that user's session ends.
+        expect(await sessions.revoke({ sessionId: revoked.id, userId: newer.id }, logoutNow())).toEqual([]);
+        expect(await sessions.revoke({ sessionId: revoked.id, userId: user.id }, logoutNow())).toHaveLength(
+          1,
+        );
         const now = new Date(t0);
 
         const listed = await sessions.listLiveSessions(user.id, now, 10);

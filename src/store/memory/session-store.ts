@@ -143,7 +143,11 @@ export function createMemorySessionStore(
         "sessionId" in target
           ? db.sessions.get(target.sessionId)
           : db.sessions.get(db.refreshTokens.get(target.refreshTokenHash.toString("hex"))?.sessionId ?? "");
-      if (!targeted) return [];
+      if (
+        !targeted ||
+        ("userId" in target && target.userId !== undefined && targeted.userId !== target.userId)
+      )
+        return [];
       const victims = [targeted];
       // A refresh token names every session of its user only while it is the live session's newest.
       const presented =

@@ -284,7 +284,8 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     "revoke_sessions",
     sql`
       with target as (
-        select id, user_id, true as current from sessions where id = ${p("sessionId")}::uuid
+        select id, user_id, true as current from sessions
+        where id = ${p("sessionId")}::uuid and (${p("userId")}::uuid is null or user_id = ${p("userId")}::uuid)
         union all
         select s.id, s.user_id,
                t.spent_at is null and s.revoked_at is null and s.idle_expires_at > ${p("now")}::timestamptz
@@ -369,6 +370,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     async revoke(target, { everySessionOfUser, reason, now }) {
       const rows = await revokeStatement({
         sessionId: "sessionId" in target ? target.sessionId : null,
+        userId: "sessionId" in target ? (target.userId ?? null) : null,
         tokenHash: "refreshTokenHash" in target ? target.refreshTokenHash.toString("hex") : null,
         everySession: everySessionOfUser,
         liveSince: new Date(now.getTime() - options.maxAccessTokenTtlMs).toISOString(),
