@@ -1,5 +1,6 @@
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import {
+  IdentityService,
   LoginRequestSchema,
   RefreshRequestSchema,
   VerifyTokenRequestSchema,
@@ -42,7 +43,9 @@ const login = create(LoginRequestSchema, {
   },
 });
 console.log(`checks before a method, ${CALLS} of each on a valid request:`);
-console.log(`  caller key           ${perCall(() => auth.authorize("VerifyToken", authorization))}`);
+console.log(
+  `  caller key           ${perCall(() => auth.authorize(IdentityService.method.verifyToken, authorization))}`,
+);
 console.log(`  LoginRequest rules   ${rulesPerCall(LoginRequestSchema, login)}`);
 console.log(
   `  RefreshRequest rules ${rulesPerCall(RefreshRequestSchema, create(RefreshRequestSchema, { refreshToken: "x".repeat(43) }))}`,

@@ -32,7 +32,7 @@ const signingKey = { kid: "bench-key", privateKey };
 const newVerifyToken = () =>
   createVerifyToken({
     keyRing: { verificationKeys: () => new Map([[signingKey.kid, publicKey]]) },
-    revocations: { isRevoked: () => false },
+    revocations: { refusal: () => undefined },
     settings,
     clock: { now: () => Date.now() },
     cacheBytes: CACHE_BYTES,
@@ -51,6 +51,7 @@ const tokenBytes = () =>
         openid: `o${randomBytes(21).toString("base64url")}`,
         unionid: "",
         roles: ["user"],
+        permissions: [],
       },
       Date.now(),
     ).token,

@@ -1,5 +1,6 @@
 import { accessSync, constants } from "node:fs";
-import type { AppCredentials } from "./domain/ports.js";
+import { ADMIN_PERMISSION } from "./domain/permissions.js";
+import type { AppCredentials, Role } from "./domain/ports.js";
 import type { LogLevel } from "./util/logger.js";
 import { openFileLimit } from "./util/open-file-limit.js";
 
@@ -49,6 +50,13 @@ export const CONFIG_VARIABLES = [
   "RATE_LIMIT_PHONE_NUMBER",
   "PROFILE_DEFAULT_NICKNAME",
   "PROFILE_DEFAULT_AVATAR_URL",
+  "ROLE_PERMISSIONS",
+  "STAFF_APP_ID",
+  "PASSWORD_MIN_LENGTH",
+  "PASSWORD_HASH_MEMORY_KIB",
+  "PASSWORD_HASH_ITERATIONS",
+  "RATE_LIMIT_PASSWORD_FAILURES",
+  "AUDIT_RETENTION",
   "CALLERS",
   "CALLER_AUTH_BY_NETWORK",
   "TLS_CERT_FILE",
@@ -161,6 +169,20 @@ export interface Config {
   };
   /** What a user who never set a profile (UpdateProfile) is shown as. */
   profileDefaults: { nickname: string; avatarUrl: string };
+  /** Staff accounts, roles and the audit log (docs/accounts.md). */
+  accounts: {
+    /** Roles added to the roles table at start when missing (stored ones are edited with AdminService). */
+    rolePermissions: Role[];
+    /** The app_id of LoginWithPassword's sessions and tokens. */
+    staffAppId: string;
+    passwordMinLength: number;
+    /** argon2id's cost; parallelism is 1. */
+    passwordHash: { memoryKib: number; iterations: number };
+    /** Failed password logins per minute, per account and per address. */
+    passwordFailures: number;
+    /** Audit rows are deleted this long after they were written. */
+    auditRetentionMs: number;
+  };
 }
 
 /**
@@ -191,6 +213,19 @@ export const METHOD_NAMES = [
   "ListSessions",
   "EndSession",
   "UpdateProfile",
+  "LoginWithPassword",
+  "SearchUsers",
+  "GetUser",
+  "CreateStaffAccount",
+  "SetRoles",
+  "ListRoles",
+  "SetRolePermissions",
+  "DisableUser",
+  "EnableUser",
+  "EndUserSessions",
+  "ListAuditEvents",
+  // Every AdminService method.
+  "AdminService.*",
 ] as const;
 
 export class ConfigError extends Error {
@@ -400,7 +435,22 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
       nickname: raw.PROFILE_DEFAULT_NICKNAME ?? "微信用户",
       avatarUrl: url("PROFILE_DEFAULT_AVATAR_URL", ["https:"]) ?? "",
     },
+    accounts: {
+      rolePermissions: parseRolePermissions(raw, problems),
+      staffAppId: raw.STAFF_APP_ID ?? "staff",
+      passwordMinLength: integer("PASSWORD_MIN_LENGTH", 12, 8, 256),
+      // OWASP's argon2id floor (19 MiB, 2 passes): ~25 ms a hash on this machine (bench:password).
+      passwordHash: {
+        memoryKib: integer("PASSWORD_HASH_MEMORY_KIB", 19_456, 8_192, 1_048_576),
+        iterations: integer("PASSWORD_HASH_ITERATIONS", 2, 1, 20),
+      },
+      passwordFailures: integer("RATE_LIMIT_PASSWORD_FAILURES", 10, 1, 1_000_000),
+      auditRetentionMs: duration("AUDIT_RETENTION", 365 * 86400, 86400) * SECOND,
+    },
   };
+  if (!APP_ID.test(config.accounts.staffAppId)) problems.push("STAFF_APP_ID: 1 to 64 of A-Z a-z 0-9 _ -");
+  if (config.wechat.apps.some((app) => app.appId === config.accounts.staffAppId))
+    problems.push("STAFF_APP_ID: must differ from every WeChat app id");
   const nicknameLength = [...config.profileDefaults.nickname].length;
   if (nicknameLength < 1 || nicknameLength > 32)
     problems.push("PROFILE_DEFAULT_NICKNAME: 1 to 32 characters");
@@ -552,4 +602,38 @@ export function defaultConnectionLimits(fileLimit = openFileLimit()): {
 } {
   const maxConnections = Math.max(64, Math.floor(((fileLimit - 256) / 2) * 0.9));
   return { maxConnections, maxPerAddress: Math.max(16, Math.floor(maxConnections / 4)) };
+}
+
+const ROLE_NAME = /^[a-z0-9][a-z0-9:_-]{0,63}$/;
+const PERMISSION = /^[a-z0-9*][a-z0-9:_.*-]{0,127}$/;
+
+/** ROLE_PERMISSIONS: {"role": ["permission", ...]}; by default the admin role administers identities. */
+function parseRolePermissions(raw: RawEnv, problems: string[]): Role[] {
+  if (raw.ROLE_PERMISSIONS === undefined) return [{ name: "admin", permissions: [ADMIN_PERMISSION] }];
+  let value: unknown;
+  try {
+    value = JSON.parse(raw.ROLE_PERMISSIONS);
+  } catch {
+    value = undefined;
+  }
+  const entries =
+    value !== null && typeof value === "object" && !Array.isArray(value) ? Object.entries(value) : [];
+  const valid =
+    entries.length > 0 &&
+    entries.every(
+      ([name, permissions]) =>
+        ROLE_NAME.test(name) &&
+        Array.isArray(permissions) &&
+        permissions.every((p) => typeof p === "string" && PERMISSION.test(p)),
+    );
+  if (!valid) {
+    problems.push(
+      'ROLE_PERMISSIONS: expected JSON like {"admin":["identity:admin"],"ops":["order:read:all"]} (role names: lowercase letters, digits, : _ -)',
+    );
+    return [];
+  }
+  return entries.map(([name, permissions]) => ({
+    name,
+    permissions: [...new Set(permissions as string[])].sort(),
+  }));
 }

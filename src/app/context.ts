@@ -1,20 +1,22 @@
 import type { Config } from "../config.js";
 import { type SharedClock, sharedClock } from "../domain/ports.js";
+import { AdminService } from "../gen/identity/v1/admin_pb.js";
+import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import { dependency, guardPort } from "../store/guard-port.js";
+import { createPgAccountStore } from "../store/pg/account-store.js";
 import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
 import { createPgSessionStore } from "../store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
 import { createPgUserStore } from "../store/pg/user-store.js";
+import { createAdminServiceImpl } from "../transport/admin-service/admin-service.js";
 import { type HttpRoute, loopbackOnly } from "../transport/http/http-handler.js";
-import {
-  createIdentityServiceImpl,
-  type IdentityServiceImpl,
-} from "../transport/identity-service/identity-service.js";
+import { createIdentityServiceImpl } from "../transport/identity-service/identity-service.js";
+import { type MountedService, mount } from "../transport/mounted-service.js";
 import { createLogger, type Logger } from "../util/logger.js";
 import { describeUrl, openAtStart } from "../util/open-at-start.js";
 import { createWechatClient } from "../wechat/client.js";
@@ -42,8 +44,8 @@ export interface AppContext {
   keyRing: KeyRing;
   revocations: Revocations;
   useCases: UseCases;
-  /** The IdentityService, mounted on both ports. */
-  impl: IdentityServiceImpl;
+  /** IdentityService and AdminService, mounted on both ports. */
+  services: MountedService[];
   /** What the gRPC thread's VerifyToken replica is fed from. */
   replicaFeed: ReplicaFeed;
   /** The built-in WeChat stand-in, when no WeChat credentials are configured. */
@@ -129,6 +131,10 @@ export async function createAppContext(
         postgres,
       ),
       users: guardPort(createPgUserStore(database.db), postgres),
+      accounts: guardPort(
+        createPgAccountStore(database.db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
+        postgres,
+      ),
       signingKeys: guardPort(createPgSigningKeyStore(database.db), postgres),
       kv: storage.kv,
       broadcast: storage.broadcast,
@@ -146,10 +152,19 @@ export async function createAppContext(
       keyRing,
       revocations,
       useCases,
-      impl: createIdentityServiceImpl(useCases, log, {
-        defaultTimeoutMs: config.requestTimeoutMs,
-        verifyCacheBytes: config.verifyCacheBytes,
-      }),
+      services: [
+        mount(
+          IdentityService,
+          createIdentityServiceImpl(useCases, log, {
+            defaultTimeoutMs: config.requestTimeoutMs,
+            verifyCacheBytes: config.verifyCacheBytes,
+          }),
+        ),
+        mount(
+          AdminService,
+          createAdminServiceImpl(useCases.admin, log, { defaultTimeoutMs: config.requestTimeoutMs }),
+        ),
+      ],
       replicaFeed: createReplicaFeed(keyRing, revocations),
       sandbox,
       routes,

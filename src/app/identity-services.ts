@@ -1,6 +1,10 @@
+import { createAdmin } from "../accounts/admin.js";
+import { createLoginWithPassword } from "../accounts/login-with-password.js";
+import { createPasswordHasher } from "../accounts/password-hasher.js";
 import type { Config } from "../config.js";
 import { createAppRegistry } from "../domain/app-registry.js";
 import type {
+  AccountStore,
   Broadcast,
   Clock,
   KeyValueStore,
@@ -41,12 +45,14 @@ export interface IdentityServiceDeps {
     | "rateLimits"
     | "sessionRetentionMs"
     | "profileDefaults"
+    | "accounts"
   >;
   clock: Clock;
   log: Logger;
   keyEncryptionKey: Buffer;
   sessions: SessionStore;
   users: UserStore;
+  accounts: AccountStore;
   signingKeys: SigningKeyStore;
   kv: KeyValueStore;
   broadcast: Broadcast;
@@ -79,6 +85,8 @@ export interface IdentityServices {
    * SESSION_RETENTION, with their refresh tokens, in batches; returns how many. Every ten minutes.
    */
   purgeEndedSessions(): Promise<number>;
+  /** Deletes audit events older than AUDIT_RETENTION, in batches; every ten minutes. */
+  purgeAudit(): Promise<number>;
   /** Stops the key reloads and the revocation resyncs. */
   stop(): void;
 }
@@ -129,6 +137,10 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
   }
   stops.push(() => revocations.stop());
 
+  const { accounts } = deps;
+  // Roles named in ROLE_PERMISSIONS and not stored yet; stored ones keep their AdminService edits.
+  await accounts.seedRoles(config.accounts.rolePermissions);
+  const hasher = createPasswordHasher(config.accounts.passwordHash);
   const apps = createAppRegistry(config.wechat.apps);
   const sessionKeys = createSessionKeyVault({
     kv,
@@ -219,6 +231,32 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     checkSessionKey: createCheckSessionKey({ verifyToken, apps, sessionKeys, appAccessTokens, wechat }),
     userSessions: createUserSessions({ verifyToken, sessions, revocations, clock }),
     updateProfile: createUpdateProfile({ verifyToken, users: deps.users, defaults: config.profileDefaults }),
+    loginWithPassword: createLoginWithPassword({
+      accounts,
+      sessions,
+      hasher,
+      keyRing,
+      tokenSettings: config.tokens,
+      sessionSettings: config.tokens,
+      clock,
+      passwordFailures: deps.rateLimiter({
+        name: "password-failures",
+        points: config.accounts.passwordFailures,
+        durationMs: MINUTE,
+      }),
+      staffAppId: config.accounts.staffAppId,
+      profileDefaults: config.profileDefaults,
+      log,
+    }),
+    admin: createAdmin({
+      verifyToken,
+      accounts,
+      sessions,
+      revocations,
+      hasher,
+      clock,
+      passwordMinLength: config.accounts.passwordMinLength,
+    }),
   };
   /** Runs `job` every `intervalMs` until stop(); a failure is logged and the next run tries again. */
   const every = (intervalMs: number, job: () => Promise<unknown>, failure: string) => {
@@ -254,5 +292,22 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     "ended sessions could not be deleted; retrying at the next sweep",
   );
 
-  return { keyRing, revocations, useCases, eraseSpentSuccessors, purgeEndedSessions, stop };
+  const purgeAudit = async () => {
+    const before = new Date(clock.now() - config.accounts.auditRetentionMs);
+    let purged = 0;
+    for (let batch = 0; batch < RETENTION_MAX_BATCHES; batch++) {
+      const deleted = await accounts.purgeAudit(before, RETENTION_BATCH);
+      purged += deleted;
+      if (deleted < RETENTION_BATCH) break;
+    }
+    if (purged > 0) log.info("retention: deleted old audit events", { events: purged, before });
+    return purged;
+  };
+  every(
+    RETENTION_SWEEP_INTERVAL_MS,
+    purgeAudit,
+    "old audit events could not be deleted; retrying at the next sweep",
+  );
+
+  return { keyRing, revocations, useCases, eraseSpentSuccessors, purgeEndedSessions, purgeAudit, stop };
 }

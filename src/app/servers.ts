@@ -1,6 +1,5 @@
 import type { AddressInfo } from "node:net";
 import { setTimeout } from "node:timers/promises";
-import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import { callerTable, createCallerAuth } from "../transport/caller-auth.js";
 import { createConnectionGuard } from "../transport/connection-guard.js";
 import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
@@ -35,7 +34,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     host: config.host,
     port: config.grpcPort,
     maxReceiveBytes: config.maxRequestBytes,
-    impl: ctx.impl,
+    services: ctx.services,
     log,
     clock: ctx.clock,
     tokenSettings: config.tokens,
@@ -55,8 +54,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
 
   const http = createDualProtocolServer(
     createHttpHandler({
-      service: IdentityService,
-      impl: ctx.impl,
+      services: ctx.services,
       maxRequestBytes: config.maxRequestBytes,
       jwks: () => ctx.keyRing.jwks(),
       isServing: () => serving,

@@ -35,6 +35,9 @@ export interface UserRecord {
   nickname: string | null;
   avatarUrl: string | null;
   disabledAt: Date | null;
+  /** Who disabled the user (an admin's user id, or "cli") and why; null while enabled. */
+  disabledBy: string | null;
+  disabledReason: string | null;
   createdAt: Date;
 }
 
@@ -70,6 +73,8 @@ export interface SessionStart {
 
 export interface StartedSession {
   user: UserRecord;
+  /** What the user's roles grant now (the roles table), for the access token. */
+  permissions: string[];
   /** The identity's unionid as now stored (WeChat may add it on a later login). */
   unionid: string | null;
   /** True only for the one login that created this (app, openid) identity. */
@@ -87,10 +92,16 @@ export interface LiveSession {
   client: { ip: string; userAgent: string; deviceId: string };
 }
 
+/**
+ * A session whose access tokens VerifyToken must refuse: ended (revoked), or, with `staleBefore`,
+ * still live but its tokens issued before then out of date (its user's roles or permissions
+ * changed; a refresh issues current ones).
+ */
 export interface RevokedSession {
   id: string;
   /** When tokens of the session can no longer be valid anyway (the mirror may forget it then). */
   forgetAfter: Date;
+  staleBefore?: Date;
 }
 
 /** A session as a refresh sees it: what a new access token needs, and whether it may have one. */
@@ -101,6 +112,8 @@ export interface RefreshableSession {
   openid: string;
   unionid: string | null;
   roles: string[];
+  /** What the user's roles grant now. */
+  permissions: string[];
   /** The generation of the session's newest refresh token. */
   generation: number;
   revokedAt: Date | null;
@@ -138,6 +151,15 @@ export interface SessionStore {
    */
   start(identity: WechatIdentity, session: SessionStart): Promise<StartedSession>;
   /**
+   * Stores a session of a user already known (a staff account's password login) under `appId`,
+   * with its first refresh token, unless the user is disabled; null for an unknown user.
+   */
+  startForUser(
+    userId: string,
+    appId: string,
+    session: SessionStart,
+  ): Promise<Omit<StartedSession, "unionid" | "created"> | null>;
+  /**
    * Spends the refresh token with `tokenHash` and stores its successor (next generation), but
    * only if it is the session's newest, unspent token, the session is neither revoked nor expired
    * and the user is not disabled; atomically, so of parallel calls with one token one rotates.
@@ -163,9 +185,12 @@ export interface SessionStore {
    */
   revoke(
     target: SessionTarget,
-    options: { everySessionOfUser: boolean; reason: string; now: Date },
+    options: { everySessionOfUser: boolean; reason: string; now: Date; audit?: AuditNote },
   ): Promise<RevokedSession[]>;
-  /** Sessions revoked whose access tokens may still be unexpired at `since`. */
+  /**
+   * Sessions revoked, or marked out of date, after `since` (whose access tokens may still be
+   * unexpired then); a revoked session is listed as revoked whatever else it was.
+   */
   listRevokedSince(since: Date): Promise<RevokedSession[]>;
   /**
    * The sessions of `userId` that are neither revoked nor expired (idle or absolute) at `now`,
@@ -259,6 +284,110 @@ export interface RateLimiter {
   count(key: string): Promise<void>;
   /** Counts one event, throwing RATE_LIMITED instead when the key has used its allowance. */
   take(key: string): Promise<void>;
+}
+
+/** A role and what it grants. */
+export interface Role {
+  name: string;
+  permissions: string[];
+}
+
+/**
+ * The audit row a change writes in its own statement, when it changed something: its subject is
+ * the user whose sessions changed, its actor that user unless `actor` names someone else.
+ */
+export interface AuditNote {
+  type: string;
+  actor: string | null;
+  ip: string;
+  userAgent: string;
+  details?: Record<string, unknown>;
+}
+
+/** Who did something, and from where: an admin (their user id), "cli" or "system". */
+export interface Actor {
+  actor: string;
+  ip: string;
+  userAgent: string;
+}
+
+/** One row of the audit log. */
+export interface AuditEvent extends Actor {
+  id: string;
+  at: Date;
+  /** e.g. login.succeeded, login.failed, user.disabled, roles.changed, admin.call. */
+  type: string;
+  subjectUserId: string | null;
+  details: Record<string, unknown>;
+}
+
+/** What an audit row records besides its id. */
+export type AuditRecord = Omit<AuditEvent, "id">;
+
+export interface AuditQuery {
+  subjectUserId?: string;
+  type?: string;
+  /** Events at or after `since` and strictly before `before`. */
+  since?: Date;
+  before?: Date;
+  /** Newest first; the page continues after this event id (from the previous page). */
+  after?: { at: Date; id: string };
+  limit: number;
+}
+
+export interface UserQuery {
+  userId?: string;
+  openid?: string;
+  unionid?: string;
+  phoneNumber?: string;
+  username?: string;
+  limit: number;
+}
+
+/** A user as an admin sees them: the record, with every way in. */
+export interface UserDetails {
+  user: UserRecord;
+  permissions: string[];
+  wechat: WechatIdentity[];
+  username: string | null;
+}
+
+/** Accounts as administrators change them. Every change writes its audit row in its own transaction. */
+export interface AccountStore {
+  /** Adds the roles not stored yet (ROLE_PERMISSIONS at start); stored ones keep their permissions. */
+  seedRoles(roles: readonly Role[]): Promise<void>;
+  listRoles(): Promise<Role[]>;
+  /**
+   * Sets a role's permissions (creating it), and marks out of date the access tokens of every live
+   * session whose user holds it; returns those sessions.
+   */
+  setRolePermissions(role: Role, now: Date, audit: AuditRecord): Promise<RevokedSession[]>;
+  /** Sets a user's roles and marks their live sessions' access tokens out of date; null: no such user. */
+  setRoles(userId: string, roles: string[], now: Date, audit: AuditRecord): Promise<RevokedSession[] | null>;
+  /**
+   * Disables the user (who and why kept) and ends every live session; or, with null, enables
+   * them. Returns the sessions ended, or null for an unknown user.
+   */
+  setDisabled(
+    userId: string,
+    disabled: { by: string; reason: string } | null,
+    now: Date,
+    audit: AuditRecord,
+  ): Promise<RevokedSession[] | null>;
+  /** A staff account: a new user with roles and a password; false when the username is taken. */
+  createStaffAccount(
+    account: { userId: string; username: string; passwordHash: string; roles: string[]; now: Date },
+    audit: AuditRecord,
+  ): Promise<boolean>;
+  /** The credential behind a username (as stored, lowercased), or null. */
+  findPasswordCredential(username: string): Promise<{ userId: string; passwordHash: string } | null>;
+  searchUsers(query: UserQuery): Promise<UserRecord[]>;
+  getUser(userId: string): Promise<UserDetails | null>;
+  /** Audit rows with no change of their own (a failed login, an admin's read). */
+  recordAudit(events: readonly AuditRecord[]): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditEvent[]>;
+  /** Deletes up to `limit` audit rows older than `before`; returns how many. */
+  purgeAudit(before: Date, limit: number): Promise<number>;
 }
 
 /** A wx.login() code can be exchanged once, within five minutes of being issued (docs/wechat.md). */

@@ -22,6 +22,8 @@ export interface AccessClaims {
   openid: string;
   unionid: string;
   roles: string[];
+  /** What the roles grant (the roles table when the token was issued). */
+  permissions: string[];
   tokenId: string;
   /** Seconds since the epoch. */
   issuedAt: number;
@@ -102,9 +104,10 @@ export function signAccessToken(
     exp: claims.expiresAt,
     client_id: claims.appId,
     appid: claims.appId,
-    openid: claims.openid,
+    ...(claims.openid ? { openid: claims.openid } : {}),
     ...(claims.unionid ? { unionid: claims.unionid } : {}),
     roles: claims.roles,
+    permissions: claims.permissions,
   };
   const signingInput = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(payload))}`;
   const signature = toLowS(
@@ -134,6 +137,13 @@ function decodeJsonSegment(segment: string, what: string): Record<string, unknow
 function requireString(payload: Record<string, unknown>, claim: string): string {
   const value = payload[claim];
   if (typeof value !== "string" || value.length === 0) throw invalid(`claim ${claim} is missing`);
+  return value;
+}
+
+function optionalString(payload: Record<string, unknown>, claim: string): string {
+  const value = payload[claim];
+  if (value === undefined) return "";
+  if (typeof value !== "string") throw invalid(`claim ${claim} is malformed`);
   return value;
 }
 
@@ -209,16 +219,23 @@ export function verifyAccessToken(
   if (roles !== undefined && !(Array.isArray(roles) && roles.every((r) => typeof r === "string"))) {
     throw invalid("claim roles is malformed");
   }
-  const unionid = payload.unionid;
-  if (unionid !== undefined && typeof unionid !== "string") throw invalid("claim unionid is malformed");
+  const permissions = payload.permissions;
+  if (
+    permissions !== undefined &&
+    !(Array.isArray(permissions) && permissions.every((p) => typeof p === "string"))
+  ) {
+    throw invalid("claim permissions is malformed");
+  }
   return {
     userId: requireString(payload, "sub"),
     sessionId: requireString(payload, "sid"),
     tokenId: requireString(payload, "jti"),
     appId: requireString(payload, "appid"),
-    openid: requireString(payload, "openid"),
-    unionid: unionid ?? "",
+    // A staff session (LoginWithPassword) has no openid.
+    openid: optionalString(payload, "openid"),
+    unionid: optionalString(payload, "unionid"),
     roles: (roles as string[] | undefined) ?? [],
+    permissions: (permissions as string[] | undefined) ?? [],
     issuedAt: iat,
     expiresAt: exp,
   };

@@ -32,6 +32,8 @@ const CLIENT_FAULTS = new Set<string>(["INVALID_CODE", "CODE_USED", "HIGH_RISK_U
 export interface LoginResult {
   tokens: IssuedTokens;
   user: UserRecord & { appId: string; openid: string; unionid: string | null };
+  /** What the user's roles grant (in the access token too). */
+  permissions: string[];
   newUser: boolean;
 }
 
@@ -120,6 +122,7 @@ export function createLogin(deps: {
         openid: wechat.openid,
         unionid: found.unionid ?? "",
         roles: found.user.roles,
+        permissions: found.permissions,
       },
       // Config keeps the idle lifetime within the absolute one.
       { token: plan.refreshToken, expiresAt: idleExpiresAt },
@@ -131,6 +134,7 @@ export function createLogin(deps: {
         { ...found.user, appId: app.appId, openid: wechat.openid, unionid: found.unionid },
         deps.profileDefaults,
       ),
+      permissions: found.permissions,
       newUser: found.created,
     };
   }

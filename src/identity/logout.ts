@@ -84,6 +84,7 @@ export function createLogout(deps: {
       sessionsEnded += await deps.revocations.revoke(target, {
         everySessionOfUser,
         reason: allSessions ? "logout_all_sessions" : "logout",
+        audit: { type: "logout", actor: null, ip: "", userAgent: "" },
       });
     }
     return { sessionsEnded };

@@ -45,6 +45,7 @@ export function createRefresh(deps: {
         openid: session.openid,
         unionid: session.unionid ?? "",
         roles: session.roles,
+        permissions: session.permissions,
       },
       // The store caps the idle expiry at the absolute one.
       { token: refreshToken, expiresAt: session.idleExpiresAt },
@@ -67,11 +68,15 @@ export function createRefresh(deps: {
   ): Promise<IssuedTokens> {
     const keys = endUserKeys(from.client ?? NO_CLIENT_INFO, from.callerAddress);
     return withFailureLimit(deps.refreshFailures, keys, COUNTED_FAILURES, () =>
-      rotate(refreshToken, from.deadlineAt),
+      rotate(refreshToken, from.deadlineAt, from.client ?? NO_CLIENT_INFO),
     );
   };
 
-  async function rotate(refreshToken: string, deadlineAt: number | undefined): Promise<IssuedTokens> {
+  async function rotate(
+    refreshToken: string,
+    deadlineAt: number | undefined,
+    client: ClientInfo,
+  ): Promise<IssuedTokens> {
     if (!isRefreshTokenShaped(refreshToken))
       throw new IdentityError("TOKEN_INVALID", "this is not a refresh token issued by this service");
 
@@ -110,7 +115,11 @@ export function createRefresh(deps: {
     // A spent token again, outside the grace: someone else holds this session's tokens.
     await deps.revocations.revoke(
       { sessionId: session.id },
-      { everySessionOfUser: false, reason: "refresh_token_reused" },
+      {
+        everySessionOfUser: false,
+        reason: "refresh_token_reused",
+        audit: { type: "refresh_token.reused", actor: null, ip: client.ip, userAgent: client.userAgent },
+      },
     );
     throw new IdentityError(
       "REFRESH_TOKEN_REUSED",

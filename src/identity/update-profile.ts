@@ -34,10 +34,12 @@ export function createUpdateProfile(deps: {
     });
     // A valid token of a user that is gone (deleted by hand): nothing left to change.
     if (!user) throw new IdentityError("TOKEN_REVOKED", "the user of this access token no longer exists");
-    return withProfileDefaults(
+    const shown = withProfileDefaults(
       { ...user, appId: claims.appId, openid: claims.openid, unionid: claims.unionid || user.unionid },
       deps.defaults,
     );
+    // What the token's roles grant, as the token says (a change of roles refreshes the token).
+    return { user: shown, permissions: claims.permissions };
   };
 }
 

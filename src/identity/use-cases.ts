@@ -1,3 +1,5 @@
+import type { Admin } from "../accounts/admin.js";
+import type { LoginWithPassword } from "../accounts/login-with-password.js";
 import type { CheckSessionKey } from "./check-session-key.js";
 import type { DecryptUserData } from "./decrypt-user-data.js";
 import type { GetPhoneNumber } from "./get-phone-number.js";
@@ -20,4 +22,7 @@ export interface UseCases {
   /** ListSessions and EndSession. */
   userSessions: UserSessions;
   updateProfile: UpdateProfile;
+  loginWithPassword: LoginWithPassword;
+  /** AdminService. */
+  admin: Admin;
 }

@@ -45,7 +45,11 @@ export function createUserSessions(deps: {
     const end = (sessionId: string) =>
       deps.revocations.revoke(
         { sessionId, userId: claims.userId },
-        { everySessionOfUser: false, reason: "ended_by_user" },
+        {
+          everySessionOfUser: false,
+          reason: "ended_by_user",
+          audit: { type: "session.ended_by_user", actor: null, ip: "", userAgent: "" },
+        },
       );
     if (!input.allOthers) {
       // One that cannot be a session id is not even looked up.

@@ -12,8 +12,8 @@ import { entryBytes, TokenCache } from "../util/token-cache.js";
 
 /** What a verified token's claims cost while cached (TokenCache's estimate). */
 export function cachedClaimsBytes(claims: AccessClaims): number {
-  const { userId, sessionId, tokenId, appId, openid, unionid, roles } = claims;
-  return entryBytes([userId, sessionId, tokenId, appId, openid, unionid], roles);
+  const { userId, sessionId, tokenId, appId, openid, unionid, roles, permissions } = claims;
+  return entryBytes([userId, sessionId, tokenId, appId, openid, unionid], [...roles, ...permissions]);
 }
 
 /**
@@ -33,7 +33,7 @@ export function verifyCacheShares(totalBytes: number): { claims: number; answers
  */
 export function createVerifyToken(deps: {
   keyRing: Pick<KeyRing, "verificationKeys">;
-  revocations: Pick<Revocations, "isRevoked">;
+  revocations: Pick<Revocations, "refusal">;
   settings: TokenSettings;
   clock: Clock;
   /** VERIFY_CACHE_BYTES: the claims of verified tokens take their share of it. */
@@ -54,8 +54,17 @@ export function createVerifyToken(deps: {
     );
     // A cached token expires too: its expiry is checked on every call.
     checkNotExpired(claims.expiresAt, now, deps.settings.leewayMs);
-    if (deps.revocations.isRevoked(claims.sessionId)) {
+    const refusal = deps.revocations.refusal(claims.sessionId, claims.issuedAt);
+    if (refusal === "revoked") {
       throw new IdentityError("TOKEN_REVOKED", "the session of this access token has ended");
+    }
+    // Answered as an expiry, so every client does what it does then: refresh, and get a token
+    // with the user's current roles and permissions.
+    if (refusal === "stale") {
+      throw new IdentityError(
+        "TOKEN_EXPIRED",
+        "access token is out of date (its user's roles changed); refresh it",
+      );
     }
     if (expectedAppId !== "" && claims.appId !== expectedAppId) {
       throw new IdentityError("TOKEN_APP_MISMATCH", "the access token was issued for another app");

@@ -1,4 +1,11 @@
-import type { Broadcast, Clock, RevokedSession, SessionStore, SessionTarget } from "../domain/ports.js";
+import type {
+  AuditNote,
+  Broadcast,
+  Clock,
+  RevokedSession,
+  SessionStore,
+  SessionTarget,
+} from "../domain/ports.js";
 import { topics } from "../domain/storage-keys.js";
 import { errorSummary, type Logger } from "../util/logger.js";
 import { createWatchers } from "../util/watchers.js";
@@ -21,7 +28,11 @@ export const REVOCATION_POLL_INTERVAL_MS = 1000;
 const REVOCATION_POLL_WINDOW_MS = 10_000;
 
 const entries = (sessions: readonly RevokedSession[]): RevocationEntry[] =>
-  sessions.map((s) => [s.id, s.forgetAfter.getTime()]);
+  sessions.map((s) =>
+    s.staleBefore
+      ? [s.id, s.forgetAfter.getTime(), s.staleBefore.getTime()]
+      : [s.id, s.forgetAfter.getTime()],
+  );
 
 /**
  * Revoked sessions, as every instance sees them. A revocation is written to Postgres first (the
@@ -92,7 +103,10 @@ export function createRevocations(deps: {
   }
 
   return {
-    /** The hot path: has the session behind an access token ended? */
+    /** The hot path: is an access token of this session, issued then, refused (ended or out of date)? */
+    refusal: mirror.refusal,
+
+    /** Has the session ended? */
     isRevoked: mirror.isRevoked,
 
     /** The ended sessions as [sessionId, forgetAfterMs] entries (what the gRPC thread starts from). */
@@ -124,35 +138,44 @@ export function createRevocations(deps: {
      */
     async revoke(
       target: SessionTarget,
-      options: { everySessionOfUser: boolean; reason: string },
+      options: { everySessionOfUser: boolean; reason: string; audit?: AuditNote },
     ): Promise<number> {
-      const ended = await deps.sessions.revoke(target, { ...options, now: new Date(deps.clock.now()) });
-      if (ended.length === 0) return 0;
-      const batch = entries(ended);
-      add(batch);
-      try {
-        // The message: [[sessionId, forgetAfterMs], ...].
-        await deps.broadcast.publish(topics.revocations, JSON.stringify(batch));
-      } catch (err) {
-        // Durable already; the other instances see it at their next reload.
-        deps.log.warn("a revocation could not be published; other instances see it at their next resync", {
-          sessions: ended.length,
-          error: errorSummary(err),
-        });
-      }
-      return ended.length;
+      return spread(await deps.sessions.revoke(target, { ...options, now: new Date(deps.clock.now()) }));
     },
+
+    spread,
 
     stop(): void {
       clearInterval(timer);
       clearInterval(pollTimer);
     },
   };
+
+  /**
+   * Makes sessions already ended (or marked out of date) in Postgres known everywhere: here at
+   * once, on the other instances as soon as they receive the message. Returns how many.
+   */
+  async function spread(ended: readonly RevokedSession[]): Promise<number> {
+    if (ended.length === 0) return 0;
+    const batch = entries(ended);
+    add(batch);
+    try {
+      // The message: [[sessionId, forgetAfterMs, staleBeforeMs?], ...].
+      await deps.broadcast.publish(topics.revocations, JSON.stringify(batch));
+    } catch (err) {
+      // Durable already; the other instances see it at their next reload.
+      deps.log.warn("a revocation could not be published; other instances see it at their next resync", {
+        sessions: ended.length,
+        error: errorSummary(err),
+      });
+    }
+    return ended.length;
+  }
 }
 
 export type Revocations = ReturnType<typeof createRevocations>;
 
-/** A published message back into its entries; undefined when it is not [[string, number], ...]. */
+/** A published message back into its entries; undefined when it is not [[string, number, number?], ...]. */
 function decode(message: string): RevocationEntry[] | undefined {
   let value: unknown;
   try {
@@ -162,7 +185,12 @@ function decode(message: string): RevocationEntry[] | undefined {
   }
   if (!Array.isArray(value)) return undefined;
   for (const entry of value) {
-    if (!Array.isArray(entry) || typeof entry[0] !== "string" || typeof entry[1] !== "number")
+    if (
+      !Array.isArray(entry) ||
+      typeof entry[0] !== "string" ||
+      typeof entry[1] !== "number" ||
+      !(entry.length === 2 || (entry.length === 3 && typeof entry[2] === "number"))
+    )
       return undefined;
   }
   return value as RevocationEntry[];

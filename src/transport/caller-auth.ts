@@ -1,4 +1,5 @@
 import { hash, timingSafeEqual } from "node:crypto";
+import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, type ConnectError, createContextKey } from "@connectrpc/connect";
 import type { CallerConfig } from "../config.js";
 import { errorWithInfo } from "../wire/errors.js";
@@ -14,7 +15,7 @@ export interface CallerAuth {
    * `certificateName`: the subject CN of a client certificate the port's CA verified, if any.
    */
   authorize(
-    method: string,
+    method: DescMethod,
     authorization: string | undefined,
     certificateName?: string,
   ): { caller: string } | { error: ConnectError };
@@ -78,13 +79,19 @@ export function createCallerAuth(table: CallerTable): CallerAuth {
           if (timingSafeEqual(presented, caller.keySha256 as Buffer)) found = caller;
       }
       if (!found) return unauthenticated("unknown key");
-      if (!found.methods.includes("*") && !found.methods.includes(method)) {
+      const { methods } = found;
+      // "SearchUsers" allows that method; "AdminService.*" every method of the service.
+      if (
+        !methods.includes("*") &&
+        !methods.includes(method.name) &&
+        !methods.includes(`${method.parent.name}.*`)
+      ) {
         return {
           error: errorWithInfo(
-            `caller ${found.name} may not call ${method}`,
+            `caller ${found.name} may not call ${method.name}`,
             Code.PermissionDenied,
             "CALLER_NOT_ALLOWED",
-            { method },
+            { method: method.name },
           ),
         };
       }

@@ -1,4 +1,11 @@
-import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  type DescMethod,
+  type DescService,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import {
   Health,
@@ -6,17 +13,34 @@ import {
   type HealthCheckResponse,
   type HealthCheckResponse_ServingStatus,
 } from "../../src/gen/grpc/health/v1/health_pb.js";
+import { AdminService } from "../../src/gen/identity/v1/admin_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 
-type Methods = typeof IdentityService.method;
+/** A call of one of the service's methods, typed by the generated descriptor. */
+type TypedCall<Methods extends Record<string, DescMethod>> = <K extends keyof Methods>(
+  method: K,
+  request: MessageInitShape<Methods[K]["input"]>,
+  deadlineMs?: number,
+) => Promise<MessageShape<Methods[K]["output"]>>;
 
 /** A real grpc-js client of IdentityService over a socket, promise-based for tests. */
 export function createGrpcClient(address: string) {
+  const client = createServiceGrpcClient(address, IdentityService);
+  return { ...client, call: client.call as TypedCall<typeof IdentityService.method> };
+}
+
+/** The same for AdminService. */
+export function createAdminGrpcClient(address: string) {
+  const client = createServiceGrpcClient(address, AdminService);
+  return { ...client, call: client.call as TypedCall<typeof AdminService.method> };
+}
+
+function createServiceGrpcClient(address: string, service: DescService) {
   const definition = Object.fromEntries(
-    IdentityService.methods.map((m) => [m.localName, grpcMethodDefinition(IdentityService, m)]),
+    service.methods.map((m) => [m.localName, grpcMethodDefinition(service, m)]),
   );
-  const Client = grpc.makeGenericClientConstructor(definition as grpc.ServiceDefinition, "IdentityService");
+  const Client = grpc.makeGenericClientConstructor(definition as grpc.ServiceDefinition, service.name);
   const client = new Client(address, grpc.credentials.createInsecure()) as unknown as Record<
     string,
     (
@@ -27,17 +51,13 @@ export function createGrpcClient(address: string) {
     ) => void
   >;
 
-  function call<K extends keyof Methods>(
-    method: K,
-    request: MessageInitShape<Methods[K]["input"]>,
-    deadlineMs = 10_000,
-  ): Promise<MessageShape<Methods[K]["output"]>> {
-    const desc = IdentityService.method[method];
+  function call(method: string, request: unknown, deadlineMs = 10_000): Promise<unknown> {
+    const desc = service.method[method] as DescMethod;
     const message = create(desc.input as DescMessage, request as never);
     return new Promise((resolve, reject) => {
       const fn = client[method as string] as NonNullable<(typeof client)[string]>;
       fn.call(client, message, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
-        err ? reject(err) : resolve(res as MessageShape<Methods[K]["output"]>),
+        err ? reject(err) : resolve(res),
       );
     });
   }

@@ -1,10 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { eq } from "drizzle-orm";
-import type { SessionStart, SessionStore, UserStore } from "../../src/domain/ports.js";
+import type { AccountStore, SessionStart, SessionStore, UserStore } from "../../src/domain/ports.js";
 import { hashRefreshToken } from "../../src/domain/tokens.js";
+import { createMemoryAccountStore } from "../../src/store/memory/account-store.js";
 import { createMemoryDatabase } from "../../src/store/memory/memory-database.js";
 import { createMemorySessionStore } from "../../src/store/memory/session-store.js";
 import { createMemoryUserStore } from "../../src/store/memory/user-store.js";
+import { createPgAccountStore } from "../../src/store/pg/account-store.js";
 import { sessions as sessionsTable, users as usersTable } from "../../src/store/pg/schema.js";
 import { createPgSessionStore } from "../../src/store/pg/session-store.js";
 import { createPgUserStore } from "../../src/store/pg/user-store.js";
@@ -24,6 +26,7 @@ export interface StoredSessionRow {
 export interface SessionStoreBackend {
   sessions: SessionStore;
   users: UserStore;
+  accounts: AccountStore;
   storedSession(id: string): Promise<StoredSessionRow | undefined>;
   sessionsOfUser(userId: string): Promise<StoredSessionRow[]>;
   refreshTokensOf(sessionId: string): Promise<Array<{ tokenHash: Buffer; generation: number }>>;
@@ -42,6 +45,7 @@ export const SESSION_STORE_BACKENDS: ReadonlyArray<{ name: string; open(): Promi
       return {
         sessions: createMemorySessionStore(db, { maxAccessTokenTtlMs: MAX_ACCESS_TOKEN_TTL_MS }),
         users: createMemoryUserStore(db),
+        accounts: createMemoryAccountStore(db, { maxAccessTokenTtlMs: MAX_ACCESS_TOKEN_TTL_MS }),
         storedSession: async (id) => db.sessions.get(id),
         sessionsOfUser: async (userId) => [...db.sessions.values()].filter((s) => s.userId === userId),
         refreshTokensOf: async (sessionId) =>
@@ -63,6 +67,7 @@ export const SESSION_STORE_BACKENDS: ReadonlyArray<{ name: string; open(): Promi
       return {
         sessions: createPgSessionStore(db, { maxAccessTokenTtlMs: MAX_ACCESS_TOKEN_TTL_MS }),
         users: createPgUserStore(db),
+        accounts: createPgAccountStore(db, { maxAccessTokenTtlMs: MAX_ACCESS_TOKEN_TTL_MS }),
         storedSession: (id) => db.query.sessions.findFirst({ where: (t, { eq }) => eq(t.id, id) }),
         sessionsOfUser: (userId) => db.select().from(sessionsTable).where(eq(sessionsTable.userId, userId)),
         refreshTokensOf: async (sessionId) =>

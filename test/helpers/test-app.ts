@@ -6,12 +6,13 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { type RunningApp, startApp } from "../../src/app/start-app.js";
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
 import type { SharedClock } from "../../src/domain/ports.js";
+import { AdminService } from "../../src/gen/identity/v1/admin_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import type { WechatSandbox } from "../../src/sandbox/sandbox.js";
 import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import type { Logger } from "../../src/util/logger.js";
 import { REAL_DATABASE_URL, REAL_REDIS_URL } from "./backends.js";
-import { createGrpcClient } from "./grpc-client.js";
+import { createAdminGrpcClient, createGrpcClient } from "./grpc-client.js";
 import { createScratchDatabase, uniqueName } from "./scratch-database.js";
 
 export type Backend = "embedded" | "real";
@@ -46,6 +47,9 @@ export interface TestApp {
   sandboxUrl: string;
   connect: ReturnType<typeof createClient<typeof IdentityService>>;
   grpc: ReturnType<typeof createGrpcClient>;
+  /** AdminService over Connect and over grpc-js. */
+  admin: ReturnType<typeof createClient<typeof AdminService>>;
+  adminGrpc: ReturnType<typeof createAdminGrpcClient>;
   log: ReturnType<typeof memoryLogger>;
   httpUrl: string;
   /** Stops the service (servers and connections) but keeps its storage and the sandbox. */
@@ -123,6 +127,8 @@ export async function startTestApp(
     createConnectTransport({ baseUrl: httpUrl, httpVersion: "1.1" }),
   );
   const grpc = createGrpcClient(`127.0.0.1:${app.grpcPort}`);
+  const admin = createClient(AdminService, createConnectTransport({ baseUrl: httpUrl, httpVersion: "1.1" }));
+  const adminGrpc = createAdminGrpcClient(`127.0.0.1:${app.grpcPort}`);
   return {
     get app() {
       return app;
@@ -132,6 +138,8 @@ export async function startTestApp(
     sandboxUrl: wechat.baseUrl,
     connect,
     grpc,
+    admin,
+    adminGrpc,
     log,
     httpUrl,
     async pause() {
@@ -149,6 +157,7 @@ export async function startTestApp(
     },
     async stop() {
       grpc.close();
+      adminGrpc.close();
       if (!paused) await app.stop();
       await wechat.close();
       await database?.drop();

@@ -3,6 +3,7 @@ import { createIdentityServices, type IdentityServices } from "../../src/app/ide
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
 import type { WechatSandbox } from "../../src/sandbox/sandbox.js";
 import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
+import { createMemoryAccountStore } from "../../src/store/memory/account-store.js";
 import { createMemoryBroadcast } from "../../src/store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
 import { createMemoryDatabase, type MemoryDatabase } from "../../src/store/memory/memory-database.js";
@@ -51,6 +52,7 @@ export async function createUseCaseWorld(env: RawEnv = {}): Promise<UseCaseWorld
     keyEncryptionKey: Buffer.alloc(32, 7),
     sessions: createMemorySessionStore(db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
     users: createMemoryUserStore(db),
+    accounts: createMemoryAccountStore(db, { maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs }),
     signingKeys: createMemorySigningKeyStore(),
     kv: createMemoryKeyValueStore(clock),
     broadcast,

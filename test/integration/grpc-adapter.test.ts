@@ -3,6 +3,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { IdentityService, VerifyTokenResponseSchema } from "../../src/gen/identity/v1/identity_pb.js";
 import { createGrpcServer, type GrpcServer } from "../../src/transport/grpc/grpc-server.js";
+import { mount } from "../../src/transport/mounted-service.js";
 import { rejection } from "../helpers/failures.js";
 import { createGrpcClient } from "../helpers/grpc-client.js";
 
@@ -30,8 +31,7 @@ describe("the gRPC adapter of a Connect ServiceImpl", () => {
 
   beforeAll(async () => {
     server = createGrpcServer({
-      service: IdentityService,
-      impl,
+      services: [mount(IdentityService, impl)],
       maxReceiveBytes: 64 * 1024,
     });
     const port = await server.listen("127.0.0.1", 0);

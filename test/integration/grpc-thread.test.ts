@@ -12,6 +12,7 @@ import { IdentityService, LoginRequestSchema } from "../../src/gen/identity/v1/i
 import type { ReplicaFeed } from "../../src/identity/verify-token-replica.js";
 import type { PublishedKey } from "../../src/signing-keys/key-schedule.js";
 import { startGrpcThread } from "../../src/transport/grpc/thread/grpc-thread.js";
+import { mount } from "../../src/transport/mounted-service.js";
 import { errorData, errorFromData } from "../../src/wire/errors.js";
 import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 import { grpcFailure, rejection } from "../helpers/failures.js";
@@ -134,7 +135,7 @@ function startBareThread(
     host: "127.0.0.1",
     port: 0,
     maxReceiveBytes: 16 * 1024,
-    impl: {},
+    services: [mount(IdentityService, {})],
     log: memoryLogger(),
     clock: sharedClock(),
     tokenSettings: { issuer: "i", audience: "a", accessTokenTtlMs: 60_000, leewayMs: 0 },
@@ -172,14 +173,16 @@ describe("a call the gRPC thread hands to the main thread", () => {
       started = resolve;
     });
     const thread = await startBareThread({
-      impl: {
-        // Waits until its call is cancelled, as a handler waiting on a dependency would.
-        login: (_request, context) =>
-          new Promise((_resolve, reject) => {
-            started(context);
-            context.signal.addEventListener("abort", () => reject(context.signal.reason), { once: true });
-          }),
-      },
+      services: [
+        mount(IdentityService, {
+          // Waits until its call is cancelled, as a handler waiting on a dependency would.
+          login: (_request, context) =>
+            new Promise((_resolve, reject) => {
+              started(context);
+              context.signal.addEventListener("abort", () => reject(context.signal.reason), { once: true });
+            }),
+        }),
+      ],
     }).thread;
     const client = createGrpcClient(`127.0.0.1:${thread.port}`);
     try {

@@ -23,6 +23,7 @@ const subject = {
   openid: "o1",
   unionid: "",
   roles: ["member"],
+  permissions: ["order:read:own"],
 };
 
 function issue(nowMs = NOW) {

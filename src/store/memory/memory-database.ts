@@ -1,4 +1,5 @@
-import type { UserRecord } from "../../domain/ports.js";
+import type { AuditEvent, AuditRecord, UserRecord } from "../../domain/ports.js";
+import { newRowId } from "../../domain/row-id.js";
 
 /**
  * The tables of the Postgres schema as Maps, for the in-memory SessionStore and UserStore: fast
@@ -31,6 +32,7 @@ export interface MemorySession {
   refreshGeneration: number;
   revokedAt: Date | null;
   revokedReason: string | null;
+  accessStaleBefore: Date | null;
 }
 
 export interface MemoryRefreshToken {
@@ -44,6 +46,12 @@ export interface MemoryRefreshToken {
 
 export interface MemoryDatabase {
   users: Map<string, MemoryUser>;
+  /** Role name -> permissions. */
+  roles: Map<string, string[]>;
+  /** Keyed by username (lowercased). */
+  passwordCredentials: Map<string, { userId: string; passwordHash: string }>;
+  /** In the order written. */
+  auditEvents: AuditEvent[];
   /** Keyed by identityKey(appId, openid). */
   identities: Map<string, MemoryIdentity>;
   sessions: Map<string, MemorySession>;
@@ -54,5 +62,22 @@ export interface MemoryDatabase {
 export const identityKey = (appId: string, openid: string) => `${appId}\u0000${openid}`;
 
 export function createMemoryDatabase(): MemoryDatabase {
-  return { users: new Map(), identities: new Map(), sessions: new Map(), refreshTokens: new Map() };
+  return {
+    users: new Map(),
+    roles: new Map(),
+    passwordCredentials: new Map(),
+    auditEvents: [],
+    identities: new Map(),
+    sessions: new Map(),
+    refreshTokens: new Map(),
+  };
+}
+
+/** What a user's roles grant, as the Postgres statements compute it: sorted, without repeats. */
+export function grantedBy(db: MemoryDatabase, roles: readonly string[]): string[] {
+  return [...new Set(roles.flatMap((role) => db.roles.get(role) ?? []))].sort();
+}
+
+export function appendAudit(db: MemoryDatabase, record: AuditRecord): void {
+  db.auditEvents.push({ ...record, id: newRowId() });
 }

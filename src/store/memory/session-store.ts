@@ -1,6 +1,20 @@
-import type { RefreshableSession, RevokedSession, SessionStore, UserRecord } from "../../domain/ports.js";
+import type {
+  RefreshableSession,
+  RevokedSession,
+  SessionStart,
+  SessionStore,
+  UserRecord,
+} from "../../domain/ports.js";
 import { newRowId } from "../../domain/row-id.js";
-import { identityKey, type MemoryDatabase, type MemorySession, type MemoryUser } from "./memory-database.js";
+import { sessionRefusals } from "../session-refusals.js";
+import {
+  appendAudit,
+  grantedBy,
+  identityKey,
+  type MemoryDatabase,
+  type MemorySession,
+  type MemoryUser,
+} from "./memory-database.js";
 
 /**
  * SessionStore on Maps, with the Postgres store's semantics (test/contract runs both through one
@@ -11,10 +25,9 @@ export function createMemorySessionStore(
   db: MemoryDatabase,
   options: { maxAccessTokenTtlMs: number },
 ): SessionStore {
-  const revokedSession = (session: MemorySession): RevokedSession => ({
-    id: session.id,
-    forgetAfter: new Date((session.revokedAt as Date).getTime() + options.maxAccessTokenTtlMs),
-  });
+  const refusals = sessionRefusals(options.maxAccessTokenTtlMs);
+  const revokedSession = (session: MemorySession): RevokedSession =>
+    refusals.revokedSession(session.id, session.revokedAt as Date);
   const userRecord = (user: MemoryUser): UserRecord => ({ ...user, roles: [...user.roles] });
 
   function refreshable(session: MemorySession): RefreshableSession {
@@ -26,12 +39,60 @@ export function createMemorySessionStore(
       openid: session.openid,
       unionid: db.identities.get(identityKey(session.appId, session.openid))?.unionid ?? null,
       roles: [...user.roles],
+      permissions: grantedBy(db, user.roles),
       generation: session.refreshGeneration,
       revokedAt: session.revokedAt,
       idleExpiresAt: session.idleExpiresAt,
       absoluteExpiresAt: session.absoluteExpiresAt,
       userDisabled: user.disabledAt !== null,
     };
+  }
+
+  /** Stores a login's session and first refresh token, with its audit row; false for a disabled user. */
+  function storeSession(
+    user: MemoryUser,
+    appId: string,
+    openid: string,
+    session: SessionStart,
+    method: string,
+  ): boolean {
+    if (user.disabledAt !== null) return false;
+    if (db.sessions.has(session.id)) return true;
+    db.sessions.set(session.id, {
+      id: session.id,
+      userId: user.id,
+      appId,
+      openid,
+      createdAt: session.createdAt,
+      idleExpiresAt: session.idleExpiresAt,
+      absoluteExpiresAt: session.absoluteExpiresAt,
+      lastRefreshedAt: null,
+      clientIp: session.client.ip,
+      userAgent: session.client.userAgent,
+      deviceId: session.client.deviceId,
+      refreshGeneration: 0,
+      revokedAt: null,
+      revokedReason: null,
+      accessStaleBefore: null,
+    });
+    db.refreshTokens.set(session.refreshTokenHash.toString("hex"), {
+      tokenHash: session.refreshTokenHash,
+      sessionId: session.id,
+      generation: 0,
+      createdAt: session.createdAt,
+      spentAt: null,
+      sealedSuccessor: null,
+    });
+    appendAudit(db, {
+      at: session.createdAt,
+      type: "login.succeeded",
+      actor: user.id,
+      subjectUserId: user.id,
+      ip: session.client.ip,
+      userAgent: session.client.userAgent,
+      details: { method, app_id: appId, session_id: session.id },
+    });
+    return true;
   }
 
   return {
@@ -63,39 +124,28 @@ export function createMemorySessionStore(
           nickname: null,
           avatarUrl: null,
           disabledAt: null,
+          disabledBy: null,
+          disabledReason: null,
           createdAt: new Date(),
         };
         db.users.set(user.id, user);
         db.identities.set(key, { ...identity, userId: user.id });
       }
-      const sessionStored = user.disabledAt === null;
-      if (sessionStored && !db.sessions.has(session.id)) {
-        db.sessions.set(session.id, {
-          id: session.id,
-          userId: user.id,
-          appId: identity.appId,
-          openid: identity.openid,
-          createdAt: session.createdAt,
-          idleExpiresAt: session.idleExpiresAt,
-          absoluteExpiresAt: session.absoluteExpiresAt,
-          lastRefreshedAt: null,
-          clientIp: session.client.ip,
-          userAgent: session.client.userAgent,
-          deviceId: session.client.deviceId,
-          refreshGeneration: 0,
-          revokedAt: null,
-          revokedReason: null,
-        });
-        db.refreshTokens.set(session.refreshTokenHash.toString("hex"), {
-          tokenHash: session.refreshTokenHash,
-          sessionId: session.id,
-          generation: 0,
-          createdAt: session.createdAt,
-          spentAt: null,
-          sealedSuccessor: null,
-        });
-      }
-      return { user: userRecord(user), unionid, created: !found, sessionStored };
+      const sessionStored = storeSession(user, identity.appId, identity.openid, session, "wechat");
+      return {
+        user: userRecord(user),
+        permissions: grantedBy(db, user.roles),
+        unionid,
+        created: !found,
+        sessionStored,
+      };
+    },
+
+    async startForUser(userId, appId, session) {
+      const user = db.users.get(userId);
+      if (!user) return null;
+      const sessionStored = storeSession(user, appId, "", session, "password");
+      return { user: userRecord(user), permissions: grantedBy(db, user.roles), sessionStored };
     },
 
     async rotateRefreshToken({ tokenHash, now, successor, timeLeftMs }) {
@@ -138,7 +188,7 @@ export function createMemorySessionStore(
       return { found: true, rotated, tooLate, token, session: refreshable(session) };
     },
 
-    async revoke(target, { everySessionOfUser, reason, now }) {
+    async revoke(target, { everySessionOfUser, reason, now, audit }) {
       const targeted =
         "sessionId" in target
           ? db.sessions.get(target.sessionId)
@@ -174,6 +224,17 @@ export function createMemorySessionStore(
         session.revokedAt = now;
         session.revokedReason = reason;
         ended.push(revokedSession(session));
+      }
+      if (audit && ended.length > 0) {
+        appendAudit(db, {
+          at: now,
+          type: audit.type,
+          actor: audit.actor ?? targeted.userId,
+          subjectUserId: targeted.userId,
+          ip: audit.ip,
+          userAgent: audit.userAgent,
+          details: { ...audit.details, reason, sessions: ended.length },
+        });
       }
       return ended;
     },
@@ -222,9 +283,15 @@ export function createMemorySessionStore(
     },
 
     async listRevokedSince(since) {
-      return [...db.sessions.values()]
-        .filter((s) => s.revokedAt !== null && s.revokedAt > since)
-        .map(revokedSession);
+      const listed: RevokedSession[] = [];
+      for (const s of db.sessions.values()) {
+        if (s.revokedAt !== null) {
+          if (s.revokedAt > since) listed.push(revokedSession(s));
+        } else if (s.accessStaleBefore !== null && s.accessStaleBefore > since) {
+          listed.push(refusals.staleSession(s.id, s.accessStaleBefore));
+        }
+      }
+      return listed;
     },
   };
 }

@@ -30,8 +30,54 @@ export const users = pgTable("users", {
   nickname: text("nickname"),
   avatarUrl: text("avatar_url"),
   disabledAt: ts("disabled_at"),
+  /** Who disabled the user (an admin's user id, or "cli") and why; kept in the audit log too. */
+  disabledBy: text("disabled_by"),
+  disabledReason: text("disabled_reason"),
   createdAt: ts("created_at").notNull().defaultNow(),
 });
+
+/** A role and the permissions it grants; seeded from ROLE_PERMISSIONS, edited with AdminService. */
+export const roles = pgTable("roles", {
+  name: text("name").primaryKey(),
+  permissions: text("permissions").array().notNull().default(sql`'{}'::text[]`),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});
+
+/** A staff account's way in: a username and an argon2id hash of its password. */
+export const passwordCredentials = pgTable("password_credentials", {
+  userId: uuid("user_id")
+    .primaryKey()
+    .references(() => users.id),
+  /** Stored lowercased: one account per name whatever its case. */
+  username: text("username").notNull().unique(),
+  passwordHash: text("password_hash").notNull(),
+  createdAt: ts("created_at").notNull().defaultNow(),
+  updatedAt: ts("updated_at").notNull().defaultNow(),
+});
+
+/**
+ * Security events: who (actor: a user id, "cli" or "system") did what (type) to whom (subject),
+ * when, from where. Written in the transaction of the change it records. Subjects are not
+ * foreign keys: the log outlives merged and purged rows.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: uuid("id").primaryKey(),
+    at: ts("at").notNull(),
+    type: text("type").notNull(),
+    actor: text("actor").notNull(),
+    subjectUserId: uuid("subject_user_id"),
+    clientIp: text("client_ip").notNull().default(""),
+    userAgent: text("user_agent").notNull().default(""),
+    details: jsonb("details").$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+  },
+  (t) => [
+    index("audit_events_subject_idx").on(t.subjectUserId, t.at),
+    index("audit_events_type_idx").on(t.type, t.at),
+    index("audit_events_at_idx").on(t.at),
+  ],
+);
 
 /** A user's openid in one mini-program. */
 export const wechatIdentities = pgTable(
@@ -65,6 +111,11 @@ export const sessions = pgTable(
     refreshGeneration: integer("refresh_generation").notNull().default(0),
     revokedAt: ts("revoked_at"),
     revokedReason: text("revoked_reason"),
+    /**
+     * Access tokens of this live session issued before this instant are out of date (its user's
+     * roles or permissions changed): VerifyToken refuses them and a refresh issues current ones.
+     */
+    accessStaleBefore: ts("access_stale_before"),
     clientIp: text("client_ip").notNull().default(""),
     userAgent: text("user_agent").notNull().default(""),
     deviceId: text("device_id").notNull().default(""),
@@ -72,6 +123,7 @@ export const sessions = pgTable(
   (t) => [
     index("sessions_user_idx").on(t.userId),
     index("sessions_revoked_idx").on(t.revokedAt).where(sql`${t.revokedAt} is not null`),
+    index("sessions_access_stale_idx").on(t.accessStaleBefore).where(sql`${t.accessStaleBefore} is not null`),
     // The retention job finds expired sessions by it (absolute expiry never changes, so a refresh
     // does not touch this index).
     index("sessions_absolute_expires_idx").on(t.absoluteExpiresAt),

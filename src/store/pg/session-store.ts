@@ -1,7 +1,6 @@
-import { and, desc, eq, gt, isNotNull, isNull, lt, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
-  RevokedSession,
   SessionStart,
   SessionStore,
   StartedSession,
@@ -9,12 +8,20 @@ import type {
 } from "../../domain/ports.js";
 import { newRowId } from "../../domain/row-id.js";
 import { errorCodes } from "../guard-port.js";
+import { sessionRefusals } from "../session-refusals.js";
 import { type Database, preparedStatement, rowsOf } from "./database.js";
 
 /** A named value of a prepared statement. */
 const p = sql.placeholder;
 
+/** What the roles in `rolesColumn` grant, from the roles table, sorted and without repeats. */
+const grantedBy = (rolesColumn: string) =>
+  sql.raw(`(select coalesce(array_agg(distinct g.permission order by g.permission), '{}')
+            from roles r cross join unnest(r.permissions) as g(permission)
+            where r.name = any(${rolesColumn}))`);
+
 import { refreshTokens, sessions, users, wechatIdentities } from "./schema.js";
+import { asDate, toUserRecord, type UserRow, userColumns } from "./user-row.js";
 
 /** A unique violation: two first logins of one person in two apps raced to create the user. */
 const UNIQUE_VIOLATION = "23505";
@@ -28,6 +35,7 @@ interface RotateRow {
   openid: string;
   unionid: string | null;
   roles: string[];
+  permissions: string[];
   refresh_generation: number;
   revoked_at: Date | string | null;
   idle_expires_at: Date | string;
@@ -41,18 +49,11 @@ interface RotateRow {
   too_late: boolean;
 }
 
-interface StartRow {
-  id: string;
-  unionid: string | null;
-  roles: string[];
-  phone_number: string | null;
-  nickname: string | null;
-  avatar_url: string | null;
-  disabled_at: Date | string | null;
-  created_at: Date | string;
+interface StartRow extends UserRow {
   created: boolean;
   found_unionid: string | null;
   found: boolean;
+  permissions: string[];
 }
 
 /** How often the offset between this process's clock and Postgres's is measured again. */
@@ -84,17 +85,11 @@ function watchDatabaseClock(db: Database) {
   return { offsetMs: () => offsetMs };
 }
 
-const asDate = (value: Date | string) => (value instanceof Date ? value : new Date(value));
-
 const isUniqueViolation = (err: unknown) => errorCodes(err).includes(UNIQUE_VIOLATION);
 
 export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlMs: number }): SessionStore {
   const databaseClock = watchDatabaseClock(db);
-  /** A revoked session is remembered until every access token it could have issued has expired. */
-  const revokedSession = (id: string, revokedAt: Date): RevokedSession => ({
-    id,
-    forgetAfter: new Date(revokedAt.getTime() + options.maxAccessTokenTtlMs),
-  });
+  const { revokedSession, staleSession } = sessionRefusals(options.maxAccessTokenTtlMs);
 
   /**
    * A login's whole write in one statement, so one round trip whether the user is new or not:
@@ -125,10 +120,10 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       new_user as (
         insert into users (id, unionid)
         select user_id, ${p("unionid")}::text from new_identity where user_id = ${p("newUserId")}::uuid
-        returning id, unionid, roles, phone_number, nickname, avatar_url, disabled_at, created_at
+        returning ${sql.raw(userColumns())}
       ),
       the_user as (
-        select u.id, u.unionid, u.roles, u.phone_number, u.nickname, u.avatar_url, u.disabled_at, u.created_at
+        select ${sql.raw(userColumns("u"))}
         -- One index lookup whatever the plan: the "in (... union all ...)" this replaces was planned
         -- as a scan of users once the table was two columns wider (bench:login, Postgres CPU a
         -- login 270-300 -> 610-620 us on 8,000 users, growing with the table).
@@ -150,12 +145,53 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         insert into refresh_tokens (token_hash, session_id, generation, created_at)
         select decode(${p("refreshTokenHash")}, 'hex'), id, 0, ${p("createdAt")}::timestamptz
         from new_session
+      ),
+      audit as (
+        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
+        select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
+               the_user.id, ${p("clientIp")}, ${p("userAgent")},
+               jsonb_build_object('method', 'wechat', 'app_id', ${p("appId")}::text, 'session_id', new_session.id)
+        from new_session, the_user
       )
       select the_user.*,
              exists (select 1 from new_identity) as created,
              exists (select 1 from found) as found,
-             (select unionid from found) as found_unionid
+             (select unionid from found) as found_unionid,
+             ${grantedBy("the_user.roles")} as permissions
       from the_user`,
+  );
+
+  /** A password login's session, for a user known by id, in one statement as a WeChat login's. */
+  const startForUserStatement = preparedStatement<UserRow & { permissions: string[] }>(
+    db,
+    "start_user_session",
+    sql`
+      with the_user as (
+        select ${sql.raw(userColumns())} from users where id = ${p("userId")}::uuid
+      ),
+      new_session as (
+        insert into sessions (id, user_id, app_id, openid, created_at, idle_expires_at, absolute_expires_at,
+                              client_ip, user_agent, device_id)
+        select ${p("sessionId")}::uuid, id, ${p("appId")}, '', ${p("createdAt")}::timestamptz,
+               ${p("idleExpiresAt")}::timestamptz, ${p("absoluteExpiresAt")}::timestamptz,
+               ${p("clientIp")}, ${p("userAgent")}, ${p("deviceId")}
+        from the_user where disabled_at is null
+        on conflict (id) do nothing
+        returning id
+      ),
+      first_token as (
+        insert into refresh_tokens (token_hash, session_id, generation, created_at)
+        select decode(${p("refreshTokenHash")}, 'hex'), id, 0, ${p("createdAt")}::timestamptz
+        from new_session
+      ),
+      audit as (
+        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
+        select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
+               the_user.id, ${p("clientIp")}, ${p("userAgent")},
+               jsonb_build_object('method', 'password', 'app_id', ${p("appId")}::text, 'session_id', new_session.id)
+        from new_session, the_user
+      )
+      select the_user.*, ${grantedBy("the_user.roles")} as permissions from the_user`,
   );
 
   async function attemptStart(
@@ -167,6 +203,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       openid: identity.openid,
       unionid: identity.unionid,
       newUserId: newRowId(),
+      auditId: newRowId(),
       sessionId: session.id,
       createdAt: session.createdAt.toISOString(),
       idleExpiresAt: session.idleExpiresAt.toISOString(),
@@ -194,7 +231,8 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       ),
       current as (
         select s.id, s.user_id, s.app_id, s.openid, s.refresh_generation, s.revoked_at, s.idle_expires_at,
-               s.absolute_expires_at, u.roles, u.disabled_at is not null as user_disabled, i.unionid
+               s.absolute_expires_at, u.roles, ${grantedBy("u.roles")} as permissions,
+               u.disabled_at is not null as user_disabled, i.unionid
         from sessions s
         join presented on presented.session_id = s.id
         join users u on u.id = s.user_id
@@ -260,6 +298,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       openid: row.openid,
       unionid: row.unionid,
       roles: row.roles,
+      permissions: row.permissions,
       generation: rotated ? Number(row.rotated_generation) : Number(row.refresh_generation),
       revokedAt: row.revoked_at === null ? null : asDate(row.revoked_at),
       idleExpiresAt: asDate(rotated ? (row.rotated_idle_expires_at as Date | string) : row.idle_expires_at),
@@ -299,10 +338,23 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         select s.id from sessions s
         where ${p("everySession")}::boolean and s.user_id in (select user_id from target where current)
           and s.revoked_at is null and s.idle_expires_at > ${p("liveSince")}::timestamptz
+      ),
+      ended as (
+        update sessions set revoked_at = ${p("now")}::timestamptz, revoked_reason = ${p("reason")}
+        where id in (select id from victims) and revoked_at is null
+        returning id, user_id, revoked_at
+      ),
+      audit as (
+        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
+        select ${p("auditId")}::uuid, ${p("now")}::timestamptz, ${p("auditType")}::text,
+               coalesce(${p("auditActor")}::text, subject.user_id::text), subject.user_id,
+               ${p("auditIp")}::text, ${p("auditUserAgent")}::text,
+               ${p("auditDetails")}::jsonb || jsonb_build_object('reason', ${p("reason")}::text,
+                 'sessions', (select count(*) from ended))
+        from (select user_id from ended limit 1) as subject
+        where ${p("auditType")}::text is not null
       )
-      update sessions set revoked_at = ${p("now")}::timestamptz, revoked_reason = ${p("reason")}
-      where id in (select id from victims) and revoked_at is null
-      returning id, revoked_at`,
+      select id, revoked_at from ended`,
   );
 
   /** WeChat gives a unionid once the app is bound to an Open Platform account: record it (rare). */
@@ -334,27 +386,43 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
           if (!(isUniqueViolation(err) && attempt < START_ATTEMPTS)) throw err;
         }
         if (row) {
-          const user = {
-            id: row.id,
-            unionid: row.unionid,
-            roles: row.roles,
-            phoneNumber: row.phone_number,
-            nickname: row.nickname,
-            avatarUrl: row.avatar_url,
-            disabledAt: row.disabled_at === null ? null : asDate(row.disabled_at),
-            createdAt: asDate(row.created_at),
-          };
+          const user = toUserRecord(row);
           let unionid = row.found ? row.found_unionid : identity.unionid;
           if (row.found && identity.unionid && identity.unionid !== unionid) {
             const userUnionid = await recordLateUnionid({ ...identity, unionid: identity.unionid }, user.id);
             if (userUnionid) user.unionid = userUnionid;
             unionid = identity.unionid;
           }
-          return { user, unionid, created: row.created, sessionStored: user.disabledAt === null };
+          return {
+            user,
+            permissions: row.permissions,
+            unionid,
+            created: row.created,
+            sessionStored: user.disabledAt === null,
+          };
         }
         if (attempt >= START_ATTEMPTS)
           throw new Error(`the login statement lost its race ${START_ATTEMPTS} times`);
       }
+    },
+
+    async startForUser(userId, appId, session) {
+      const [row] = await startForUserStatement({
+        userId,
+        appId,
+        auditId: newRowId(),
+        sessionId: session.id,
+        createdAt: session.createdAt.toISOString(),
+        idleExpiresAt: session.idleExpiresAt.toISOString(),
+        absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
+        clientIp: session.client.ip,
+        userAgent: session.client.userAgent,
+        deviceId: session.client.deviceId,
+        refreshTokenHash: session.refreshTokenHash.toString("hex"),
+      });
+      if (!row) return null;
+      const user = toUserRecord(row);
+      return { user, permissions: row.permissions, sessionStored: user.disabledAt === null };
     },
 
     async rotateRefreshToken(rotation) {
@@ -367,7 +435,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       return unspentButNotRotated ? attemptRotation(rotation) : first;
     },
 
-    async revoke(target, { everySessionOfUser, reason, now }) {
+    async revoke(target, { everySessionOfUser, reason, now, audit }) {
       const rows = await revokeStatement({
         sessionId: "sessionId" in target ? target.sessionId : null,
         userId: "sessionId" in target ? (target.userId ?? null) : null,
@@ -376,6 +444,12 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         liveSince: new Date(now.getTime() - options.maxAccessTokenTtlMs).toISOString(),
         reason,
         now: now.toISOString(),
+        auditId: newRowId(),
+        auditType: audit?.type ?? null,
+        auditActor: audit?.actor ?? null,
+        auditIp: audit?.ip ?? "",
+        auditUserAgent: audit?.userAgent ?? "",
+        auditDetails: JSON.stringify(audit?.details ?? {}),
       });
       return rows.map((r) => revokedSession(r.id, asDate(r.revoked_at)));
     },
@@ -431,11 +505,14 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     },
 
     async listRevokedSince(since) {
+      // Two partial indexes, one for each kind; a session in both is listed as revoked.
       const rows = await db
-        .select({ id: sessions.id, revokedAt: sessions.revokedAt })
+        .select({ id: sessions.id, revokedAt: sessions.revokedAt, staleBefore: sessions.accessStaleBefore })
         .from(sessions)
-        .where(and(isNotNull(sessions.revokedAt), gt(sessions.revokedAt, since)));
-      return rows.map((r) => revokedSession(r.id, r.revokedAt as Date));
+        .where(or(gt(sessions.revokedAt, since), gt(sessions.accessStaleBefore, since)));
+      return rows.map((r) =>
+        r.revokedAt ? revokedSession(r.id, r.revokedAt) : staleSession(r.id, r.staleBefore as Date),
+      );
     },
   };
 }

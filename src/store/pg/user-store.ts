@@ -22,6 +22,8 @@ export function createPgUserStore(db: Database): UserStore {
           nickname: users.nickname,
           avatarUrl: users.avatarUrl,
           disabledAt: users.disabledAt,
+          disabledBy: users.disabledBy,
+          disabledReason: users.disabledReason,
           createdAt: users.createdAt,
         });
       return user ?? null;

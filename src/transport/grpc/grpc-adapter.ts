@@ -104,7 +104,7 @@ function unaryHandler(
       const authorization = serverCall.metadata.get("authorization")[0];
       // grpc-js gives the certificate only of a connection whose CA check passed.
       const auth = callerAuth.authorize(
-        method.name,
+        method,
         typeof authorization === "string" ? authorization : undefined,
         certificates ? certificateName(serverCall.getAuthContext()?.sslPeerCertificate) : undefined,
       );

@@ -1,19 +1,17 @@
 import { createServer as createNetServer, type Socket } from "node:net";
-import type { DescService } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
 import { Health as HealthService } from "../../gen/grpc/health/v1/health_pb.js";
 import type { CallerAuth } from "../caller-auth.js";
 import { type ConnectionGuard, type ConnectionLimits, createConnectionGuard } from "../connection-guard.js";
+import type { MountedService } from "../mounted-service.js";
 import type { TlsMaterial } from "../tls.js";
 import { addConnectService } from "./grpc-adapter.js";
 import { addHealthService, type HealthStatus } from "./health-service.js";
 import { addReflectionService } from "./reflection-service.js";
 
-export interface GrpcServerOptions<S extends DescService> {
-  service: S;
-  impl: Partial<ServiceImpl<S>>;
+export interface GrpcServerOptions {
+  services: readonly MountedService[];
   maxReceiveBytes: number;
   /** When given, the service's calls must come from allowed callers; health and reflection stay open. */
   callerAuth?: CallerAuth;
@@ -39,7 +37,7 @@ export interface GrpcServer {
   stop(graceMs: number): Promise<void>;
 }
 
-export function createGrpcServer<S extends DescService>(options: GrpcServerOptions<S>): GrpcServer {
+export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const limits = options.connections;
   const server = new grpc.Server({
     "grpc.max_receive_message_length": options.maxReceiveBytes,
@@ -61,14 +59,16 @@ export function createGrpcServer<S extends DescService>(options: GrpcServerOptio
   const credentials = serverCredentials(options.tls);
   const guard = limits ? createConnectionGuard(limits) : undefined;
   const listener = guard ? createGuardedListener(server, guard, credentials) : undefined;
-  addConnectService(server, options.service, options.impl, {
-    callerAuth: options.callerAuth,
-    certificates: Boolean(options.tls?.clientCa),
-  });
-
-  const health = addHealthService(server, ["", options.service.typeName]);
+  for (const { service, impl } of options.services) {
+    addConnectService(server, service, impl, {
+      callerAuth: options.callerAuth,
+      certificates: Boolean(options.tls?.clientCa),
+    });
+  }
+  const services = options.services.map((s) => s.service);
+  const health = addHealthService(server, ["", ...services.map((s) => s.typeName)]);
   // grpcurl and `buf curl` discover the API through reflection (v1 and v1alpha).
-  addReflectionService(server, [options.service, HealthService], [file_google_rpc_error_details]);
+  addReflectionService(server, [...services, HealthService], [file_google_rpc_error_details]);
 
   return {
     server,

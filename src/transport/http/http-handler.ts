@@ -1,13 +1,11 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest } from "node:http2";
-import type { DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
   createConnectRouter,
   createContextValues,
   type Interceptor,
-  type ServiceImpl,
 } from "@connectrpc/connect";
 import { errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import {
@@ -20,6 +18,7 @@ import { errorSummary, type Logger } from "../../util/logger.js";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerCertificateKey, callerNameKey } from "../caller-auth.js";
+import type { MountedService } from "../mounted-service.js";
 import { verifiedCertificateName } from "../tls.js";
 import type { RequestHandler } from "./dual-protocol-server.js";
 import { explainingTransportErrors } from "./transport-errors.js";
@@ -48,9 +47,8 @@ export function loopbackOnly(handle: HttpRoute["handle"]): HttpRoute["handle"] {
     isLoopbackAddress(req.socket.remoteAddress) ? handle(req, res, path) : Promise.resolve(false);
 }
 
-export interface HttpHandlerOptions<S extends DescService> {
-  service: S;
-  impl: ServiceImpl<S>;
+export interface HttpHandlerOptions {
+  services: readonly MountedService[];
   maxRequestBytes: number;
   /** The public signing keys, served at /.well-known/jwks.json. */
   jwks: () => unknown;
@@ -77,7 +75,7 @@ function sendJson(res: NodeResponse, status: number, body: unknown, headers: Rec
  * The HTTP port: Connect, gRPC-Web and gRPC over HTTP/1.1 and h2c (for the BFF), plus health,
  * JWKS and whatever routes the app mounts.
  */
-export function createHttpHandler<S extends DescService>(options: HttpHandlerOptions<S>): RequestHandler {
+export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
   const routes = options.routes ?? [];
   const fallback = (req: NodeRequest, res: NodeResponse) => {
     const url = req.url ?? "/";
@@ -109,7 +107,7 @@ export function createHttpHandler<S extends DescService>(options: HttpHandlerOpt
     acceptCompression: [compressionGzip, compressionBrotli],
     interceptors: options.callerAuth ? [callerAuthInterceptor(options.callerAuth)] : [],
   });
-  router.service(options.service, options.impl);
+  for (const { service, impl } of options.services) router.service(service, impl);
   const rpcs = new Map(
     router.handlers.map((handler) => [handler.requestPath, explainingTransportErrors(handler)]),
   );
@@ -148,7 +146,7 @@ function refuseGet(res: NodeResponse) {
 function callerAuthInterceptor(auth: CallerAuth): Interceptor {
   return (next) => async (req) => {
     const result = auth.authorize(
-      req.method.name,
+      req.method,
       req.header.get("authorization") ?? undefined,
       req.contextValues.get(callerCertificateKey),
     );

@@ -7,6 +7,7 @@ import { decryptUserDataRpc } from "./decrypt-user-data.js";
 import { getPhoneNumberRpc } from "./get-phone-number.js";
 import { type GuardOptions, guarded } from "./guard.js";
 import { loginRpc } from "./login.js";
+import { loginWithPasswordRpc } from "./login-with-password.js";
 import { logoutRpc } from "./logout.js";
 import { refreshRpc } from "./refresh.js";
 import { updateProfileRpc } from "./update-profile.js";
@@ -72,6 +73,12 @@ export function createIdentityServiceImpl(
       log,
       IdentityService.method.updateProfile,
       updateProfileRpc(useCases.updateProfile),
+      options,
+    ),
+    loginWithPassword: guarded(
+      log,
+      IdentityService.method.loginWithPassword,
+      loginWithPasswordRpc(useCases.loginWithPassword),
       options,
     ),
   };

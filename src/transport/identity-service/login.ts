@@ -12,7 +12,7 @@ import { deadlineOf, fromClientInfo, toTokenPair, toUserMessage } from "./messag
 export const loginRpc =
   (login: Login) =>
   async (req: LoginRequest, context: HandlerContext): Promise<LoginResponse> => {
-    const { tokens, user, newUser } = await login({
+    const { tokens, user, permissions, newUser } = await login({
       appId: req.appId,
       code: req.code,
       attemptId: req.attemptId,
@@ -22,7 +22,7 @@ export const loginRpc =
     });
     return create(LoginResponseSchema, {
       tokens: toTokenPair(tokens),
-      user: toUserMessage(user),
+      user: toUserMessage(user, permissions),
       newUser,
     });
   };

@@ -1,11 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext } from "@connectrpc/connect";
-import type { UserRecord } from "../../domain/ports.js";
+import type { LiveSession, UserRecord } from "../../domain/ports.js";
 import type { AccessClaims } from "../../domain/tokens.js";
 import {
   ClaimsSchema,
   type ClientInfo as ClientInfoMessage,
+  SessionInfoSchema,
   TokenPairSchema,
   UserSchema,
 } from "../../gen/identity/v1/identity_pb.js";
@@ -42,6 +43,7 @@ export function toClaimsMessage(claims: AccessClaims) {
     openid: claims.openid,
     unionid: claims.unionid,
     roles: claims.roles,
+    permissions: claims.permissions,
     tokenId: claims.tokenId,
     issuedAt: timestampFromMs(claims.issuedAt * 1000),
     expiresAt: timestampFromMs(claims.expiresAt * 1000),
@@ -49,16 +51,34 @@ export function toClaimsMessage(claims: AccessClaims) {
 }
 
 /** The User message of Login and UpdateProfile: a user of one app, the profile defaults applied. */
-export function toUserMessage(user: UserRecord & { appId: string; openid: string; unionid: string | null }) {
+export function toUserMessage(
+  user: UserRecord & { appId: string; openid: string; unionid: string | null },
+  permissions: readonly string[],
+) {
   return create(UserSchema, {
     id: user.id,
     appId: user.appId,
     openid: user.openid,
     unionid: user.unionid ?? "",
     roles: user.roles,
+    permissions: [...permissions],
     phoneNumber: user.phoneNumber ?? "",
     nickname: user.nickname ?? "",
     avatarUrl: user.avatarUrl ?? "",
     createdAt: timestampFromMs(user.createdAt.getTime()),
+  });
+}
+
+/** A live session as ListSessions and AdminService.GetUser show it. */
+export function toSessionInfo(session: LiveSession & { current?: boolean }) {
+  return create(SessionInfoSchema, {
+    sessionId: session.id,
+    appId: session.appId,
+    deviceId: session.client.deviceId,
+    clientIp: session.client.ip,
+    userAgent: session.client.userAgent,
+    createdAt: timestampFromDate(session.createdAt),
+    lastRefreshedAt: session.lastRefreshedAt ? timestampFromDate(session.lastRefreshedAt) : undefined,
+    current: session.current ?? false,
   });
 }

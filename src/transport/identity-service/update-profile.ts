@@ -10,10 +10,10 @@ import { toUserMessage } from "./messages.js";
 export const updateProfileRpc =
   (updateProfile: UpdateProfile) =>
   async (req: UpdateProfileRequest): Promise<UpdateProfileResponse> => {
-    const user = await updateProfile({
+    const { user, permissions } = await updateProfile({
       accessToken: req.accessToken,
       nickname: req.nickname,
       avatarUrl: req.avatarUrl,
     });
-    return create(UpdateProfileResponseSchema, { user: toUserMessage(user) });
+    return create(UpdateProfileResponseSchema, { user: toUserMessage(user, permissions) });
   };

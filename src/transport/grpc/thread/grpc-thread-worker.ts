@@ -1,6 +1,8 @@
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import { sharedClock } from "../../../domain/ports.js";
+import { AdminService } from "../../../gen/identity/v1/admin_pb.js";
 import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/v1/identity_pb.js";
 import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../util/logger.js";
@@ -8,8 +10,8 @@ import { errorFromData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { callerNameKey, createCallerAuth } from "../../caller-auth.js";
 import { guarded } from "../../identity-service/guard.js";
-import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
 import { verifyTokenRpc } from "../../identity-service/verify-token.js";
+import type { MountedService } from "../../mounted-service.js";
 import { createGrpcServer } from "../grpc-server.js";
 import type { FromGrpcThread, GrpcThreadData, ToGrpcThread } from "./grpc-thread.js";
 
@@ -47,7 +49,7 @@ setInterval(applyUpdates, 1000).unref();
 const calls = new Map<number, { resolve(response: unknown): void; reject(err: unknown): void }>();
 let lastCallId = 0;
 /** Hands a call to the main thread with what is left of its deadline; a cancellation follows it. */
-const handOver = (method: string) => (request: unknown, context: HandlerContext) =>
+const handOver = (service: string, method: string) => (request: unknown, context: HandlerContext) =>
   new Promise((resolve, reject) => {
     const id = ++lastCallId;
     const { signal } = context;
@@ -65,12 +67,24 @@ const handOver = (method: string) => (request: unknown, context: HandlerContext)
     });
     const callerAddress = context.values.get(callerAddressKey);
     const caller = context.values.get(callerNameKey);
-    send({ type: "call", id, method, request, timeoutMs: context.timeoutMs(), callerAddress, caller });
+    send({
+      type: "call",
+      id,
+      service,
+      method,
+      request,
+      timeoutMs: context.timeoutMs(),
+      callerAddress,
+      caller,
+    });
   });
 
-const impl: Record<string, unknown> = Object.fromEntries(
-  IdentityService.methods.map((m) => [m.localName, handOver(m.localName)]),
-);
+/** Every method of every service is handed over, but VerifyToken (below). */
+const handingOver = (service: DescService): Record<string, unknown> =>
+  Object.fromEntries(service.methods.map((m) => [m.localName, handOver(service.typeName, m.localName)]));
+const services = [IdentityService, AdminService].filter((s) => data.serviceNames.includes(s.typeName));
+const impls = new Map(services.map((s) => [s, handingOver(s)]));
+const impl = impls.get(IdentityService) as Record<string, unknown>;
 const verifyToken = guarded(
   log,
   IdentityService.method.verifyToken,
@@ -82,8 +96,7 @@ impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
 };
 
 const grpc = createGrpcServer({
-  service: IdentityService,
-  impl: impl as Partial<IdentityServiceImpl>,
+  services: services.map((service) => ({ service, impl: impls.get(service) as MountedService["impl"] })),
   maxReceiveBytes: data.maxReceiveBytes,
   callerAuth: data.callers ? createCallerAuth(data.callers) : undefined,
   tls: data.tls,
@@ -102,7 +115,7 @@ main.on("message", (message: ToGrpcThread) => {
     case "serving": {
       const status = message.serving ? "SERVING" : "NOT_SERVING";
       grpc.health.setStatus("", status);
-      grpc.health.setStatus(IdentityService.typeName, status);
+      for (const service of services) grpc.health.setStatus(service.typeName, status);
       break;
     }
     case "stop":

@@ -1,6 +1,5 @@
 import { extname } from "node:path";
 import { MessageChannel, type MessagePort, Worker } from "node:worker_threads";
-import type { DescService } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -10,13 +9,12 @@ import {
 } from "@connectrpc/connect";
 import type { SharedClock } from "../../../domain/ports.js";
 import type { TokenSettings } from "../../../domain/tokens.js";
-import { IdentityService } from "../../../gen/identity/v1/identity_pb.js";
 import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../util/logger.js";
 import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { type CallerTable, callerNameKey } from "../../caller-auth.js";
-import type { IdentityServiceImpl } from "../../identity-service/identity-service.js";
+import type { MountedService } from "../../mounted-service.js";
 import type { TlsMaterial } from "../../tls.js";
 import type { GrpcServerOptions } from "../grpc-server.js";
 
@@ -39,9 +37,11 @@ export interface GrpcThreadData {
   clockOffsetMs: Float64Array;
   /** The replica's starting state. */
   snapshot: ReplicaUpdate[];
+  /** The services the port serves (their type names: the thread has the descriptors). */
+  serviceNames: string[];
   /** Who may call what (CALLERS); null: callers are not checked. */
   callers: CallerTable | null;
-  connections: GrpcServerOptions<DescService>["connections"];
+  connections: GrpcServerOptions["connections"];
   tls: TlsMaterial | null;
   /** The replica's updates, in order. */
   updates: MessagePort;
@@ -65,6 +65,8 @@ export type FromGrpcThread =
   | {
       type: "call";
       id: number;
+      /** The service's type name and the method's local name. */
+      service: string;
       method: string;
       request: unknown;
       timeoutMs: number | undefined;
@@ -87,7 +89,8 @@ export interface GrpcThreadOptions {
   host: string;
   port: number;
   maxReceiveBytes: number;
-  impl: Partial<IdentityServiceImpl>;
+  /** IdentityService (whose VerifyToken the thread answers itself) and the other services. */
+  services: readonly MountedService[];
   log: Logger;
   clock: SharedClock;
   tokenSettings: TokenSettings;
@@ -96,7 +99,7 @@ export interface GrpcThreadOptions {
   feed: ReplicaFeed;
   callers?: CallerTable | null;
   /** Caps and timeouts of the port's connections; none: unguarded. */
-  connections?: GrpcServerOptions<DescService>["connections"];
+  connections?: GrpcServerOptions["connections"];
   /** TLS (mTLS with a client CA); none: cleartext. */
   tls?: TlsMaterial | null;
   /** The thread ended on its own after it started: this instance no longer serves gRPC. */
@@ -121,6 +124,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     cacheBytes: options.cacheBytes,
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
+    serviceNames: options.services.map((s) => s.service.typeName),
     callers: options.callers ?? null,
     connections: options.connections,
     tls: options.tls ?? null,
@@ -133,7 +137,12 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     Atomics.add(updatesPosted, 0, 1);
   });
 
-  const spec = createServiceImplSpec<typeof IdentityService>(IdentityService, options.impl);
+  const specs = new Map(
+    options.services.map(({ service, impl }) => [
+      service.typeName,
+      { service, spec: createServiceImplSpec(service, impl) },
+    ]),
+  );
   const send = (message: ToGrpcThread) => worker.postMessage(message);
   /** The calls handed over and not answered yet, to cancel. */
   const running = new Map<number, ReturnType<typeof createHandlerContext>>();
@@ -142,15 +151,17 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
   async function answer(call: Extract<FromGrpcThread, { type: "call" }>) {
     const { id, method: name, request, timeoutMs } = call;
     try {
-      const methodSpec = spec.methods[name];
-      if (methodSpec?.kind !== "unary") throw new ConnectError(`${name} is not served`, Code.Unimplemented);
+      const served = specs.get(call.service);
+      const methodSpec = served?.spec.methods[name];
+      if (!served || methodSpec?.kind !== "unary")
+        throw new ConnectError(`${call.service}/${name} is not served`, Code.Unimplemented);
       const { method } = methodSpec;
       const context = createHandlerContext({
-        service: IdentityService,
+        service: served.service,
         method,
         protocolName: "grpc",
         requestMethod: "POST",
-        url: `/${IdentityService.typeName}/${method.name}`,
+        url: `/${served.service.typeName}/${method.name}`,
         timeoutMs,
         contextValues: createContextValues()
           .set(callerAddressKey, call.callerAddress)
