@@ -1,6 +1,12 @@
 import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from "node:http";
 import { Code } from "@connectrpc/connect";
-import { createVerifier, type VerifiedUser, type Verifier, VerifyError } from "../src/client/index.js";
+import {
+  createVerifier,
+  requirePermission,
+  type VerifiedUser,
+  type Verifier,
+  VerifyError,
+} from "../src/client/index.js";
 import { bearerToken, sendError, sendJson } from "./http-json.js";
 
 /**
@@ -31,7 +37,12 @@ export function protect(
         // The verifier's message names internal addresses: the caller only needs to know to retry.
         return sendError(res, Code.Unavailable, err.reason, "the identity service cannot answer; try again");
       }
-      const code = err.kind === "unauthenticated" ? Code.Unauthenticated : Code.InvalidArgument;
+      const code =
+        err.kind === "unauthenticated"
+          ? Code.Unauthenticated
+          : err.kind === "forbidden"
+            ? Code.PermissionDenied
+            : Code.InvalidArgument;
       sendError(res, code, err.reason, err.message);
     }
   };
@@ -45,6 +56,10 @@ if (process.argv[1]?.endsWith("protect-http-handler.js")) {
     callerKey: process.env.IDENTITY_CALLER_KEY || undefined,
   });
   createServer(
-    protect(verifier, (_req, res, user) => sendJson(res, 200, { hello: user.openid, roles: user.roles })),
+    protect(verifier, (req, res, user) => {
+      // Every order, not only the caller's own, only for a token that may read them all (403 otherwise).
+      if (req.url === "/orders/all") requirePermission(user, "order:read:all");
+      sendJson(res, 200, { hello: user.openid, roles: user.roles, permissions: user.permissions });
+    }),
   ).listen(3000);
 }

@@ -3,6 +3,8 @@ export { createIdentityClient, type IdentityClient } from "./identity-client.js"
 export {
   createVerifier,
   reasonOfGrpcError,
+  requirePermission,
+  userHasPermission,
   type VerifiedUser,
   type Verifier,
   type VerifierOptions,

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
+import { hasPermission } from "../domain/permissions.js";
 import {
   IdentityService,
   VerifyTokenRequestSchema,
@@ -18,8 +19,32 @@ export interface VerifiedUser {
   openid: string;
   unionid: string;
   roles: string[];
+  /** What the roles grant (see hasPermission). */
+  permissions: string[];
   /** Milliseconds since the epoch. */
   expiresAt: number;
+}
+
+/**
+ * Whether a verified user may do `permission`: granted exactly, or by a grant ending in "*"
+ * ("order:*" covers "order:read:all"). The same rule as the service's.
+ */
+export const userHasPermission = (user: Pick<VerifiedUser, "permissions">, permission: string) =>
+  hasPermission(user.permissions, permission);
+
+/** The user, if they may do `permission`; otherwise a VerifyError of kind "forbidden" (answer 403). */
+export function requirePermission<U extends Pick<VerifiedUser, "permissions">>(
+  user: U,
+  permission: string,
+): U {
+  if (!hasPermission(user.permissions, permission)) {
+    throw new VerifyError(
+      "forbidden",
+      "PERMISSION_MISSING",
+      `this user's permissions do not include ${permission}`,
+    );
+  }
+  return user;
 }
 
 /**
@@ -30,7 +55,7 @@ export interface VerifiedUser {
 export class VerifyError extends Error {
   override readonly name = "VerifyError";
   constructor(
-    readonly kind: "unauthenticated" | "unavailable" | "invalid",
+    readonly kind: "unauthenticated" | "unavailable" | "invalid" | "forbidden",
     /** The service's reason (TOKEN_EXPIRED, TOKEN_REVOKED, ...), or UNAVAILABLE. */
     readonly reason: string,
     message: string,
@@ -124,6 +149,7 @@ export function createVerifier(options: VerifierOptions) {
         openid: claims.openid,
         unionid: claims.unionid,
         roles: claims.roles,
+        permissions: claims.permissions,
         expiresAt: claims.expiresAt ? timestampMs(claims.expiresAt) : now,
       };
       if (cacheTtlMs > 0) cache.set(accessToken, { user, until: Math.min(now + cacheTtlMs, user.expiresAt) });
@@ -135,8 +161,16 @@ export function createVerifier(options: VerifierOptions) {
 
 export type Verifier = ReturnType<typeof createVerifier>;
 
-function verifiedUserBytes({ userId, sessionId, appId, openid, unionid, roles }: VerifiedUser): number {
-  return entryBytes([userId, sessionId, appId, openid, unionid], roles);
+function verifiedUserBytes({
+  userId,
+  sessionId,
+  appId,
+  openid,
+  unionid,
+  roles,
+  permissions,
+}: VerifiedUser): number {
+  return entryBytes([userId, sessionId, appId, openid, unionid], [...roles, ...permissions]);
 }
 
 /** The ErrorInfo reason the service put into a gRPC error's trailers, if any. */

@@ -31,6 +31,7 @@ describe("gRPC server reflection and health", () => {
       "grpc.health.v1.Health",
       "grpc.reflection.v1.ServerReflection",
       "grpc.reflection.v1alpha.ServerReflection",
+      "identity.v1.AdminService",
       "identity.v1.IdentityService",
     ]);
   });
