@@ -170,7 +170,7 @@ function verifiedUserBytes({
   roles,
   permissions,
 }: VerifiedUser): number {
-  return entryBytes([userId, sessionId, appId, openid, unionid], [...roles, ...permissions]);
+  return entryBytes([userId, sessionId, appId, openid, unionid], roles, permissions);
 }
 
 /** The ErrorInfo reason the service put into a gRPC error's trailers, if any. */

@@ -13,7 +13,7 @@ import { entryBytes, TokenCache } from "../util/token-cache.js";
 /** What a verified token's claims cost while cached (TokenCache's estimate). */
 export function cachedClaimsBytes(claims: AccessClaims): number {
   const { userId, sessionId, tokenId, appId, openid, unionid, roles, permissions } = claims;
-  return entryBytes([userId, sessionId, tokenId, appId, openid, unionid], [...roles, ...permissions]);
+  return entryBytes([userId, sessionId, tokenId, appId, openid, unionid], roles, permissions);
 }
 
 /**

@@ -50,7 +50,6 @@ export function createRevocationMirror(clock: Clock) {
       // just before the change keeps its old roles until it expires (docs/accounts.md).
       return issuedAtSeconds * 1000 < entry[2] - (entry[2] % 1000) ? "stale" : undefined;
     },
-    isRevoked: (sessionId: string): boolean => sessions.get(sessionId)?.length === 2,
     entries: (): RevocationEntry[] => [...sessions.values()],
     get size() {
       return sessions.size;

@@ -106,9 +106,6 @@ export function createRevocations(deps: {
     /** The hot path: is an access token of this session, issued then, refused (ended or out of date)? */
     refusal: mirror.refusal,
 
-    /** Has the session ended? */
-    isRevoked: mirror.isRevoked,
-
     /** The ended sessions as [sessionId, forgetAfterMs] entries (what the gRPC thread starts from). */
     entries: mirror.entries,
 

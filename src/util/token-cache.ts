@@ -12,13 +12,14 @@ const TOKEN_CACHE_ENTRY_BYTES = 285;
 const stringBytes = (s: string) => 16 + ((s.length + 7) & ~7);
 
 /**
- * The estimated heap cost of an entry whose value holds these strings and roles: what a
+ * The estimated heap cost of an entry whose value holds these strings and lists of strings (roles,
+ * permissions): what a
  * TokenCache's `bytesOf` returns.
  */
-export function entryBytes(strings: readonly string[], roles: readonly string[]): number {
+export function entryBytes(strings: readonly string[], ...lists: ReadonlyArray<readonly string[]>): number {
   let bytes = TOKEN_CACHE_ENTRY_BYTES;
   for (const s of strings) bytes += stringBytes(s);
-  for (const role of roles) bytes += 8 + stringBytes(role);
+  for (const list of lists) for (const item of list) bytes += 8 + stringBytes(item);
   return bytes;
 }
 

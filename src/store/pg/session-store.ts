@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNotNull, isNull, lt, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNotNull, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type {
   RefreshableSession,
   SessionStart,
@@ -55,6 +55,50 @@ interface StartRow extends UserRow {
   found: boolean;
   permissions: string[];
 }
+
+/**
+ * What every login statement ends with, after its `the_user` CTE: the session (unless the user is
+ * disabled; a retried attempt's session id is left as it is), its first refresh token, and the
+ * login.succeeded audit row. Named values: sessionId, appId, createdAt, idleExpiresAt,
+ * absoluteExpiresAt, clientIp, userAgent, deviceId, refreshTokenHash, auditId (sessionParams).
+ */
+const loginSessionInserts = (openid: SQL, method: "wechat" | "password") => sql`
+      new_session as (
+        insert into sessions (id, user_id, app_id, openid, created_at, idle_expires_at, absolute_expires_at,
+                              client_ip, user_agent, device_id)
+        select ${p("sessionId")}::uuid, id, ${p("appId")}, ${openid}, ${p("createdAt")}::timestamptz,
+               ${p("idleExpiresAt")}::timestamptz, ${p("absoluteExpiresAt")}::timestamptz,
+               ${p("clientIp")}, ${p("userAgent")}, ${p("deviceId")}
+        from the_user where disabled_at is null
+        on conflict (id) do nothing
+        returning id
+      ),
+      first_token as (
+        insert into refresh_tokens (token_hash, session_id, generation, created_at)
+        select decode(${p("refreshTokenHash")}, 'hex'), id, 0, ${p("createdAt")}::timestamptz
+        from new_session
+      ),
+      audit as (
+        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
+        select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
+               the_user.id, ${p("clientIp")}, ${p("userAgent")},
+               jsonb_build_object('method', ${sql.raw(`'${method}'`)}, 'app_id', ${p("appId")}::text,
+                                  'session_id', new_session.id)
+        from new_session, the_user
+      )`;
+
+/** The named values of loginSessionInserts for a session. */
+const sessionParams = (session: SessionStart) => ({
+  auditId: newRowId(),
+  sessionId: session.id,
+  createdAt: session.createdAt.toISOString(),
+  idleExpiresAt: session.idleExpiresAt.toISOString(),
+  absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
+  clientIp: session.client.ip,
+  userAgent: session.client.userAgent,
+  deviceId: session.client.deviceId,
+  refreshTokenHash: session.refreshTokenHash.toString("hex"),
+});
 
 /** How often the offset between this process's clock and Postgres's is measured again. */
 const CLOCK_OFFSET_INTERVAL_MS = 60_000;
@@ -131,28 +175,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         union all
         select * from new_user
       ),
-      new_session as (
-        insert into sessions (id, user_id, app_id, openid, created_at, idle_expires_at, absolute_expires_at,
-                              client_ip, user_agent, device_id)
-        select ${p("sessionId")}::uuid, id, ${p("appId")}, ${p("openid")}, ${p("createdAt")}::timestamptz,
-               ${p("idleExpiresAt")}::timestamptz, ${p("absoluteExpiresAt")}::timestamptz,
-               ${p("clientIp")}, ${p("userAgent")}, ${p("deviceId")}
-        from the_user where disabled_at is null
-        on conflict (id) do nothing
-        returning id
-      ),
-      first_token as (
-        insert into refresh_tokens (token_hash, session_id, generation, created_at)
-        select decode(${p("refreshTokenHash")}, 'hex'), id, 0, ${p("createdAt")}::timestamptz
-        from new_session
-      ),
-      audit as (
-        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
-        select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
-               the_user.id, ${p("clientIp")}, ${p("userAgent")},
-               jsonb_build_object('method', 'wechat', 'app_id', ${p("appId")}::text, 'session_id', new_session.id)
-        from new_session, the_user
-      )
+      ${loginSessionInserts(sql`${p("openid")}`, "wechat")}
       select the_user.*,
              exists (select 1 from new_identity) as created,
              exists (select 1 from found) as found,
@@ -169,28 +192,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       with the_user as (
         select ${sql.raw(userColumns())} from users where id = ${p("userId")}::uuid
       ),
-      new_session as (
-        insert into sessions (id, user_id, app_id, openid, created_at, idle_expires_at, absolute_expires_at,
-                              client_ip, user_agent, device_id)
-        select ${p("sessionId")}::uuid, id, ${p("appId")}, '', ${p("createdAt")}::timestamptz,
-               ${p("idleExpiresAt")}::timestamptz, ${p("absoluteExpiresAt")}::timestamptz,
-               ${p("clientIp")}, ${p("userAgent")}, ${p("deviceId")}
-        from the_user where disabled_at is null
-        on conflict (id) do nothing
-        returning id
-      ),
-      first_token as (
-        insert into refresh_tokens (token_hash, session_id, generation, created_at)
-        select decode(${p("refreshTokenHash")}, 'hex'), id, 0, ${p("createdAt")}::timestamptz
-        from new_session
-      ),
-      audit as (
-        insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
-        select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
-               the_user.id, ${p("clientIp")}, ${p("userAgent")},
-               jsonb_build_object('method', 'password', 'app_id', ${p("appId")}::text, 'session_id', new_session.id)
-        from new_session, the_user
-      )
+      ${loginSessionInserts(sql`''`, "password")}
       select the_user.*, ${grantedBy("the_user.roles")} as permissions from the_user`,
   );
 
@@ -203,15 +205,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       openid: identity.openid,
       unionid: identity.unionid,
       newUserId: newRowId(),
-      auditId: newRowId(),
-      sessionId: session.id,
-      createdAt: session.createdAt.toISOString(),
-      idleExpiresAt: session.idleExpiresAt.toISOString(),
-      absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
-      clientIp: session.client.ip,
-      userAgent: session.client.userAgent,
-      deviceId: session.client.deviceId,
-      refreshTokenHash: session.refreshTokenHash.toString("hex"),
+      ...sessionParams(session),
     });
     return rows[0];
   }
@@ -410,15 +404,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       const [row] = await startForUserStatement({
         userId,
         appId,
-        auditId: newRowId(),
-        sessionId: session.id,
-        createdAt: session.createdAt.toISOString(),
-        idleExpiresAt: session.idleExpiresAt.toISOString(),
-        absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
-        clientIp: session.client.ip,
-        userAgent: session.client.userAgent,
-        deviceId: session.client.deviceId,
-        refreshTokenHash: session.refreshTokenHash.toString("hex"),
+        ...sessionParams(session),
       });
       if (!row) return null;
       const user = toUserRecord(row);
