@@ -1,6 +1,8 @@
 import { accessSync, constants } from "node:fs";
 import { ADMIN_PERMISSION } from "./domain/permissions.js";
 import type { AppCredentials, Role } from "./domain/ports.js";
+import { AdminService } from "./gen/identity/v1/admin_pb.js";
+import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import type { LogLevel } from "./util/logger.js";
 import { openFileLimit } from "./util/open-file-limit.js";
 
@@ -201,32 +203,12 @@ export interface CallerConfig {
   methods: string[];
 }
 
-/** The methods a caller may be given. */
-export const METHOD_NAMES = [
-  "Login",
-  "Refresh",
-  "Logout",
-  "VerifyToken",
-  "DecryptUserData",
-  "GetPhoneNumber",
-  "CheckSessionKey",
-  "ListSessions",
-  "EndSession",
-  "UpdateProfile",
-  "LoginWithPassword",
-  "SearchUsers",
-  "GetUser",
-  "CreateStaffAccount",
-  "SetRoles",
-  "ListRoles",
-  "SetRolePermissions",
-  "DisableUser",
-  "EnableUser",
-  "EndUserSessions",
-  "ListAuditEvents",
-  // Every AdminService method.
+/** The methods a caller may be given: each method's name as the contract has it, and every AdminService method. */
+export const METHOD_NAMES: readonly string[] = [
+  ...IdentityService.methods.map((m) => m.name),
+  ...AdminService.methods.map((m) => m.name),
   "AdminService.*",
-] as const;
+];
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";

@@ -16,7 +16,7 @@ import type {
 import { newRowId } from "../domain/row-id.js";
 import type { VerifyToken } from "../identity/verify-token.js";
 import type { Revocations } from "../revocation/revocations.js";
-import { normalizeUsername, type PasswordHasher } from "./password-hasher.js";
+import { newPasswordCredential, normalizeUsername, type PasswordHasher } from "./password-hasher.js";
 
 /** Who calls: the administrator's access token, and where the call came from. */
 export interface AdminCall {
@@ -25,6 +25,8 @@ export interface AdminCall {
   callerAddress: string;
   caller: string;
 }
+
+export type UserWithSessions = UserDetails & { sessions: LiveSession[] };
 
 /** Live sessions GetUser lists. */
 const LISTED_SESSIONS = 100;
@@ -86,6 +88,18 @@ export function createAdmin(deps: {
     return { adminId: claims.userId, now, audit };
   }
 
+  /** A user with every way in and their live sessions (the newest LISTED_SESSIONS). */
+  async function withSessions(userId: string): Promise<UserWithSessions> {
+    const details = await deps.accounts.getUser(userId);
+    if (!details) throw userNotFound();
+    const sessions = await deps.sessions.listLiveSessions(
+      userId,
+      new Date(deps.clock.now()),
+      LISTED_SESSIONS,
+    );
+    return { ...details, sessions };
+  }
+
   /** A read: its audit row has no change to go with. */
   async function read<T>(
     call: AdminCall,
@@ -106,17 +120,8 @@ export function createAdmin(deps: {
       return read(call, "SearchUsers", null, () => deps.accounts.searchUsers(normalized));
     },
 
-    getUser(call: AdminCall, userId: string): Promise<UserDetails & { sessions: LiveSession[] }> {
-      return read(call, "GetUser", userId, async () => {
-        const details = await deps.accounts.getUser(userId);
-        if (!details) throw userNotFound();
-        const sessions = await deps.sessions.listLiveSessions(
-          userId,
-          new Date(deps.clock.now()),
-          LISTED_SESSIONS,
-        );
-        return { ...details, sessions };
-      });
+    getUser(call: AdminCall, userId: string): Promise<UserWithSessions> {
+      return read(call, "GetUser", userId, () => withSessions(userId));
     },
 
     listRoles(call: AdminCall) {
@@ -190,6 +195,37 @@ export function createAdmin(deps: {
         throw userNotFound();
     },
 
+    /**
+     * Moves every way in of `absorbedId` to `survivorId`, ends the absorbed user's sessions and
+     * disables it (marked merged); see AccountStore.mergeUsers.
+     */
+    async mergeUsers(
+      call: AdminCall,
+      merge: { survivorId: string; absorbedId: string; reason: string },
+    ): Promise<{ user: UserWithSessions; sessionsEnded: number }> {
+      const { now, audit } = administrator(call, "MergeUsers");
+      if (merge.survivorId === merge.absorbedId)
+        throw invalidArgument("absorbed_user_id", "a user cannot be merged into itself");
+      const outcome = await deps.accounts.mergeUsers(
+        merge.survivorId,
+        merge.absorbedId,
+        now,
+        audit("users.merged", merge.survivorId, { absorbed_user_id: merge.absorbedId, reason: merge.reason }),
+      );
+      if (!outcome.merged) {
+        if (outcome.why === "not-found") throw userNotFound();
+        throw new IdentityError(
+          outcome.why === "busy" ? "MERGE_CONFLICT" : "ACCOUNT_CONFLICT",
+          outcome.detail,
+        );
+      }
+      await deps.revocations.spread(outcome.refused);
+      return {
+        user: await withSessions(merge.survivorId),
+        sessionsEnded: outcome.refused.filter((s) => s.staleBefore === undefined).length,
+      };
+    },
+
     async endUserSessions(
       call: AdminCall,
       userId: string,
@@ -237,17 +273,13 @@ export async function createStaffAccount(
   account: { username: string; password: string; roles: string[]; now: Date },
   audit: (userId: string, username: string) => AuditRecord,
 ): Promise<UserDetails> {
-  const username = normalizeUsername(account.username);
-  if (!/^[a-z0-9._@-]{3,64}$/.test(username))
-    throw invalidArgument("username", "3 to 64 characters: letters, digits and . _ - @");
-  if ([...account.password].length < deps.passwordMinLength)
-    throw invalidArgument("password", `at least ${deps.passwordMinLength} characters`);
+  const { username, passwordHash } = await newPasswordCredential(deps, account.username, account.password);
   const userId = newRowId();
   const created = await deps.accounts.createStaffAccount(
     {
       userId,
       username,
-      passwordHash: await deps.hasher.hash(account.password),
+      passwordHash,
       roles: [...new Set(account.roles)].sort(),
       now: account.now,
     },

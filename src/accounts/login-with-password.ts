@@ -5,9 +5,9 @@ import { hashRefreshToken, newRefreshToken, type TokenSettings } from "../domain
 import { type ClientInfo, endUserKeys, withFailureLimit } from "../identity/end-user.js";
 import { issueTokenPair } from "../identity/issue-token-pair.js";
 import type { LoginResult, SessionSettings } from "../identity/login.js";
+import type { RecordLoginFailure } from "../identity/login-failures.js";
 import { type ProfileDefaults, withProfileDefaults } from "../identity/update-profile.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
-import { errorSummary, type Logger } from "../util/logger.js";
 import { normalizeUsername, type PasswordHasher } from "./password-hasher.js";
 
 export interface PasswordLoginInput {
@@ -30,7 +30,8 @@ const invalidCredentials = () =>
  * STAFF_APP_ID with the same token pair as every login. Failures are written to the audit log.
  */
 export function createLoginWithPassword(deps: {
-  accounts: Pick<AccountStore, "findPasswordCredential" | "recordAudit">;
+  accounts: Pick<AccountStore, "findPasswordCredential">;
+  recordFailure: RecordLoginFailure;
   sessions: Pick<SessionStore, "startForUser">;
   hasher: PasswordHasher;
   keyRing: KeyRing;
@@ -40,7 +41,6 @@ export function createLoginWithPassword(deps: {
   passwordFailures: RateLimiter;
   staffAppId: string;
   profileDefaults: ProfileDefaults;
-  log: Logger;
 }) {
   return async function loginWithPassword(input: PasswordLoginInput): Promise<LoginResult> {
     const username = normalizeUsername(input.username);
@@ -48,27 +48,10 @@ export function createLoginWithPassword(deps: {
     try {
       return await withFailureLimit(deps.passwordFailures, keys, COUNTED, () => logIn(username, input));
     } catch (err) {
-      if (err instanceof IdentityError) await recordFailure(username, input.client, err.reason);
+      if (err instanceof IdentityError) await deps.recordFailure("password", input.client, err, { username });
       throw err;
     }
   };
-
-  async function recordFailure(username: string, client: ClientInfo, reason: string) {
-    // The failure is the answer; a log that cannot take its row must not change it.
-    await deps.accounts
-      .recordAudit([
-        {
-          at: new Date(deps.clock.now()),
-          type: "login.failed",
-          actor: "anonymous",
-          subjectUserId: null,
-          ip: client.ip,
-          userAgent: client.userAgent,
-          details: { method: "password", username, reason },
-        },
-      ])
-      .catch((err: unknown) => deps.log.warn("a failed login was not audited", { error: errorSummary(err) }));
-  }
 
   async function logIn(username: string, input: PasswordLoginInput): Promise<LoginResult> {
     const credential = await deps.accounts.findPasswordCredential(username);

@@ -1,4 +1,5 @@
 import { type Algorithm, hash, verify } from "@node-rs/argon2";
+import { invalidArgument } from "../domain/errors.js";
 
 /** Algorithm.Argon2id: the package declares it as a const enum, which this build cannot import. */
 const ARGON2ID = 2 as Algorithm;
@@ -40,3 +41,20 @@ export type PasswordHasher = ReturnType<typeof createPasswordHasher>;
 
 /** A username as stored and looked up: one account per name whatever its case. */
 export const normalizeUsername = (username: string) => username.trim().toLowerCase();
+
+/**
+ * A username (lowercased) and the hash of a password, once both pass the rules: for a new staff
+ * account and for a password linked to an existing user.
+ */
+export async function newPasswordCredential(
+  deps: { hasher: PasswordHasher; passwordMinLength: number },
+  rawUsername: string,
+  password: string,
+): Promise<{ username: string; passwordHash: string }> {
+  const username = normalizeUsername(rawUsername);
+  if (!/^[a-z0-9._@-]{3,64}$/.test(username))
+    throw invalidArgument("username", "3 to 64 characters: letters, digits and . _ - @");
+  if ([...password].length < deps.passwordMinLength)
+    throw invalidArgument("password", `at least ${deps.passwordMinLength} characters`);
+  return { username, passwordHash: await deps.hasher.hash(password) };
+}

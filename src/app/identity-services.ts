@@ -1,4 +1,5 @@
 import { createAdmin } from "../accounts/admin.js";
+import { createLinkIdentity } from "../accounts/link-identity.js";
 import { createLoginWithPassword } from "../accounts/login-with-password.js";
 import { createPasswordHasher } from "../accounts/password-hasher.js";
 import type { Config } from "../config.js";
@@ -19,6 +20,7 @@ import { createCheckSessionKey } from "../identity/check-session-key.js";
 import { createDecryptUserData } from "../identity/decrypt-user-data.js";
 import { createGetPhoneNumber } from "../identity/get-phone-number.js";
 import { createLogin } from "../identity/login.js";
+import { createLoginFailureLog } from "../identity/login-failures.js";
 import { createLogout } from "../identity/logout.js";
 import { createRefresh } from "../identity/refresh.js";
 import { createUpdateProfile } from "../identity/update-profile.js";
@@ -32,6 +34,7 @@ import type { RateLimit } from "../store/rate-limiter.js";
 import { errorSummary, type Logger } from "../util/logger.js";
 import { createAppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import { createCodeExchange } from "../wechat-session/code-exchange.js";
+import { createPhoneNumbers } from "../wechat-session/phone-numbers.js";
 import { createSessionKeyVault } from "../wechat-session/session-key-vault.js";
 
 /** The ports and settings the identity services are built on; the app context passes the real ones. */
@@ -62,6 +65,8 @@ export interface IdentityServiceDeps {
 }
 
 const MINUTE = 60_000;
+/** LinkIdentity tries a user may make a minute: each asks WeChat (phone numbers are billed) or hashes a password. */
+const LINKS_PER_USER_PER_MINUTE = 10;
 
 /** How often each instance erases the sealed successors whose reuse grace has passed. */
 export const SUCCESSOR_SWEEP_INTERVAL_MS = 60_000;
@@ -161,16 +166,21 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     clock,
     cacheBytes: config.verifyCacheBytes,
   });
+  const phoneNumbers = createPhoneNumbers({ appAccessTokens, wechat });
+  const codeExchange = createCodeExchange({
+    wechat,
+    kv,
+    sealer: sealer("code-exchange"),
+    clock,
+    wechatTimeoutMs: config.wechat.timeoutMs,
+  });
+  const recordFailure = createLoginFailureLog({ accounts, clock, log });
   const useCases: UseCases = {
     login: createLogin({
       apps,
-      codeExchange: createCodeExchange({
-        wechat,
-        kv,
-        sealer: sealer("code-exchange"),
-        clock,
-        wechatTimeoutMs: config.wechat.timeoutMs,
-      }),
+      codeExchange,
+      phoneNumbers,
+      recordFailure,
       sessions,
       sessionKeys,
       keyRing,
@@ -219,9 +229,9 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     getPhoneNumber: createGetPhoneNumber({
       verifyToken,
       apps,
-      appAccessTokens,
-      wechat,
-      users: deps.users,
+      phoneNumbers,
+      accounts,
+      clock,
       perUser: deps.rateLimiter({
         name: "phone-numbers",
         points: config.rateLimits.phoneNumbers,
@@ -246,7 +256,22 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
       }),
       staffAppId: config.accounts.staffAppId,
       profileDefaults: config.profileDefaults,
-      log,
+      recordFailure,
+    }),
+    linkIdentity: createLinkIdentity({
+      verifyToken,
+      apps,
+      codeExchange,
+      phoneNumbers,
+      accounts,
+      hasher,
+      passwordMinLength: config.accounts.passwordMinLength,
+      clock,
+      perUser: deps.rateLimiter({
+        name: "identity-links",
+        points: LINKS_PER_USER_PER_MINUTE,
+        durationMs: MINUTE,
+      }),
     }),
     admin: createAdmin({
       verifyToken,

@@ -38,6 +38,8 @@ export interface UserRecord {
   /** Who disabled the user (an admin's user id, or "cli") and why; null while enabled. */
   disabledBy: string | null;
   disabledReason: string | null;
+  /** The user this one was merged into (MergeUsers): then disabled, with no identities left. */
+  mergedInto: string | null;
   createdAt: Date;
 }
 
@@ -49,8 +51,6 @@ export interface ProfileChange {
 
 /** What the service changes about a user outside a login. */
 export interface UserStore {
-  /** Stores the user's phone number (replacing an earlier one). */
-  bindPhoneNumber(userId: string, phoneNumber: string): Promise<void>;
   /** Changes the user's profile; the user as now stored, or null for an unknown user. */
   updateProfile(userId: string, change: ProfileChange): Promise<UserRecord | null>;
 }
@@ -159,6 +159,18 @@ export interface SessionStore {
     appId: string,
     session: SessionStart,
   ): Promise<Omit<StartedSession, "unionid" | "created"> | null>;
+  /**
+   * Records a phone login (LoginWithPhone) atomically: the user is the one holding the WeChat
+   * identity or the phone number (or, for a new identity, the unionid); the missing identity or
+   * number is linked to them, or a user is created with both. "conflict" when they point at two
+   * users: nothing is written. Then the session as `start` stores it. Parallel phone logins of one
+   * person make one user. `created` is true when this login created the user.
+   */
+  startWithPhone(
+    identity: WechatIdentity,
+    phoneNumber: string,
+    session: SessionStart,
+  ): Promise<StartedSession | "conflict">;
   /**
    * Spends the refresh token with `tokenHash` and stores its successor (next generation), but
    * only if it is the session's newest, unspent token, the session is neither revoked nor expired
@@ -352,6 +364,36 @@ export interface UserDetails {
   username: string | null;
 }
 
+/** A way in that a user already known adds to their account (LinkIdentity). */
+export type IdentityLink =
+  | { kind: "wechat"; identity: WechatIdentity }
+  /** As WeChat verified it; replaces the user's earlier number. */
+  | { kind: "phone"; phoneNumber: string }
+  | { kind: "password"; username: string; passwordHash: string };
+
+/**
+ * linked: stored now; unchanged: the user already had it; conflict: it belongs to another user, or
+ * (password) the user has a username already, or (wechat) the unionid names another person;
+ * taken: the username is another user's; no-user: no such user.
+ */
+export type LinkOutcome = "linked" | "unchanged" | "conflict" | "taken" | "no-user";
+
+export type MergeOutcome =
+  | {
+      merged: true;
+      /** The absorbed user's sessions (ended) and the survivor's (their tokens now out of date). */
+      refused: RevokedSession[];
+    }
+  | {
+      merged: false;
+      /**
+       * not-found: a user is unknown; busy: another change holds one of them, or one was merged
+       * already; conflict: the two cannot be one (two unionids, two usernames).
+       */
+      why: "not-found" | "busy" | "conflict";
+      detail: string;
+    };
+
 /** Accounts as administrators change them. Every change writes its audit row in its own transaction. */
 export interface AccountStore {
   /** Adds the roles not stored yet (ROLE_PERMISSIONS at start); stored ones keep their permissions. */
@@ -379,6 +421,16 @@ export interface AccountStore {
     account: { userId: string; username: string; passwordHash: string; roles: string[]; now: Date },
     audit: AuditRecord,
   ): Promise<boolean>;
+  /** Adds a way in to a user, with its audit row (identity.linked) when it changed something. */
+  linkIdentity(userId: string, link: IdentityLink, audit: AuditRecord): Promise<LinkOutcome>;
+  /**
+   * Merges `absorbedId` into `survivorId` in one transaction: every WeChat identity and the
+   * password move to the survivor, and the phone number and unionid when the survivor has none
+   * (its own are kept otherwise); roles are joined; the absorbed user is disabled, marked merged
+   * and its sessions ended; the survivor's access tokens are marked out of date (its roles may
+   * have grown). Of two overlapping merges one wins and the other is "busy".
+   */
+  mergeUsers(survivorId: string, absorbedId: string, now: Date, audit: AuditRecord): Promise<MergeOutcome>;
   /** The credential behind a username (as stored, lowercased), or null. */
   findPasswordCredential(username: string): Promise<{ userId: string; passwordHash: string } | null>;
   searchUsers(query: UserQuery): Promise<UserRecord[]>;

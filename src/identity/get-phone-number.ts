@@ -1,19 +1,20 @@
 import type { AppRegistry } from "../domain/app-registry.js";
-import type { PhoneNumber, RateLimiter, UserStore, WechatApi } from "../domain/ports.js";
-import type { AppAccessTokens } from "../wechat-session/app-access-tokens.js";
+import { IdentityError } from "../domain/errors.js";
+import type { AccountStore, Clock, PhoneNumber, RateLimiter } from "../domain/ports.js";
+import type { PhoneNumbers } from "../wechat-session/phone-numbers.js";
 import type { VerifyToken } from "./verify-token.js";
 
 /**
- * GetPhoneNumber: the user from the access token, the app's shared access_token, and WeChat's
- * getuserphonenumber with the button event's code and the user's openid (so WeChat checks that
- * the code is this user's). With `bind` the number is stored with the user.
+ * GetPhoneNumber: the number behind a getPhoneNumber button code, for the user of the access
+ * token (WeChat checks that the code is this openid's). With `bind` the number is linked to the
+ * user as LinkIdentity links it: a number belongs to one user (ACCOUNT_CONFLICT otherwise).
  */
 export function createGetPhoneNumber(deps: {
   verifyToken: VerifyToken;
   apps: AppRegistry;
-  appAccessTokens: AppAccessTokens;
-  wechat: Pick<WechatApi, "getUserPhoneNumber">;
-  users: UserStore;
+  phoneNumbers: PhoneNumbers;
+  accounts: Pick<AccountStore, "linkIdentity">;
+  clock: Clock;
   /** Calls per user: WeChat bills every number it hands out. */
   perUser: RateLimiter;
 }) {
@@ -24,11 +25,28 @@ export function createGetPhoneNumber(deps: {
   }): Promise<PhoneNumber> {
     const claims = deps.verifyToken.verify(input.accessToken);
     await deps.perUser.take(`user:${claims.userId}`);
-    const app = deps.apps.resolve(claims.appId);
-    const phone = await deps.appAccessTokens.withToken(app, (accessToken) =>
-      deps.wechat.getUserPhoneNumber(accessToken, input.phoneCode, claims.openid),
+    const phone = await deps.phoneNumbers.verify(
+      deps.apps.resolve(claims.appId),
+      input.phoneCode,
+      claims.openid ?? "",
     );
-    if (input.bind) await deps.users.bindPhoneNumber(claims.userId, phone.phoneNumber);
+    if (input.bind) {
+      const outcome = await deps.accounts.linkIdentity(
+        claims.userId,
+        { kind: "phone", phoneNumber: phone.phoneNumber },
+        {
+          at: new Date(deps.clock.now()),
+          type: "identity.linked",
+          actor: claims.userId,
+          subjectUserId: claims.userId,
+          ip: "",
+          userAgent: "",
+          details: { kind: "phone", by: "get_phone_number" },
+        },
+      );
+      if (outcome === "conflict")
+        throw new IdentityError("ACCOUNT_CONFLICT", "this phone number belongs to another user");
+    }
     return phone;
   };
 }

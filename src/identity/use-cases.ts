@@ -1,4 +1,5 @@
 import type { Admin } from "../accounts/admin.js";
+import type { LinkIdentity } from "../accounts/link-identity.js";
 import type { LoginWithPassword } from "../accounts/login-with-password.js";
 import type { CheckSessionKey } from "./check-session-key.js";
 import type { DecryptUserData } from "./decrypt-user-data.js";
@@ -12,6 +13,7 @@ import type { VerifyToken } from "./verify-token.js";
 
 /** The IdentityService's use cases, one per RPC, as the app context builds them. */
 export interface UseCases {
+  /** Login and LoginWithPhone (with a phone code). */
   login: Login;
   refresh: Refresh;
   logout: Logout;
@@ -23,6 +25,7 @@ export interface UseCases {
   userSessions: UserSessions;
   updateProfile: UpdateProfile;
   loginWithPassword: LoginWithPassword;
+  linkIdentity: LinkIdentity;
   /** AdminService. */
   admin: Admin;
 }

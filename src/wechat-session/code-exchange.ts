@@ -5,6 +5,7 @@ import {
   type Clock,
   type Code2SessionResult,
   type KeyValueStore,
+  type PhoneNumber,
   WECHAT_CODE_LIFETIME_MS,
   type WechatApi,
 } from "../domain/ports.js";
@@ -20,11 +21,15 @@ export interface SessionPlan {
   createdAt: number;
   idleExpiresAt: number;
   absoluteExpiresAt: number;
+  /** A phone login's number (WeChat's phone code is single-use too, so a retry reuses it). */
+  phone?: PhoneNumber;
 }
 
 export interface LoginAttempt {
   /** WeChat's answer for the code. */
   session: Code2SessionResult;
+  /** The plan an earlier try of this attempt stored, if any. */
+  earlierPlan: SessionPlan | undefined;
   /**
    * The attempt's session: the one an earlier try planned, or else `make()`'s, kept with the
    * exchange so that every retry of this attempt stores and answers the same session. Login awaits
@@ -80,6 +85,7 @@ export function createCodeExchange(deps: {
     let planned = earlier ? { plan: earlier, remembered: Promise.resolve() } : undefined;
     return {
       session,
+      earlierPlan: earlier,
       planSession(make) {
         if (!planned) {
           const plan = make();

@@ -39,6 +39,8 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   PERMISSION_MISSING: { code: Code.PermissionDenied },
   USER_NOT_FOUND: { code: Code.NotFound },
   USERNAME_TAKEN: { code: Code.AlreadyExists },
+  ACCOUNT_CONFLICT: { code: Code.FailedPrecondition },
+  MERGE_CONFLICT: { code: Code.Aborted },
   WECHAT_RATE_LIMITED: { code: Code.ResourceExhausted },
   WECHAT_APP_REJECTED: { code: Code.FailedPrecondition, logged: true },
   WECHAT_UNAVAILABLE: { code: Code.Unavailable, logged: true },

@@ -297,14 +297,6 @@ function sessionStoresContract(name: string, open: () => Promise<SessionStoreBac
     });
 
     describe("UserStore", () => {
-      it("binds a phone number, which the next login's user carries", async () => {
-        const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
-        const { user } = await login(identity);
-        expect(user.phoneNumber).toBeNull();
-        await store.users.bindPhoneNumber(user.id, "+86 13912345678");
-        expect((await login(identity)).user.phoneNumber).toBe("+86 13912345678");
-      });
-
       it("changes a profile field by field, which the next login's user carries", async () => {
         const identity = { appId: "wxa", openid: uniqueName("o"), unionid: null };
         const { user } = await login(identity);

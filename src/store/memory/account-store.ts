@@ -1,6 +1,20 @@
-import type { AccountStore, AuditEvent, RevokedSession, UserRecord } from "../../domain/ports.js";
+import type {
+  AccountStore,
+  AuditEvent,
+  AuditRecord,
+  LinkOutcome,
+  RevokedSession,
+  UserRecord,
+} from "../../domain/ports.js";
 import { sessionRefusals } from "../session-refusals.js";
-import { appendAudit, grantedBy, type MemoryDatabase } from "./memory-database.js";
+import {
+  appendAudit,
+  grantedBy,
+  identityKey,
+  type MemoryDatabase,
+  newMemoryUser,
+  userWithPhone,
+} from "./memory-database.js";
 
 /** AccountStore on the in-memory tables, with the Postgres store's semantics (one contract suite). */
 export function createMemoryAccountStore(
@@ -19,6 +33,55 @@ export function createMemoryAccountStore(
       marked.push(staleSession(s.id, now));
     }
     return marked;
+  }
+
+  /** Ends every session of the user that could still have a valid access token. */
+  function endSessionsOf(userId: string, now: Date, reason: string): RevokedSession[] {
+    const liveSince = now.getTime() - options.maxAccessTokenTtlMs;
+    const ended: RevokedSession[] = [];
+    for (const s of db.sessions.values()) {
+      if (s.userId !== userId || s.revokedAt !== null || s.idleExpiresAt.getTime() <= liveSince) continue;
+      s.revokedAt = now;
+      s.revokedReason = reason;
+      ended.push(revokedSession(s.id, now));
+    }
+    return ended;
+  }
+
+  const usernameOf = (userId: string) =>
+    [...db.passwordCredentials].find(([, c]) => c.userId === userId)?.[0];
+
+  function link(userId: string, link: Parameters<AccountStore["linkIdentity"]>[1]): LinkOutcome {
+    const user = db.users.get(userId);
+    if (!user) return "no-user";
+    switch (link.kind) {
+      case "phone": {
+        const holder = userWithPhone(db, link.phoneNumber);
+        if (holder) return holder.id === userId ? "unchanged" : "conflict";
+        user.phoneNumber = link.phoneNumber;
+        return "linked";
+      }
+      case "password": {
+        if (usernameOf(userId) !== undefined) return "conflict";
+        if (db.passwordCredentials.has(link.username)) return "taken";
+        db.passwordCredentials.set(link.username, { userId, passwordHash: link.passwordHash });
+        return "linked";
+      }
+      case "wechat": {
+        const { identity } = link;
+        const key = identityKey(identity.appId, identity.openid);
+        const held = db.identities.get(key);
+        if (held) return held.userId === userId ? "unchanged" : "conflict";
+        if (identity.unionid !== null) {
+          const other = [...db.users.values()].find((u) => u.unionid === identity.unionid);
+          if ((other && other.id !== userId) || (user.unionid !== null && user.unionid !== identity.unionid))
+            return "conflict";
+          user.unionid = identity.unionid;
+        }
+        db.identities.set(key, { ...identity, userId });
+        return "linked";
+      }
+    }
   }
 
   const byNewest = (a: UserRecord, b: UserRecord) =>
@@ -57,38 +120,67 @@ export function createMemoryAccountStore(
       user.disabledBy = disabled?.by ?? null;
       user.disabledReason = disabled?.reason ?? null;
       appendAudit(db, audit);
-      if (!disabled) return [];
-      const liveSince = now.getTime() - options.maxAccessTokenTtlMs;
-      const ended: RevokedSession[] = [];
-      for (const s of db.sessions.values()) {
-        if (s.userId !== userId || s.revokedAt !== null || s.idleExpiresAt.getTime() <= liveSince) continue;
-        s.revokedAt = now;
-        s.revokedReason = "user_disabled";
-        ended.push(revokedSession(s.id, now));
-      }
-      return ended;
+      return disabled ? endSessionsOf(userId, now, "user_disabled") : [];
     },
 
     async createStaffAccount(account, audit) {
       if (db.passwordCredentials.has(account.username)) return false;
-      db.users.set(account.userId, {
-        id: account.userId,
-        unionid: null,
-        roles: [...account.roles],
-        phoneNumber: null,
-        nickname: null,
-        avatarUrl: null,
-        disabledAt: null,
-        disabledBy: null,
-        disabledReason: null,
-        createdAt: account.now,
-      });
+      db.users.set(
+        account.userId,
+        newMemoryUser({ id: account.userId, roles: [...account.roles], createdAt: account.now }),
+      );
       db.passwordCredentials.set(account.username, {
         userId: account.userId,
         passwordHash: account.passwordHash,
       });
       appendAudit(db, audit);
       return true;
+    },
+
+    async linkIdentity(userId, identityLink, audit: AuditRecord) {
+      const outcome = link(userId, identityLink);
+      if (outcome === "linked") appendAudit(db, audit);
+      return outcome;
+    },
+
+    async mergeUsers(survivorId, absorbedId, now, audit) {
+      const survivor = db.users.get(survivorId);
+      const absorbed = db.users.get(absorbedId);
+      if (!survivor || !absorbed) return { merged: false, why: "not-found", detail: "no user has this id" };
+      if (survivor.mergedInto !== null || absorbed.mergedInto !== null)
+        return { merged: false, why: "busy", detail: "one of the users was merged already" };
+      if (survivor.unionid !== null && absorbed.unionid !== null && survivor.unionid !== absorbed.unionid)
+        return { merged: false, why: "conflict", detail: "the users have different unionids" };
+      const absorbedUsername = usernameOf(absorbedId);
+      if (absorbedUsername !== undefined && usernameOf(survivorId) !== undefined)
+        return { merged: false, why: "conflict", detail: "both users have a username" };
+
+      for (const identity of db.identities.values())
+        if (identity.userId === absorbedId) identity.userId = survivorId;
+      if (absorbedUsername !== undefined)
+        db.passwordCredentials.set(absorbedUsername, {
+          ...(db.passwordCredentials.get(absorbedUsername) as { userId: string; passwordHash: string }),
+          userId: survivorId,
+        });
+      survivor.phoneNumber ??= absorbed.phoneNumber;
+      survivor.unionid ??= absorbed.unionid;
+      survivor.nickname ??= absorbed.nickname;
+      survivor.avatarUrl ??= absorbed.avatarUrl;
+      const roles = [...new Set([...survivor.roles, ...absorbed.roles])].sort();
+      const rolesGrew = roles.length > survivor.roles.length;
+      survivor.roles = roles;
+      Object.assign(absorbed, {
+        phoneNumber: null,
+        unionid: null,
+        mergedInto: survivorId,
+        disabledAt: now,
+        disabledBy: audit.actor,
+        disabledReason: `merged into ${survivorId}`,
+      });
+      appendAudit(db, audit);
+      const ended = endSessionsOf(absorbedId, now, "user_merged");
+      const stale = rolesGrew ? markStale(new Set([survivorId]), now) : [];
+      return { merged: true, refused: [...ended, ...stale] };
     },
 
     async findPasswordCredential(username) {

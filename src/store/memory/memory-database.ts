@@ -78,6 +78,28 @@ export function grantedBy(db: MemoryDatabase, roles: readonly string[]): string[
   return [...new Set(roles.flatMap((role) => db.roles.get(role) ?? []))].sort();
 }
 
+/** A new user row, as the Postgres defaults make it. */
+export function newMemoryUser(fields: Partial<MemoryUser> & { id: string; createdAt: Date }): MemoryUser {
+  return {
+    unionid: null,
+    roles: [],
+    phoneNumber: null,
+    nickname: null,
+    avatarUrl: null,
+    disabledAt: null,
+    disabledBy: null,
+    disabledReason: null,
+    mergedInto: null,
+    ...fields,
+  };
+}
+
+/** The user holding a phone number (one at most), or undefined. */
+export function userWithPhone(db: MemoryDatabase, phoneNumber: string): MemoryUser | undefined {
+  for (const user of db.users.values()) if (user.phoneNumber === phoneNumber) return user;
+  return undefined;
+}
+
 export function appendAudit(db: MemoryDatabase, record: AuditRecord): void {
   db.auditEvents.push({ ...record, id: newRowId() });
 }

@@ -14,6 +14,8 @@ import {
   type MemoryDatabase,
   type MemorySession,
   type MemoryUser,
+  newMemoryUser,
+  userWithPhone,
 } from "./memory-database.js";
 
 /**
@@ -116,18 +118,8 @@ export function createMemorySessionStore(
         const samePerson = identity.unionid
           ? [...db.users.values()].find((u) => u.unionid === identity.unionid)
           : undefined;
-        user = samePerson ?? {
-          id: newRowId(),
-          unionid: identity.unionid,
-          roles: [],
-          phoneNumber: null,
-          nickname: null,
-          avatarUrl: null,
-          disabledAt: null,
-          disabledBy: null,
-          disabledReason: null,
-          createdAt: new Date(),
-        };
+        user =
+          samePerson ?? newMemoryUser({ id: newRowId(), unionid: identity.unionid, createdAt: new Date() });
         db.users.set(user.id, user);
         db.identities.set(key, { ...identity, userId: user.id });
       }
@@ -137,6 +129,57 @@ export function createMemorySessionStore(
         permissions: grantedBy(db, user.roles),
         unionid,
         created: !found,
+        sessionStored,
+      };
+    },
+
+    async startWithPhone(identity, phoneNumber, session) {
+      const key = identityKey(identity.appId, identity.openid);
+      const byIdentity = db.identities.get(key);
+      const byPhone = userWithPhone(db, phoneNumber);
+      const byUnionid =
+        byIdentity || !identity.unionid
+          ? undefined
+          : [...db.users.values()].find((u) => u.unionid === identity.unionid);
+      const candidates = new Set(
+        [byIdentity?.userId, byPhone?.id, byUnionid?.id].filter((id) => id !== undefined),
+      );
+      if (candidates.size > 1) return "conflict";
+      const [known] = candidates;
+      const created = known === undefined;
+      const user = created
+        ? newMemoryUser({
+            id: newRowId(),
+            unionid: identity.unionid,
+            phoneNumber,
+            createdAt: session.createdAt,
+          })
+        : (db.users.get(known) as MemoryUser);
+      if (created) db.users.set(user.id, user);
+      const linked = (kind: string) =>
+        appendAudit(db, {
+          at: session.createdAt,
+          type: "identity.linked",
+          actor: user.id,
+          subjectUserId: user.id,
+          ip: session.client.ip,
+          userAgent: session.client.userAgent,
+          details: { kind, app_id: identity.appId, by: "phone_login" },
+        });
+      if (!created && user.phoneNumber !== phoneNumber) {
+        user.phoneNumber = phoneNumber;
+        linked("phone");
+      }
+      if (!byIdentity) {
+        db.identities.set(key, { ...identity, userId: user.id });
+        if (!created) linked("wechat");
+      }
+      const sessionStored = storeSession(user, identity.appId, identity.openid, session, "phone");
+      return {
+        user: userRecord(user),
+        permissions: grantedBy(db, user.roles),
+        unionid: byIdentity?.unionid ?? identity.unionid,
+        created,
         sessionStored,
       };
     },

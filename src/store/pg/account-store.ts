@@ -1,13 +1,24 @@
 import { and, desc, eq, gte, isNull, lt, or, sql } from "drizzle-orm";
-import type { AccountStore, AuditEvent, AuditRecord, RevokedSession, Role } from "../../domain/ports.js";
+import type {
+  AccountStore,
+  AuditEvent,
+  AuditRecord,
+  IdentityLink,
+  LinkOutcome,
+  MergeOutcome,
+  RevokedSession,
+  Role,
+} from "../../domain/ports.js";
 import { newRowId } from "../../domain/row-id.js";
 import { errorCodes } from "../guard-port.js";
 import { sessionRefusals } from "../session-refusals.js";
-import { type Database, rowsOf } from "./database.js";
+import { type Database, rowsOf, type Transaction } from "./database.js";
 import { auditEvents, passwordCredentials, roles, sessions, users, wechatIdentities } from "./schema.js";
 import { asDate, toUserRecord, type UserRow, userColumns } from "./user-row.js";
 
 const UNIQUE_VIOLATION = "23505";
+/** FOR UPDATE NOWAIT found the row locked. */
+const LOCK_NOT_AVAILABLE = "55P03";
 
 /** A transaction or the database: both run the same statements. */
 type Executor = Pick<Database, "execute" | "insert" | "update" | "select">;
@@ -50,6 +61,145 @@ export function createPgAccountStore(db: Database, options: { maxAccessTokenTtlM
     );
     return row;
   };
+
+  /** Ends every session of the user that could still have a valid access token. */
+  async function endSessionsOf(tx: Executor, userId: string, now: Date, reason: string) {
+    const liveSince = new Date(now.getTime() - options.maxAccessTokenTtlMs);
+    const ended = await tx
+      .update(sessions)
+      .set({ revokedAt: now, revokedReason: reason })
+      .where(
+        and(
+          eq(sessions.userId, userId),
+          isNull(sessions.revokedAt),
+          sql`${sessions.idleExpiresAt} > ${liveSince.toISOString()}::timestamptz`,
+        ),
+      )
+      .returning({ id: sessions.id });
+    return ended.map((s) => revokedSession(s.id, now));
+  }
+
+  async function linkIn(tx: Transaction, userId: string, link: IdentityLink): Promise<LinkOutcome> {
+    // Locks the user against a concurrent merge moving their identities meanwhile.
+    const [user] = await tx
+      .select({ unionid: users.unionid })
+      .from(users)
+      .where(eq(users.id, userId))
+      .for("no key update");
+    if (!user) return "no-user";
+    switch (link.kind) {
+      case "phone": {
+        const [holder] = await tx
+          .select({ id: users.id })
+          .from(users)
+          .where(eq(users.phoneNumber, link.phoneNumber));
+        if (holder) return holder.id === userId ? "unchanged" : "conflict";
+        await tx.update(users).set({ phoneNumber: link.phoneNumber }).where(eq(users.id, userId));
+        return "linked";
+      }
+      case "password": {
+        const [own] = await tx
+          .select({ username: passwordCredentials.username })
+          .from(passwordCredentials)
+          .where(eq(passwordCredentials.userId, userId));
+        if (own) return "conflict";
+        const inserted = await tx
+          .insert(passwordCredentials)
+          .values({ userId, username: link.username, passwordHash: link.passwordHash })
+          .onConflictDoNothing()
+          .returning({ userId: passwordCredentials.userId });
+        return inserted.length > 0 ? "linked" : "taken";
+      }
+      case "wechat": {
+        const { identity } = link;
+        const [held] = await tx
+          .select({ userId: wechatIdentities.userId })
+          .from(wechatIdentities)
+          .where(
+            and(eq(wechatIdentities.appId, identity.appId), eq(wechatIdentities.openid, identity.openid)),
+          );
+        if (held) return held.userId === userId ? "unchanged" : "conflict";
+        if (identity.unionid !== null) {
+          if (user.unionid !== null && user.unionid !== identity.unionid) return "conflict";
+          const [other] = await tx
+            .select({ id: users.id })
+            .from(users)
+            .where(eq(users.unionid, identity.unionid));
+          if (other && other.id !== userId) return "conflict";
+          await tx.update(users).set({ unionid: identity.unionid }).where(eq(users.id, userId));
+        }
+        await tx.insert(wechatIdentities).values({ ...identity, userId });
+        return "linked";
+      }
+    }
+  }
+
+  async function merge(
+    tx: Transaction,
+    survivorId: string,
+    absorbedId: string,
+    now: Date,
+    audit: AuditRecord,
+  ): Promise<MergeOutcome> {
+    // NOWAIT: a merge that would wait on another change of these users is refused (ABORTED)
+    // rather than carried out on what that change leaves. NO KEY UPDATE does not conflict with
+    // the key-share locks that logins' session inserts take on their user.
+    const rows = rowsOf<UserRow>(
+      await tx.execute(sql`
+        select ${sql.raw(userColumns())} from users where id in (${survivorId}::uuid, ${absorbedId}::uuid)
+        for no key update nowait`),
+    ).map(toUserRecord);
+    const survivor = rows.find((u) => u.id === survivorId);
+    const absorbed = rows.find((u) => u.id === absorbedId);
+    if (!survivor || !absorbed) return { merged: false, why: "not-found", detail: "no user has this id" };
+    if (survivor.mergedInto !== null || absorbed.mergedInto !== null)
+      return { merged: false, why: "busy", detail: "one of the users was merged already" };
+    if (survivor.unionid !== null && absorbed.unionid !== null && survivor.unionid !== absorbed.unionid)
+      return { merged: false, why: "conflict", detail: "the users have different unionids" };
+    const credentials = await tx
+      .select({ userId: passwordCredentials.userId })
+      .from(passwordCredentials)
+      .where(or(eq(passwordCredentials.userId, survivorId), eq(passwordCredentials.userId, absorbedId)));
+    if (credentials.length > 1)
+      return { merged: false, why: "conflict", detail: "both users have a username" };
+
+    await tx
+      .update(wechatIdentities)
+      .set({ userId: survivorId })
+      .where(eq(wechatIdentities.userId, absorbedId));
+    await tx
+      .update(passwordCredentials)
+      .set({ userId: survivorId })
+      .where(eq(passwordCredentials.userId, absorbedId));
+    const roles = [...new Set([...survivor.roles, ...absorbed.roles])].sort();
+    // The absorbed user's unique number and unionid are released before the survivor takes them.
+    await tx
+      .update(users)
+      .set({
+        phoneNumber: null,
+        unionid: null,
+        mergedInto: survivorId,
+        disabledAt: now,
+        disabledBy: audit.actor,
+        disabledReason: `merged into ${survivorId}`,
+      })
+      .where(eq(users.id, absorbedId));
+    await tx
+      .update(users)
+      .set({
+        roles,
+        phoneNumber: survivor.phoneNumber ?? absorbed.phoneNumber,
+        unionid: survivor.unionid ?? absorbed.unionid,
+        nickname: survivor.nickname ?? absorbed.nickname,
+        avatarUrl: survivor.avatarUrl ?? absorbed.avatarUrl,
+      })
+      .where(eq(users.id, survivorId));
+    await tx.insert(auditEvents).values(auditRow(audit));
+    const ended = await endSessionsOf(tx, absorbedId, now, "user_merged");
+    const stale =
+      roles.length > survivor.roles.length ? await markStale(tx, sql`select ${survivorId}::uuid`, now) : [];
+    return { merged: true, refused: [...ended, ...stale] };
+  }
 
   return {
     async seedRoles(seed: readonly Role[]) {
@@ -102,21 +252,8 @@ export function createPgAccountStore(db: Database, options: { maxAccessTokenTtlM
           .returning({ id: users.id });
         if (updated.length === 0) return null;
         await tx.insert(auditEvents).values(auditRow(audit));
-        if (!disabled) return [];
         // Every session that could still have a valid access token, as a Logout with all_sessions.
-        const liveSince = new Date(now.getTime() - options.maxAccessTokenTtlMs);
-        const ended = await tx
-          .update(sessions)
-          .set({ revokedAt: now, revokedReason: "user_disabled" })
-          .where(
-            and(
-              eq(sessions.userId, userId),
-              isNull(sessions.revokedAt),
-              sql`${sessions.idleExpiresAt} > ${liveSince.toISOString()}::timestamptz`,
-            ),
-          )
-          .returning({ id: sessions.id });
-        return ended.map((s) => revokedSession(s.id, now));
+        return disabled ? endSessionsOf(tx, userId, now, "user_disabled") : [];
       });
     },
 
@@ -136,6 +273,31 @@ export function createPgAccountStore(db: Database, options: { maxAccessTokenTtlM
         return true;
       } catch (err) {
         if (errorCodes(err).includes(UNIQUE_VIOLATION)) return false;
+        throw err;
+      }
+    },
+
+    async linkIdentity(userId, link, audit) {
+      try {
+        return await db.transaction(async (tx) => {
+          const outcome = await linkIn(tx, userId, link);
+          if (outcome === "linked") await tx.insert(auditEvents).values(auditRow(audit));
+          return outcome;
+        });
+      } catch (err) {
+        // Someone linked the same number, identity or username in between.
+        if (errorCodes(err).includes(UNIQUE_VIOLATION))
+          return link.kind === "password" ? "taken" : "conflict";
+        throw err;
+      }
+    },
+
+    async mergeUsers(survivorId, absorbedId, now, audit) {
+      try {
+        return await db.transaction((tx) => merge(tx, survivorId, absorbedId, now, audit));
+      } catch (err) {
+        if (errorCodes(err).includes(LOCK_NOT_AVAILABLE))
+          return { merged: false, why: "busy", detail: "another change of one of these users is under way" };
         throw err;
       }
     },

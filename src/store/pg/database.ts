@@ -12,6 +12,8 @@ import * as schema from "./schema.js";
 
 /** Either driver behind one type: the stores are written once against it. */
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>;
+/** A transaction of either driver (what `db.transaction` hands its callback). */
+export type Transaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 
 export interface DatabaseHandle {
   db: Database;
@@ -78,9 +80,14 @@ export function openPostgres(
  * it, so the hot statements are prepared (docs/benchmarks.md: about a third of the server CPU).
  */
 export function preparedStatement<Row>(db: Database, name: string, query: SQL) {
-  const prepared = db._.session.prepareQuery(new PgDialect().sqlToQuery(query), undefined, name, false);
-  return async (values: Record<string, unknown>): Promise<Row[]> => {
-    return rowsOf<Row>(await prepared.execute(values));
+  const compiled = new PgDialect().sqlToQuery(query);
+  const prepared = db._.session.prepareQuery(compiled, undefined, name, false);
+  /** `inTransaction`: run it in that transaction instead of on its own. */
+  return async (values: Record<string, unknown>, inTransaction?: Pick<Database, "_">): Promise<Row[]> => {
+    const statement = inTransaction
+      ? inTransaction._.session.prepareQuery(compiled, undefined, name, false)
+      : prepared;
+    return rowsOf<Row>(await statement.execute(values));
   };
 }
 

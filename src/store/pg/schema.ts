@@ -24,8 +24,13 @@ export const users = pgTable("users", {
   id: uuid("id").primaryKey().default(sql`gen_random_uuid()`),
   unionid: text("unionid").unique(),
   roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
-  /** Bound with GetPhoneNumber (bind = true). */
-  phoneNumber: text("phone_number"),
+  /**
+   * The number WeChat verified for this user (LoginWithPhone, LinkIdentity, GetPhoneNumber with
+   * bind): one user per number.
+   */
+  phoneNumber: text("phone_number").unique(),
+  /** Set when an administrator merged this user into another (MergeUsers); the user is then disabled. */
+  mergedInto: uuid("merged_into"),
   /** Set with UpdateProfile; null until then (the configured default is shown instead). */
   nickname: text("nickname"),
   avatarUrl: text("avatar_url"),

@@ -9,7 +9,7 @@ import type {
 import { newRowId } from "../../domain/row-id.js";
 import { errorCodes } from "../guard-port.js";
 import { sessionRefusals } from "../session-refusals.js";
-import { type Database, preparedStatement, rowsOf } from "./database.js";
+import { type Database, preparedStatement, rowsOf, type Transaction } from "./database.js";
 
 /** A named value of a prepared statement. */
 const p = sql.placeholder;
@@ -20,7 +20,7 @@ const grantedBy = (rolesColumn: string) =>
             from roles r cross join unnest(r.permissions) as g(permission)
             where r.name = any(${rolesColumn}))`);
 
-import { refreshTokens, sessions, users, wechatIdentities } from "./schema.js";
+import { auditEvents, refreshTokens, sessions, users, wechatIdentities } from "./schema.js";
 import { asDate, toUserRecord, type UserRow, userColumns } from "./user-row.js";
 
 /** A unique violation: two first logins of one person in two apps raced to create the user. */
@@ -62,7 +62,7 @@ interface StartRow extends UserRow {
  * login.succeeded audit row. Named values: sessionId, appId, createdAt, idleExpiresAt,
  * absoluteExpiresAt, clientIp, userAgent, deviceId, refreshTokenHash, auditId (sessionParams).
  */
-const loginSessionInserts = (openid: SQL, method: "wechat" | "password") => sql`
+const loginSessionInserts = (openid: SQL, method: SQL) => sql`
       new_session as (
         insert into sessions (id, user_id, app_id, openid, created_at, idle_expires_at, absolute_expires_at,
                               client_ip, user_agent, device_id)
@@ -82,7 +82,7 @@ const loginSessionInserts = (openid: SQL, method: "wechat" | "password") => sql`
         insert into audit_events (id, at, type, actor, subject_user_id, client_ip, user_agent, details)
         select ${p("auditId")}::uuid, ${p("createdAt")}::timestamptz, 'login.succeeded', the_user.id::text,
                the_user.id, ${p("clientIp")}, ${p("userAgent")},
-               jsonb_build_object('method', ${sql.raw(`'${method}'`)}, 'app_id', ${p("appId")}::text,
+               jsonb_build_object('method', ${method}, 'app_id', ${p("appId")}::text,
                                   'session_id', new_session.id)
         from new_session, the_user
       )`;
@@ -175,7 +175,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         union all
         select * from new_user
       ),
-      ${loginSessionInserts(sql`${p("openid")}`, "wechat")}
+      ${loginSessionInserts(sql`${p("openid")}`, sql.raw("'wechat'"))}
       select the_user.*,
              exists (select 1 from new_identity) as created,
              exists (select 1 from found) as found,
@@ -184,7 +184,11 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       from the_user`,
   );
 
-  /** A password login's session, for a user known by id, in one statement as a WeChat login's. */
+  /**
+   * The session of a user known by id (a password login; a phone login, in its transaction), in
+   * one statement as a WeChat login's. Named values: userId, openid ("" for none), method, and
+   * sessionParams.
+   */
   const startForUserStatement = preparedStatement<UserRow & { permissions: string[] }>(
     db,
     "start_user_session",
@@ -192,7 +196,7 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       with the_user as (
         select ${sql.raw(userColumns())} from users where id = ${p("userId")}::uuid
       ),
-      ${loginSessionInserts(sql`''`, "password")}
+      ${loginSessionInserts(sql`${p("openid")}::text`, sql`${p("method")}::text`)}
       select the_user.*, ${grantedBy("the_user.roles")} as permissions from the_user`,
   );
 
@@ -370,6 +374,73 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     return updated[0]?.unionid;
   }
 
+  /**
+   * A phone login's writes, in a transaction: the identity and the number each point at a user or
+   * at no one; a user created or a link added takes a unique index (users.phone_number,
+   * wechat_identities' key), so of parallel phone logins of one person one commits it and the
+   * others fail with a unique violation and start over (startWithPhone). Not on the hot path of
+   * silent logins, so readable statements rather than one prepared CTE.
+   */
+  async function phoneLogin(
+    tx: Transaction,
+    identity: WechatIdentity,
+    phoneNumber: string,
+    session: SessionStart,
+  ): Promise<StartedSession | "conflict"> {
+    const [byIdentity] = await tx
+      .select({ userId: wechatIdentities.userId, unionid: wechatIdentities.unionid })
+      .from(wechatIdentities)
+      .where(and(eq(wechatIdentities.appId, identity.appId), eq(wechatIdentities.openid, identity.openid)));
+    const [byPhone] = await tx
+      .select({ id: users.id, phoneNumber: users.phoneNumber })
+      .from(users)
+      .where(eq(users.phoneNumber, phoneNumber));
+    const [byUnionid] =
+      byIdentity || identity.unionid === null
+        ? []
+        : await tx.select({ id: users.id }).from(users).where(eq(users.unionid, identity.unionid));
+    const candidates = new Set(
+      [byIdentity?.userId, byPhone?.id, byUnionid?.id].filter((id) => id !== undefined),
+    );
+    if (candidates.size > 1) return "conflict";
+    const [known] = candidates;
+    const at = session.createdAt;
+    const userId = known ?? newRowId();
+    const linked = (kind: string) =>
+      tx.insert(auditEvents).values({
+        id: newRowId(),
+        at,
+        type: "identity.linked",
+        actor: userId,
+        subjectUserId: userId,
+        clientIp: session.client.ip,
+        userAgent: session.client.userAgent,
+        details: { kind, app_id: identity.appId, by: "phone_login" },
+      });
+    if (known === undefined) {
+      await tx.insert(users).values({ id: userId, unionid: identity.unionid, phoneNumber, createdAt: at });
+    } else if (!byPhone) {
+      await tx.update(users).set({ phoneNumber }).where(eq(users.id, userId));
+      await linked("phone");
+    }
+    if (!byIdentity) {
+      await tx.insert(wechatIdentities).values({ ...identity, userId, createdAt: at });
+      if (known !== undefined) await linked("wechat");
+    }
+    const [row] = await startForUserStatement(
+      { userId, appId: identity.appId, openid: identity.openid, method: "phone", ...sessionParams(session) },
+      tx,
+    );
+    const user = toUserRecord(row as UserRow);
+    return {
+      user,
+      permissions: (row as { permissions: string[] }).permissions,
+      unionid: byIdentity ? byIdentity.unionid : identity.unionid,
+      created: known === undefined,
+      sessionStored: user.disabledAt === null,
+    };
+  }
+
   return {
     async start(identity, session): Promise<StartedSession> {
       for (let attempt = 1; ; attempt++) {
@@ -400,10 +471,24 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
       }
     },
 
+    async startWithPhone(identity, phoneNumber, session) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await db.transaction((tx) => phoneLogin(tx, identity, phoneNumber, session));
+        } catch (err) {
+          // A parallel phone login of the same person created the user or the identity first:
+          // the next attempt finds them.
+          if (!(isUniqueViolation(err) && attempt < START_ATTEMPTS)) throw err;
+        }
+      }
+    },
+
     async startForUser(userId, appId, session) {
       const [row] = await startForUserStatement({
         userId,
         appId,
+        openid: "",
+        method: "password",
         ...sessionParams(session),
       });
       if (!row) return null;

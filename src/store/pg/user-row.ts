@@ -11,13 +11,14 @@ export interface UserRow {
   disabled_at: Date | string | null;
   disabled_by: string | null;
   disabled_reason: string | null;
+  merged_into: string | null;
   created_at: Date | string;
 }
 
 /** The users columns a UserRow has, for raw statements (with an optional table alias). */
 export const userColumns = (alias = "") => {
   const a = alias ? `${alias}.` : "";
-  return `${a}id, ${a}unionid, ${a}roles, ${a}phone_number, ${a}nickname, ${a}avatar_url, ${a}disabled_at, ${a}disabled_by, ${a}disabled_reason, ${a}created_at`;
+  return `${a}id, ${a}unionid, ${a}roles, ${a}phone_number, ${a}nickname, ${a}avatar_url, ${a}disabled_at, ${a}disabled_by, ${a}disabled_reason, ${a}merged_into, ${a}created_at`;
 };
 
 export const asDate = (value: Date | string) => (value instanceof Date ? value : new Date(value));
@@ -33,6 +34,7 @@ export function toUserRecord(row: UserRow): UserRecord {
     disabledAt: row.disabled_at === null ? null : asDate(row.disabled_at),
     disabledBy: row.disabled_by,
     disabledReason: row.disabled_reason,
+    mergedInto: row.merged_into,
     createdAt: asDate(row.created_at),
   };
 }

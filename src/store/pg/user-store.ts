@@ -5,10 +5,6 @@ import { users } from "./schema.js";
 
 export function createPgUserStore(db: Database): UserStore {
   return {
-    async bindPhoneNumber(userId, phoneNumber) {
-      await db.update(users).set({ phoneNumber }).where(eq(users.id, userId));
-    },
-
     async updateProfile(userId, change) {
       const [user] = await db
         .update(users)
@@ -24,6 +20,7 @@ export function createPgUserStore(db: Database): UserStore {
           disabledAt: users.disabledAt,
           disabledBy: users.disabledBy,
           disabledReason: users.disabledReason,
+          mergedInto: users.mergedInto,
           createdAt: users.createdAt,
         });
       return user ?? null;

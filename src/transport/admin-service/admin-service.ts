@@ -1,7 +1,7 @@
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { Admin, AdminCall } from "../../accounts/admin.js";
+import type { Admin, AdminCall, UserWithSessions } from "../../accounts/admin.js";
 import type { AuditEvent, UserDetails, UserRecord } from "../../domain/ports.js";
 import {
   AdminService,
@@ -14,6 +14,7 @@ import {
   GetUserResponseSchema,
   ListAuditEventsResponseSchema,
   ListRolesResponseSchema,
+  MergeUsersResponseSchema,
   RoleSchema,
   SearchUsersResponseSchema,
   SetRolePermissionsResponseSchema,
@@ -47,10 +48,22 @@ function toAdminUser(user: UserRecord, permissions: readonly string[] = []) {
     disabledAt: user.disabledAt ? timestampFromDate(user.disabledAt) : undefined,
     disabledBy: user.disabledBy ?? "",
     disabledReason: user.disabledReason ?? "",
+    mergedInto: user.mergedInto ?? "",
   });
 }
 
 const toDetailedUser = (details: UserDetails) => toAdminUser(details.user, details.permissions);
+
+function toGetUserResponse(details: UserWithSessions) {
+  return create(GetUserResponseSchema, {
+    user: toDetailedUser(details),
+    wechatIdentities: details.wechat.map((w) =>
+      create(WechatIdentitySchema, { appId: w.appId, openid: w.openid, unionid: w.unionid ?? "" }),
+    ),
+    username: details.username ?? "",
+    sessions: details.sessions.map((s) => toSessionInfo(s)),
+  });
+}
 
 function toAuditEvent(event: AuditEvent) {
   return create(AuditEventSchema, {
@@ -97,15 +110,7 @@ export function createAdminServiceImpl(admin: Admin, log: Logger, options: Guard
       log,
       m.getUser,
       async (req, context) => {
-        const details = await admin.getUser(adminCall(req, context), req.userId);
-        return create(GetUserResponseSchema, {
-          user: toDetailedUser(details),
-          wechatIdentities: details.wechat.map((w) =>
-            create(WechatIdentitySchema, { appId: w.appId, openid: w.openid, unionid: w.unionid ?? "" }),
-          ),
-          username: details.username ?? "",
-          sessions: details.sessions.map((s) => toSessionInfo(s)),
-        });
+        return toGetUserResponse(await admin.getUser(adminCall(req, context), req.userId));
       },
       options,
     ),
@@ -150,6 +155,23 @@ export function createAdminServiceImpl(admin: Admin, log: Logger, options: Guard
       async (req, context) => {
         await admin.setRolePermissions(adminCall(req, context), req.role, req.permissions);
         return create(SetRolePermissionsResponseSchema);
+      },
+      options,
+    ),
+
+    mergeUsers: guarded(
+      log,
+      m.mergeUsers,
+      async (req, context) => {
+        const merged = await admin.mergeUsers(adminCall(req, context), {
+          survivorId: req.survivorUserId,
+          absorbedId: req.absorbedUserId,
+          reason: req.reason,
+        });
+        return create(MergeUsersResponseSchema, {
+          user: toGetUserResponse(merged.user),
+          sessionsEnded: merged.sessionsEnded,
+        });
       },
       options,
     ),

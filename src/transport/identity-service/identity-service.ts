@@ -6,8 +6,10 @@ import { checkSessionKeyRpc } from "./check-session-key.js";
 import { decryptUserDataRpc } from "./decrypt-user-data.js";
 import { getPhoneNumberRpc } from "./get-phone-number.js";
 import { type GuardOptions, guarded } from "./guard.js";
+import { linkIdentityRpc } from "./link-identity.js";
 import { loginRpc } from "./login.js";
 import { loginWithPasswordRpc } from "./login-with-password.js";
+import { loginWithPhoneRpc } from "./login-with-phone.js";
 import { logoutRpc } from "./logout.js";
 import { refreshRpc } from "./refresh.js";
 import { updateProfileRpc } from "./update-profile.js";
@@ -79,6 +81,18 @@ export function createIdentityServiceImpl(
       log,
       IdentityService.method.loginWithPassword,
       loginWithPasswordRpc(useCases.loginWithPassword),
+      options,
+    ),
+    loginWithPhone: guarded(
+      log,
+      IdentityService.method.loginWithPhone,
+      loginWithPhoneRpc(useCases.login),
+      options,
+    ),
+    linkIdentity: guarded(
+      log,
+      IdentityService.method.linkIdentity,
+      linkIdentityRpc(useCases.linkIdentity),
       options,
     ),
   };

@@ -47,7 +47,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0wEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCRIQCghuaWNrbmFtZRgIIAEoCRISCgphdmF0YXJfdXJsGAkgASgJEhMKC3Blcm1pc3Npb25zGAogAygJIlkKDlJlZnJlc2hSZXF1ZXN0Eh4KDXJlZnJlc2hfdG9rZW4YASABKAlCB7pIBHICEAESJwoGY2xpZW50GAIgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyI5Cg9SZWZyZXNoUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuaWRlbnRpdHkudjEuVG9rZW5QYWlyIuABCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCDqLAbpIhwEahAEKHWFjY2Vzc190b2tlbi5vcl9yZWZyZXNoX3Rva2VuEi5hbiBhY2Nlc3NfdG9rZW4gb3IgYSByZWZyZXNoX3Rva2VuIGlzIHJlcXVpcmVkGjN0aGlzLmFjY2Vzc190b2tlbiAhPSAnJyB8fCB0aGlzLnJlZnJlc2hfdG9rZW4gIT0gJyciEAoOTG9nb3V0UmVzcG9uc2UiQwoSVmVyaWZ5VG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIXCg9leHBlY3RlZF9hcHBfaWQYAiABKAkiOgoTVmVyaWZ5VG9rZW5SZXNwb25zZRIjCgZjbGFpbXMYASABKAsyEy5pZGVudGl0eS52MS5DbGFpbXMi8wEKBkNsYWltcxIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGYXBwX2lkGAMgASgJEg4KBm9wZW5pZBgEIAEoCRIPCgd1bmlvbmlkGAUgASgJEg0KBXJvbGVzGAYgAygJEhAKCHRva2VuX2lkGAcgASgJEi0KCWlzc3VlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGVybWlzc2lvbnMYCiADKAkiuAMKFkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEiMKDmVuY3J5cHRlZF9kYXRhGAIgASgJQgu6SAhyBhABGICAAhITCgJpdhgDIAEoCUIHukgEcgIQARIQCghyYXdfZGF0YRgEIAEoCRIRCglzaWduYXR1cmUYBSABKAkSFwoPbWF4X2FnZV9zZWNvbmRzGAYgASgNOo8CukiLAhqDAQoXcmF3X2RhdGEud2l0aF9zaWduYXR1cmUSO3JlcXVpcmVkIHdpdGggc2lnbmF0dXJlOiByYXdfZGF0YSBhbmQgc2lnbmF0dXJlIGdvIHRvZ2V0aGVyGit0aGlzLnNpZ25hdHVyZSA9PSAnJyB8fCB0aGlzLnJhd19kYXRhICE9ICcnGoIBChdzaWduYXR1cmUud2l0aF9yYXdfZGF0YRI6cmVxdWlyZWQgd2l0aCByYXdfZGF0YTogcmF3X2RhdGEgYW5kIHNpZ25hdHVyZSBnbyB0b2dldGhlchordGhpcy5yYXdfZGF0YSA9PSAnJyB8fCB0aGlzLnNpZ25hdHVyZSAhPSAnJyJ5ChdEZWNyeXB0VXNlckRhdGFSZXNwb25zZRIlCgRkYXRhGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIMCgRqc29uGAIgASgJEikKCXdhdGVybWFyaxgDIAEoCzIWLmlkZW50aXR5LnYxLldhdGVybWFyayJKCglXYXRlcm1hcmsSDgoGYXBwX2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoVR2V0UGhvbmVOdW1iZXJSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIeCgpwaG9uZV9jb2RlGAIgASgJQgq6SAdyBRABGIABEgwKBGJpbmQYAyABKAgiXwoWR2V0UGhvbmVOdW1iZXJSZXNwb25zZRIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRcHVyZV9waG9uZV9udW1iZXIYAiABKAkSFAoMY291bnRyeV9jb2RlGAMgASgJIi4KFkNoZWNrU2Vzc2lvbktleVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIhkKF0NoZWNrU2Vzc2lvbktleVJlc3BvbnNlIjQKE0xpc3RTZXNzaW9uc1JlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABIuMBCgtTZXNzaW9uSW5mbxISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmFwcF9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSEQoJY2xpZW50X2lwGAQgASgJEhIKCnVzZXJfYWdlbnQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9yZWZyZXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2N1cnJlbnQYCCABKAgiQgoUTGlzdFNlc3Npb25zUmVzcG9uc2USKgoIc2Vzc2lvbnMYASADKAsyGC5pZGVudGl0eS52MS5TZXNzaW9uSW5mbyLiAQoRRW5kU2Vzc2lvblJlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABEhsKCnNlc3Npb25faWQYAiABKAlCB7pIBHICGEASEgoKYWxsX290aGVycxgDIAEoCDp9ukh6GngKGHNlc3Npb25faWQub3JfYWxsX290aGVycxIwYSBzZXNzaW9uX2lkIG9yIGFsbF9vdGhlcnMgaXMgcmVxdWlyZWQsIG5vdCBib3RoGioodGhpcy5zZXNzaW9uX2lkICE9ICcnKSAhPSB0aGlzLmFsbF9vdGhlcnMiLAoSRW5kU2Vzc2lvblJlc3BvbnNlEhYKDnNlc3Npb25zX2VuZGVkGAEgASgFIvgCChRVcGRhdGVQcm9maWxlUmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAESgAEKCG5pY2tuYW1lGAIgASgJQmm6SGa6AV0KHHN0cmluZy5ub19jb250cm9sX2NoYXJhY3RlcnMSG2NvbnRhaW5zIGNvbnRyb2wgY2hhcmFjdGVycxogIXRoaXMubWF0Y2hlcygnW1x4MDAtXHgxZlx4N2ZdJylyBBABGCBIAIgBARIuCgphdmF0YXJfdXJsGAMgASgJQhW6SBJyEBiACDoIaHR0cHM6Ly+IAQFIAYgBATpyukhvGm0KFm5pY2tuYW1lLm9yX2F2YXRhcl91cmwSJ2Egbmlja25hbWUgb3IgYW4gYXZhdGFyX3VybCBpcyByZXF1aXJlZBoqaGFzKHRoaXMubmlja25hbWUpIHx8IGhhcyh0aGlzLmF2YXRhcl91cmwpQgsKCV9uaWNrbmFtZUINCgtfYXZhdGFyX3VybCI4ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXIifgoYTG9naW5XaXRoUGFzc3dvcmRSZXF1ZXN0EhsKCHVzZXJuYW1lGAEgASgJQgm6SAZyBBABGEASHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAISJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJkChlMb2dpbldpdGhQYXNzd29yZFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlcjKtBwoPSWRlbnRpdHlTZXJ2aWNlEj4KBUxvZ2luEhkuaWRlbnRpdHkudjEuTG9naW5SZXF1ZXN0GhouaWRlbnRpdHkudjEuTG9naW5SZXNwb25zZRJECgdSZWZyZXNoEhsuaWRlbnRpdHkudjEuUmVmcmVzaFJlcXVlc3QaHC5pZGVudGl0eS52MS5SZWZyZXNoUmVzcG9uc2USQQoGTG9nb3V0EhouaWRlbnRpdHkudjEuTG9nb3V0UmVxdWVzdBobLmlkZW50aXR5LnYxLkxvZ291dFJlc3BvbnNlElUKC1ZlcmlmeVRva2VuEh8uaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXF1ZXN0GiAuaWRlbnRpdHkudjEuVmVyaWZ5VG9rZW5SZXNwb25zZSIDkAIBElwKD0RlY3J5cHRVc2VyRGF0YRIjLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QaJC5pZGVudGl0eS52MS5EZWNyeXB0VXNlckRhdGFSZXNwb25zZRJZCg5HZXRQaG9uZU51bWJlchIiLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVxdWVzdBojLmlkZW50aXR5LnYxLkdldFBob25lTnVtYmVyUmVzcG9uc2USXAoPQ2hlY2tTZXNzaW9uS2V5EiMuaWRlbnRpdHkudjEuQ2hlY2tTZXNzaW9uS2V5UmVxdWVzdBokLmlkZW50aXR5LnYxLkNoZWNrU2Vzc2lvbktleVJlc3BvbnNlElgKDExpc3RTZXNzaW9ucxIgLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaIS5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZSIDkAIBEk0KCkVuZFNlc3Npb24SHi5pZGVudGl0eS52MS5FbmRTZXNzaW9uUmVxdWVzdBofLmlkZW50aXR5LnYxLkVuZFNlc3Npb25SZXNwb25zZRJWCg1VcGRhdGVQcm9maWxlEiEuaWRlbnRpdHkudjEuVXBkYXRlUHJvZmlsZVJlcXVlc3QaIi5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVzcG9uc2USYgoRTG9naW5XaXRoUGFzc3dvcmQSJS5pZGVudGl0eS52MS5Mb2dpbldpdGhQYXNzd29yZFJlcXVlc3QaJi5pZGVudGl0eS52MS5Mb2dpbldpdGhQYXNzd29yZFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0wEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCRIQCghuaWNrbmFtZRgIIAEoCRISCgphdmF0YXJfdXJsGAkgASgJEhMKC3Blcm1pc3Npb25zGAogAygJIlkKDlJlZnJlc2hSZXF1ZXN0Eh4KDXJlZnJlc2hfdG9rZW4YASABKAlCB7pIBHICEAESJwoGY2xpZW50GAIgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyI5Cg9SZWZyZXNoUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuaWRlbnRpdHkudjEuVG9rZW5QYWlyIuABCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCDqLAbpIhwEahAEKHWFjY2Vzc190b2tlbi5vcl9yZWZyZXNoX3Rva2VuEi5hbiBhY2Nlc3NfdG9rZW4gb3IgYSByZWZyZXNoX3Rva2VuIGlzIHJlcXVpcmVkGjN0aGlzLmFjY2Vzc190b2tlbiAhPSAnJyB8fCB0aGlzLnJlZnJlc2hfdG9rZW4gIT0gJyciEAoOTG9nb3V0UmVzcG9uc2UiQwoSVmVyaWZ5VG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIXCg9leHBlY3RlZF9hcHBfaWQYAiABKAkiOgoTVmVyaWZ5VG9rZW5SZXNwb25zZRIjCgZjbGFpbXMYASABKAsyEy5pZGVudGl0eS52MS5DbGFpbXMi8wEKBkNsYWltcxIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGYXBwX2lkGAMgASgJEg4KBm9wZW5pZBgEIAEoCRIPCgd1bmlvbmlkGAUgASgJEg0KBXJvbGVzGAYgAygJEhAKCHRva2VuX2lkGAcgASgJEi0KCWlzc3VlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGVybWlzc2lvbnMYCiADKAkiuAMKFkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEiMKDmVuY3J5cHRlZF9kYXRhGAIgASgJQgu6SAhyBhABGICAAhITCgJpdhgDIAEoCUIHukgEcgIQARIQCghyYXdfZGF0YRgEIAEoCRIRCglzaWduYXR1cmUYBSABKAkSFwoPbWF4X2FnZV9zZWNvbmRzGAYgASgNOo8CukiLAhqDAQoXcmF3X2RhdGEud2l0aF9zaWduYXR1cmUSO3JlcXVpcmVkIHdpdGggc2lnbmF0dXJlOiByYXdfZGF0YSBhbmQgc2lnbmF0dXJlIGdvIHRvZ2V0aGVyGit0aGlzLnNpZ25hdHVyZSA9PSAnJyB8fCB0aGlzLnJhd19kYXRhICE9ICcnGoIBChdzaWduYXR1cmUud2l0aF9yYXdfZGF0YRI6cmVxdWlyZWQgd2l0aCByYXdfZGF0YTogcmF3X2RhdGEgYW5kIHNpZ25hdHVyZSBnbyB0b2dldGhlchordGhpcy5yYXdfZGF0YSA9PSAnJyB8fCB0aGlzLnNpZ25hdHVyZSAhPSAnJyJ5ChdEZWNyeXB0VXNlckRhdGFSZXNwb25zZRIlCgRkYXRhGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIMCgRqc29uGAIgASgJEikKCXdhdGVybWFyaxgDIAEoCzIWLmlkZW50aXR5LnYxLldhdGVybWFyayJKCglXYXRlcm1hcmsSDgoGYXBwX2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoVR2V0UGhvbmVOdW1iZXJSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIeCgpwaG9uZV9jb2RlGAIgASgJQgq6SAdyBRABGIABEgwKBGJpbmQYAyABKAgiXwoWR2V0UGhvbmVOdW1iZXJSZXNwb25zZRIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRcHVyZV9waG9uZV9udW1iZXIYAiABKAkSFAoMY291bnRyeV9jb2RlGAMgASgJIi4KFkNoZWNrU2Vzc2lvbktleVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIhkKF0NoZWNrU2Vzc2lvbktleVJlc3BvbnNlIjQKE0xpc3RTZXNzaW9uc1JlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABIuMBCgtTZXNzaW9uSW5mbxISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmFwcF9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSEQoJY2xpZW50X2lwGAQgASgJEhIKCnVzZXJfYWdlbnQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9yZWZyZXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2N1cnJlbnQYCCABKAgiQgoUTGlzdFNlc3Npb25zUmVzcG9uc2USKgoIc2Vzc2lvbnMYASADKAsyGC5pZGVudGl0eS52MS5TZXNzaW9uSW5mbyLiAQoRRW5kU2Vzc2lvblJlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABEhsKCnNlc3Npb25faWQYAiABKAlCB7pIBHICGEASEgoKYWxsX290aGVycxgDIAEoCDp9ukh6GngKGHNlc3Npb25faWQub3JfYWxsX290aGVycxIwYSBzZXNzaW9uX2lkIG9yIGFsbF9vdGhlcnMgaXMgcmVxdWlyZWQsIG5vdCBib3RoGioodGhpcy5zZXNzaW9uX2lkICE9ICcnKSAhPSB0aGlzLmFsbF9vdGhlcnMiLAoSRW5kU2Vzc2lvblJlc3BvbnNlEhYKDnNlc3Npb25zX2VuZGVkGAEgASgFIvgCChRVcGRhdGVQcm9maWxlUmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAESgAEKCG5pY2tuYW1lGAIgASgJQmm6SGa6AV0KHHN0cmluZy5ub19jb250cm9sX2NoYXJhY3RlcnMSG2NvbnRhaW5zIGNvbnRyb2wgY2hhcmFjdGVycxogIXRoaXMubWF0Y2hlcygnW1x4MDAtXHgxZlx4N2ZdJylyBBABGCBIAIgBARIuCgphdmF0YXJfdXJsGAMgASgJQhW6SBJyEBiACDoIaHR0cHM6Ly+IAQFIAYgBATpyukhvGm0KFm5pY2tuYW1lLm9yX2F2YXRhcl91cmwSJ2Egbmlja25hbWUgb3IgYW4gYXZhdGFyX3VybCBpcyByZXF1aXJlZBoqaGFzKHRoaXMubmlja25hbWUpIHx8IGhhcyh0aGlzLmF2YXRhcl91cmwpQgsKCV9uaWNrbmFtZUINCgtfYXZhdGFyX3VybCI4ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXIifgoYTG9naW5XaXRoUGFzc3dvcmRSZXF1ZXN0EhsKCHVzZXJuYW1lGAEgASgJQgm6SAZyBBABGEASHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAISJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJkChlMb2dpbldpdGhQYXNzd29yZFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlciLEAQoVTG9naW5XaXRoUGhvbmVSZXF1ZXN0EhcKBmFwcF9pZBgBIAEoCUIHukgEcgIYQBIiCgRjb2RlGAIgASgJQhS6SBFyDxABGIABMgheWyEtfl0qJBIeCgpwaG9uZV9jb2RlGAMgASgJQgq6SAdyBRABGIABEiUKCmF0dGVtcHRfaWQYBCABKAlCEbpIDnIMGEAyCF5bIS1+XSokEicKBmNsaWVudBgFIAEoCzIXLmlkZW50aXR5LnYxLkNsaWVudEluZm8icwoWTG9naW5XaXRoUGhvbmVSZXNwb25zZRImCgZ0b2tlbnMYASABKAsyFi5pZGVudGl0eS52MS5Ub2tlblBhaXISHwoEdXNlchgCIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEAoIbmV3X3VzZXIYAyABKAgiUAoPV2VjaGF0TG9naW5Db2RlEhkKBmFwcF9pZBgBIAEoCUIJukgGcgQQARhAEiIKBGNvZGUYAiABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSokIkgKC05ld1Bhc3N3b3JkEhsKCHVzZXJuYW1lGAEgASgJQgm6SAZyBBABGEASHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAIi7QEKE0xpbmtJZGVudGl0eVJlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABEi4KBndlY2hhdBgCIAEoCzIcLmlkZW50aXR5LnYxLldlY2hhdExvZ2luQ29kZUgAEiAKCnBob25lX2NvZGUYAyABKAlCCrpIB3IFEAEYgAFIABIsCghwYXNzd29yZBgEIAEoCzIYLmlkZW50aXR5LnYxLk5ld1Bhc3N3b3JkSAASJwoGY2xpZW50GAUgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mb0IOCgVwcm9vZhIFukgCCAEiJgoUTGlua0lkZW50aXR5UmVzcG9uc2USDgoGbGlua2VkGAEgASgIMt0ICg9JZGVudGl0eVNlcnZpY2USPgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlEkQKB1JlZnJlc2gSGy5pZGVudGl0eS52MS5SZWZyZXNoUmVxdWVzdBocLmlkZW50aXR5LnYxLlJlZnJlc2hSZXNwb25zZRJBCgZMb2dvdXQSGi5pZGVudGl0eS52MS5Mb2dvdXRSZXF1ZXN0GhsuaWRlbnRpdHkudjEuTG9nb3V0UmVzcG9uc2USVQoLVmVyaWZ5VG9rZW4SHy5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlcXVlc3QaIC5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlc3BvbnNlIgOQAgESXAoPRGVjcnlwdFVzZXJEYXRhEiMuaWRlbnRpdHkudjEuRGVjcnlwdFVzZXJEYXRhUmVxdWVzdBokLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlc3BvbnNlElkKDkdldFBob25lTnVtYmVyEiIuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXF1ZXN0GiMuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXNwb25zZRJcCg9DaGVja1Nlc3Npb25LZXkSIy5pZGVudGl0eS52MS5DaGVja1Nlc3Npb25LZXlSZXF1ZXN0GiQuaWRlbnRpdHkudjEuQ2hlY2tTZXNzaW9uS2V5UmVzcG9uc2USWAoMTGlzdFNlc3Npb25zEiAuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVxdWVzdBohLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIgOQAgESTQoKRW5kU2Vzc2lvbhIeLmlkZW50aXR5LnYxLkVuZFNlc3Npb25SZXF1ZXN0Gh8uaWRlbnRpdHkudjEuRW5kU2Vzc2lvblJlc3BvbnNlElYKDVVwZGF0ZVByb2ZpbGUSIS5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBoiLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZRJiChFMb2dpbldpdGhQYXNzd29yZBIlLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBhc3N3b3JkUmVxdWVzdBomLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBhc3N3b3JkUmVzcG9uc2USWQoOTG9naW5XaXRoUGhvbmUSIi5pZGVudGl0eS52MS5Mb2dpbldpdGhQaG9uZVJlcXVlc3QaIy5pZGVudGl0eS52MS5Mb2dpbldpdGhQaG9uZVJlc3BvbnNlElMKDExpbmtJZGVudGl0eRIgLmlkZW50aXR5LnYxLkxpbmtJZGVudGl0eVJlcXVlc3QaIS5pZGVudGl0eS52MS5MaW5rSWRlbnRpdHlSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Where a login comes from. All fields are optional and informational: they are stored with the
@@ -1057,6 +1057,224 @@ export const LoginWithPasswordResponseSchema: GenMessage<LoginWithPasswordRespon
   messageDesc(file_identity_v1_identity, 27);
 
 /**
+ * Request of LoginWithPhone.
+ *
+ * @generated from message identity.v1.LoginWithPhoneRequest
+ */
+export type LoginWithPhoneRequest = Message<"identity.v1.LoginWithPhoneRequest"> & {
+  /**
+   * The mini-program's AppID. May be omitted when the service is configured with exactly one app.
+   *
+   * @generated from field: string app_id = 1;
+   */
+  appId: string;
+
+  /**
+   * The code from wx.login(), as in LoginRequest.
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * The `code` of the getPhoneNumber button event, at most 128 characters.
+   *
+   * @generated from field: string phone_code = 3;
+   */
+  phoneCode: string;
+
+  /**
+   * As in LoginRequest: made by the client for this code and sent again on a retry.
+   *
+   * @generated from field: string attempt_id = 4;
+   */
+  attemptId: string;
+
+  /**
+   * Where the login comes from.
+   *
+   * @generated from field: identity.v1.ClientInfo client = 5;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message identity.v1.LoginWithPhoneRequest.
+ * Use `create(LoginWithPhoneRequestSchema)` to create a new message.
+ */
+export const LoginWithPhoneRequestSchema: GenMessage<LoginWithPhoneRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 28);
+
+/**
+ * Response of LoginWithPhone.
+ *
+ * @generated from message identity.v1.LoginWithPhoneResponse
+ */
+export type LoginWithPhoneResponse = Message<"identity.v1.LoginWithPhoneResponse"> & {
+  /**
+   * The new session's tokens.
+   *
+   * @generated from field: identity.v1.TokenPair tokens = 1;
+   */
+  tokens?: TokenPair | undefined;
+
+  /**
+   * The user who logged in, with the phone number.
+   *
+   * @generated from field: identity.v1.User user = 2;
+   */
+  user?: User | undefined;
+
+  /**
+   * True when this login created the user: exactly one response says so, however many race.
+   *
+   * @generated from field: bool new_user = 3;
+   */
+  newUser: boolean;
+};
+
+/**
+ * Describes the message identity.v1.LoginWithPhoneResponse.
+ * Use `create(LoginWithPhoneResponseSchema)` to create a new message.
+ */
+export const LoginWithPhoneResponseSchema: GenMessage<LoginWithPhoneResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 29);
+
+/**
+ * A wx.login() code of a mini-program, as LinkIdentity's proof of that app's WeChat identity.
+ *
+ * @generated from message identity.v1.WechatLoginCode
+ */
+export type WechatLoginCode = Message<"identity.v1.WechatLoginCode"> & {
+  /**
+   * The mini-program's AppID (one of the service's apps).
+   *
+   * @generated from field: string app_id = 1;
+   */
+  appId: string;
+
+  /**
+   * @generated from field: string code = 2;
+   */
+  code: string;
+};
+
+/**
+ * Describes the message identity.v1.WechatLoginCode.
+ * Use `create(WechatLoginCodeSchema)` to create a new message.
+ */
+export const WechatLoginCodeSchema: GenMessage<WechatLoginCode> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 30);
+
+/**
+ * A username and password for LoginWithPassword.
+ *
+ * @generated from message identity.v1.NewPassword
+ */
+export type NewPassword = Message<"identity.v1.NewPassword"> & {
+  /**
+   * 3 to 64 characters: letters, digits and . _ - @ (stored lowercased).
+   *
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * At least the service's PASSWORD_MIN_LENGTH characters, at most 256.
+   *
+   * @generated from field: string password = 2;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message identity.v1.NewPassword.
+ * Use `create(NewPasswordSchema)` to create a new message.
+ */
+export const NewPasswordSchema: GenMessage<NewPassword> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 31);
+
+/**
+ * Request of LinkIdentity.
+ *
+ * @generated from message identity.v1.LinkIdentityRequest
+ */
+export type LinkIdentityRequest = Message<"identity.v1.LinkIdentityRequest"> & {
+  /**
+   * An access token of the user.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * The identity to add, with its proof.
+   *
+   * @generated from oneof identity.v1.LinkIdentityRequest.proof
+   */
+  proof: {
+    /**
+     * Another mini-program's WeChat identity.
+     *
+     * @generated from field: identity.v1.WechatLoginCode wechat = 2;
+     */
+    value: WechatLoginCode;
+    case: "wechat";
+  } | {
+    /**
+     * The number behind a getPhoneNumber code of the access token's app.
+     *
+     * @generated from field: string phone_code = 3;
+     */
+    value: string;
+    case: "phoneCode";
+  } | {
+    /**
+     * A username and password.
+     *
+     * @generated from field: identity.v1.NewPassword password = 4;
+     */
+    value: NewPassword;
+    case: "password";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Where the call comes from, for the audit log.
+   *
+   * @generated from field: identity.v1.ClientInfo client = 5;
+   */
+  client?: ClientInfo | undefined;
+};
+
+/**
+ * Describes the message identity.v1.LinkIdentityRequest.
+ * Use `create(LinkIdentityRequestSchema)` to create a new message.
+ */
+export const LinkIdentityRequestSchema: GenMessage<LinkIdentityRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 32);
+
+/**
+ * Response of LinkIdentity.
+ *
+ * @generated from message identity.v1.LinkIdentityResponse
+ */
+export type LinkIdentityResponse = Message<"identity.v1.LinkIdentityResponse"> & {
+  /**
+   * False when the user had this identity already (nothing changed).
+   *
+   * @generated from field: bool linked = 1;
+   */
+  linked: boolean;
+};
+
+/**
+ * Describes the message identity.v1.LinkIdentityResponse.
+ * Use `create(LinkIdentityResponseSchema)` to create a new message.
+ */
+export const LinkIdentityResponseSchema: GenMessage<LinkIdentityResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 33);
+
+/**
  * Login, token verification and sessions for WeChat mini-program users.
  *
  * @generated from service identity.v1.IdentityService
@@ -1204,6 +1422,36 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof LoginWithPasswordRequestSchema;
     output: typeof LoginWithPasswordResponseSchema;
+  },
+  /**
+   * The mini-program's phone-number login: a wx.login code and the getPhoneNumber button's code
+   * of the same user. WeChat gives the openid and the verified number; the user is the one who
+   * holds either (the missing one is linked to them), or a new user with both. A phone number
+   * belongs to one user: when the number and the openid point at two users the answer is
+   * FAILED_PRECONDITION, ACCOUNT_CONFLICT (an administrator merges them, AdminService.MergeUsers).
+   * Retries as Login's: the same code with the same attempt_id answers the same session, and
+   * WeChat is asked for the number once.
+   *
+   * @generated from rpc identity.v1.IdentityService.LoginWithPhone
+   */
+  loginWithPhone: {
+    methodKind: "unary";
+    input: typeof LoginWithPhoneRequestSchema;
+    output: typeof LoginWithPhoneResponseSchema;
+  },
+  /**
+   * Adds a way in to the user of the access token, proven as it is added: a fresh wx.login code
+   * of another mini-program, a getPhoneNumber code (replacing the user's earlier number), or a
+   * new username and password. An identity that is another user's is FAILED_PRECONDITION,
+   * ACCOUNT_CONFLICT (an administrator merges them); a username taken is ALREADY_EXISTS. Limited
+   * to 10 tries a minute per user.
+   *
+   * @generated from rpc identity.v1.IdentityService.LinkIdentity
+   */
+  linkIdentity: {
+    methodKind: "unary";
+    input: typeof LinkIdentityRequestSchema;
+    output: typeof LinkIdentityResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);
