@@ -1,44 +1,13 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code } from "@connectrpc/connect";
 import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseConfig } from "../../src/config.js";
-import { createAdminAccount } from "../../src/create-admin.js";
+import { ADMIN_PASSWORD as PASSWORD, startWithAdmin } from "../helpers/admin.js";
 import { connectFailure, grpcFailure } from "../helpers/failures.js";
 import { uniqueName } from "../helpers/scratch-database.js";
-import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
+import { BACKENDS, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
-const PASSWORD = "correct horse battery staple";
-
-/**
- * The service with a first administrator made by `admin:create` (createAdminAccount): on the
- * embedded backend before the start, in the PGlite folder the service then opens (the embedded
- * database belongs to one process), on a real Postgres while it runs.
- */
-async function startWithAdmin(
-  backend: (typeof BACKENDS)[number],
-): Promise<{ t: TestApp; done(): Promise<void> }> {
-  const admin = { username: "Alice", password: PASSWORD, roles: ["admin"] };
-  if (backend === "embedded") {
-    const dataDir = await mkdtemp(join(tmpdir(), "identity-accounts-"));
-    await createAdminAccount(parseConfig({ DATA_DIR: dataDir }), admin);
-    const t = await startTestApp(backend, { DATA_DIR: dataDir });
-    return {
-      t,
-      done: async () => {
-        await t.stop();
-        await rm(dataDir, { recursive: true, force: true });
-      },
-    };
-  }
-  const t = await startTestApp(backend);
-  await createAdminAccount(t.config, admin);
-  return { t, done: () => t.stop() };
-}
 
 /** Waits until the clock's second changes: a token issued before it is then older than a change after it. */
 const nextSecond = () => sleep(1001 - (Date.now() % 1000));

@@ -1,5 +1,8 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createAdminAccount } from "../../src/create-admin.js";
+import { ADMIN_PASSWORD } from "../helpers/admin.js";
 import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
 import { grpcFailure } from "../helpers/failures.js";
 import { startPrivateRedis } from "../helpers/redis-server.js";
@@ -34,8 +37,8 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)("Revocation across instan
     return response.tokens as NonNullable<typeof response.tokens>;
   };
 
-  /** Polls the instance until it refuses the token as revoked; fails after `timeoutMs`. */
-  async function refusedOn(on: TestApp, accessToken: string, timeoutMs: number) {
+  /** Polls the instance until it refuses the token (as revoked, by default); fails after `timeoutMs`. */
+  async function refusedOn(on: TestApp, accessToken: string, timeoutMs: number, reason = "TOKEN_REVOKED") {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const outcome = await on.grpc.call("verifyToken", { accessToken }).then(
@@ -45,7 +48,7 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)("Revocation across instan
       if (outcome !== "accepted") {
         expect(await grpcFailure(Promise.reject(outcome))).toEqual({
           code: grpc.status.UNAUTHENTICATED,
-          reason: "TOKEN_REVOKED",
+          reason,
         });
         return;
       }
@@ -68,6 +71,30 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)("Revocation across instan
     // The grandparent again: reuse, whatever the grace.
     await expect(a.connect.refresh({ refreshToken: session.refreshToken })).rejects.toThrow(/already used/);
     await refusedOn(b, session.accessToken, 2000);
+  });
+
+  it("a role change made on one instance reaches the other's VerifyToken, and a refresh there brings the new permissions", async () => {
+    await createAdminAccount(a.config, { username: "root", password: ADMIN_PASSWORD, roles: ["admin"] });
+    const admin = await a.connect.loginWithPassword({ username: "root", password: ADMIN_PASSWORD });
+    const session = await login(a);
+    const { claims } = await b.grpc.call("verifyToken", { accessToken: session.accessToken }); // cached on b
+    expect(claims?.permissions).toEqual([]);
+    // A token from the second of the change is kept (docs/accounts.md): change it in the next one.
+    await sleep(1001 - (Date.now() % 1000));
+    await a.admin.setRolePermissions({
+      accessToken: admin.tokens?.accessToken as string,
+      role: "auditor",
+      permissions: ["audit:read"],
+    });
+    await a.admin.setRoles({
+      accessToken: admin.tokens?.accessToken as string,
+      userId: claims?.userId as string,
+      roles: ["auditor"],
+    });
+    await refusedOn(b, session.accessToken, 2000, "TOKEN_EXPIRED");
+    const refreshed = await b.connect.refresh({ refreshToken: session.refreshToken });
+    const now = await b.grpc.call("verifyToken", { accessToken: refreshed.tokens?.accessToken as string });
+    expect(now.claims).toMatchObject({ roles: ["auditor"], permissions: ["audit:read"] });
   });
 
   it("a restarted instance refuses what was revoked while it was down, and hears new revocations", async () => {
