@@ -1,6 +1,7 @@
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { create, toBinary } from "@bufbuild/protobuf";
+import postgres from "postgres";
 import {
   LoginRequestSchema,
   VerifyTokenRequestSchema,
@@ -38,6 +39,11 @@ const WARMUP = 10_000;
 const INSTANCE_TRAFFIC = process.env.BENCH_INSTANCE_TRAFFIC ?? "connect-logins";
 const INSTANCE_CALLS = Number(process.env.BENCH_INSTANCE_CALLS ?? 200);
 const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 20_000);
+/**
+ * BENCH_TOKEN_PERMISSIONS=n: the warm token's user holds a role granting n permissions, so the
+ * answer carries them (needs DATABASE_URL: the role is given with SQL).
+ */
+const PERMISSIONS = Number(process.env.BENCH_TOKEN_PERMISSIONS ?? 0);
 const PATH = "/identity.v1.IdentityService/VerifyToken";
 const LOGIN_PATH = "/identity.v1.IdentityService/Login";
 
@@ -92,6 +98,19 @@ async function serveFirst(stack: BenchStack, started: Instance, token: string): 
 type BenchStack = Awaited<ReturnType<typeof startBenchStack>>;
 type Instance = Awaited<ReturnType<BenchStack["startInstance"]>>;
 
+/** An access token whose user's role grants `count` permissions (given with SQL, then a refresh). */
+async function tokenWithPermissions(stack: BenchStack, count: number): Promise<string> {
+  if (!stack.databaseUrl) throw new Error("BENCH_TOKEN_PERMISSIONS needs DATABASE_URL");
+  const login = await stack.login(stack.issueCode());
+  const sql = postgres(stack.databaseUrl, { max: 1, onnotice: () => {} });
+  const permissions = Array.from({ length: count }, (_, i) => `order:read:${i}`);
+  await sql`insert into roles (name, permissions) values ('bench', ${permissions})`;
+  await sql`update users set roles = '{bench}' where id = ${login.user?.id as string}::uuid`;
+  await sql.end();
+  const refreshed = await stack.refresh(login.tokens?.refreshToken as string);
+  return refreshed.tokens?.accessToken as string;
+}
+
 const frameOf = (token: string) =>
   grpcFrame(toBinary(VerifyTokenRequestSchema, create(VerifyTokenRequestSchema, { accessToken: token })));
 
@@ -102,10 +121,10 @@ async function main() {
   pinToServerCpu(service.pid);
   const login = async () => (await stack.login(stack.issueCode())).tokens?.accessToken ?? "";
   console.log(
-    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32), each instance serves ${INSTANCE_CALLS} ${INSTANCE_TRAFFIC} first${PINNED ? ", servers on CPU 1, h2load on CPU 0" : ""}`,
+    `VerifyToken benchmark: ${describeBackends()}, ${REQUESTS} requests per h2load run (-c 4 -m 32), each instance serves ${INSTANCE_CALLS} ${INSTANCE_TRAFFIC} first${PINNED ? ", servers on CPU 1, h2load on CPU 0" : ""}, warm token with ${PERMISSIONS} permissions`,
   );
 
-  const token = await login();
+  const token = PERMISSIONS > 0 ? await tokenWithPermissions(stack, PERMISSIONS) : await login();
   const hot = frameOf(token);
   const urlOf = (port: number) => `http://127.0.0.1:${port}${PATH}`;
   // Server CPU per request (µs) next to req/s.

@@ -4,20 +4,16 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { create, type DescMethod, toBinary } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
 import {
-  DecryptUserDataRequestSchema,
-  DecryptUserDataResponseSchema,
-  IdentityService,
-  LoginRequestSchema,
-  LoginResponseSchema,
-  LogoutRequestSchema,
-  LogoutResponseSchema,
-  RefreshRequestSchema,
-  RefreshResponseSchema,
-} from "../../src/gen/identity/v1/identity_pb.js";
+  create,
+  type DescMessage,
+  type DescMethodUnary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
 import { createScratchDatabase } from "../../test/helpers/scratch-database.js";
 import { AUTHORIZATION, BENCH_CALLERS } from "./caller.js";
@@ -173,58 +169,50 @@ type DecryptRequest = { accessToken: string; encryptedData: string; iv: string }
 export const CLIENT = process.env.BENCH_CLIENT === "connect-node" ? "connect-node" : "raw";
 
 function connectClient(baseUrl: string) {
+  /** One unary call of IdentityService, through whichever client BENCH_CLIENT picks. */
+  let unary: <I extends DescMessage, O extends DescMessage>(
+    method: DescMethodUnary<I, O>,
+    request: MessageInitShape<I>,
+  ) => Promise<MessageShape<O>>;
+  let close: () => void;
   if (CLIENT === "connect-node") {
-    const connect = createClient(
-      IdentityService,
-      createConnectTransport({
-        baseUrl,
-        httpVersion: "2",
-        useBinaryFormat: true,
-        interceptors: [
-          (next) => (req) => {
-            req.header.set("authorization", AUTHORIZATION);
-            return next(req);
-          },
-        ],
-      }),
-    );
-    return {
-      login: (code: string) => connect.login({ appId: BENCH_APP.appId, code }),
-      refresh: (refreshToken: string) => connect.refresh({ refreshToken }),
-      logout: (accessToken: string) => connect.logout({ accessToken }),
-      decryptUserData: (request: DecryptRequest) => connect.decryptUserData(request),
-      close: () => {},
-    };
+    const transport = createConnectTransport({
+      baseUrl,
+      httpVersion: "2",
+      useBinaryFormat: true,
+      interceptors: [
+        (next) => (req) => {
+          req.header.set("authorization", AUTHORIZATION);
+          return next(req);
+        },
+      ],
+    });
+    unary = async (method, request) =>
+      (await transport.unary(method, undefined, undefined, undefined, request, undefined)).message;
+    close = () => {};
+  } else {
+    const raw = createRawConnectClient(baseUrl);
+    unary = (method, request) =>
+      raw.call(
+        `/${IdentityService.typeName}/${method.name}`,
+        toBinary(method.input, create(method.input, request)),
+        method.output,
+      );
+    close = raw.close;
   }
-  const raw = createRawConnectClient(baseUrl);
-  const path = (method: DescMethod) => `/${IdentityService.typeName}/${method.name}`;
-  const { login, refresh, logout, decryptUserData } = IdentityService.method;
+  const m = IdentityService.method;
   return {
-    login: (code: string) =>
-      raw.call(
-        path(login),
-        toBinary(LoginRequestSchema, create(LoginRequestSchema, { appId: BENCH_APP.appId, code })),
-        LoginResponseSchema,
-      ),
-    refresh: (refreshToken: string) =>
-      raw.call(
-        path(refresh),
-        toBinary(RefreshRequestSchema, create(RefreshRequestSchema, { refreshToken })),
-        RefreshResponseSchema,
-      ),
-    logout: (accessToken: string) =>
-      raw.call(
-        path(logout),
-        toBinary(LogoutRequestSchema, create(LogoutRequestSchema, { accessToken })),
-        LogoutResponseSchema,
-      ),
-    decryptUserData: (request: DecryptRequest) =>
-      raw.call(
-        path(decryptUserData),
-        toBinary(DecryptUserDataRequestSchema, create(DecryptUserDataRequestSchema, request)),
-        DecryptUserDataResponseSchema,
-      ),
-    close: raw.close,
+    login: (code: string) => unary(m.login, { appId: BENCH_APP.appId, code }),
+    loginWithPhone: (code: string, phoneCode: string) =>
+      unary(m.loginWithPhone, { appId: BENCH_APP.appId, code, phoneCode }),
+    loginWithPassword: (username: string, password: string) =>
+      unary(m.loginWithPassword, { username, password }),
+    linkPassword: (accessToken: string, username: string, password: string) =>
+      unary(m.linkIdentity, { accessToken, proof: { case: "password", value: { username, password } } }),
+    refresh: (refreshToken: string) => unary(m.refresh, { refreshToken }),
+    logout: (accessToken: string) => unary(m.logout, { accessToken }),
+    decryptUserData: (request: DecryptRequest) => unary(m.decryptUserData, request),
+    close,
   };
 }
 
@@ -262,6 +250,18 @@ export async function startBenchStack(options: { instances?: number; env?: Recor
     startInstance,
     /** A wx.login() code for a user (a new one when openid is omitted). */
     issueCode: (openid?: string) => wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid }).code,
+    /** A wx.login() code and a getPhoneNumber code of one user, for a phone login. */
+    issuePhoneCodes(openid: string, phoneNumber: string) {
+      const { code } = wechat.sandbox.issueCode({ appId: BENCH_APP.appId, openid });
+      const { code: phoneCode } = wechat.sandbox.issuePhoneCode({
+        appId: BENCH_APP.appId,
+        openid,
+        phoneNumber,
+      });
+      return { code, phoneCode };
+    },
+    /** This run's own database on the real server, or undefined on the embedded one. */
+    databaseUrl: database?.url,
     /** The WeChat sandbox: its faults, latency and counters. */
     sandbox: wechat.sandbox,
     /** What a WeChat API on the device would hand the mini-program for this user. */

@@ -12,6 +12,7 @@ import { bearerToken, sendError, sendJson } from "../http-json.js";
  * refresh or log in again, 503 means the identity service is unreachable (keep the tokens).
  *
  *   POST /api/auth/login    {code, attemptId}          -> tokens and user
+ *   POST /api/auth/login/phone {code, phoneCode, attemptId} -> tokens and user (phone login)
  *   POST /api/auth/refresh  {refreshToken}             -> tokens
  *   POST /api/auth/logout   {refreshToken?} + Bearer   -> 204
  *   POST /api/auth/decrypt  {encryptedData, iv, rawData?, signature?} + Bearer -> {data}
@@ -54,6 +55,22 @@ const routes: Record<string, Handler> = {
       client: clientInfo(req),
     });
     sendJson(res, 200, { ...tokenJson(tokens), newUser, user: { id: user?.id, openid: user?.openid } });
+  },
+  async "POST /api/auth/login/phone"(identity, req, res, appId) {
+    const body = await readJson(req);
+    const { tokens, user, newUser } = await identity.loginWithPhone({
+      appId,
+      code: text(body.code),
+      // The getPhoneNumber button event's detail.code.
+      phoneCode: text(body.phoneCode),
+      attemptId: text(body.attemptId),
+      client: clientInfo(req),
+    });
+    sendJson(res, 200, {
+      ...tokenJson(tokens),
+      newUser,
+      user: { id: user?.id, openid: user?.openid, phoneNumber: user?.phoneNumber },
+    });
   },
   async "POST /api/auth/refresh"(identity, req, res) {
     // With the end user's address: failed refreshes are limited per end user, not per BFF.

@@ -112,6 +112,14 @@ export interface Auth {
    */
   silentLogin(): Promise<Session>;
   /**
+   * The phone-number login: pass `e.detail.code` of a `<button open-type="getPhoneNumber">`
+   * event. Takes a fresh wx.login code and sends both; the user is found by the number WeChat
+   * verifies or by the openid (the missing one is linked). Rejects with AuthError "refused",
+   * reason ACCOUNT_CONFLICT, when the number is another user's (support merges the two), and
+   * INVALID_PHONE_CODE for a spent or foreign code (ask for the number again).
+   */
+  phoneLogin(phoneCode: string): Promise<Session & { newUser: boolean }>;
+  /**
    * wx.request with the access token. On 401 TOKEN_EXPIRED it refreshes once for all requests in
    * flight and replays them; when the session is over (revoked, refresh token reused or expired)
    * it logs in again silently. Resolves with every other answer except 503, which rejects with
@@ -149,7 +157,7 @@ export function createAuth(options: AuthOptions): Auth {
   /** Reuses the held session if WeChat's is still valid; otherwise a fresh login. */
   const signIn = singleFlight(async () => {
     if (session && (await wechatSessionValid()) && session) return session;
-    return logIn();
+    return (await logIn()).session;
   });
 
   /** One refresh for every request that found the access token expired. */
@@ -216,17 +224,24 @@ export function createAuth(options: AuthOptions): Auth {
   const newAttemptId = () =>
     `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}${Math.random().toString(36).slice(2, 10)}`;
 
-  async function logIn(): Promise<Session> {
+  /**
+   * A login with a fresh wx.login code, or with a phone code too (the phone login). A lost answer
+   * is sent again with the same codes and attempt id; a refused wx.login code is replaced once
+   * (the phone code was not spent: WeChat is asked for the number only after the code passed).
+   */
+  async function logIn(phoneCode?: string): Promise<{ session: Session; newUser: boolean }> {
+    const url = phoneCode === undefined ? "/api/auth/login" : "/api/auth/login/phone";
     let code = await wxLogin();
     let attemptId = newAttemptId();
     let freshCodeTaken = false;
     for (let attempt = 0; ; attempt++) {
       let failure: AuthError;
       try {
-        const answer = await send({ url: "/api/auth/login", method: "POST", data: { code, attemptId } });
+        const answer = await send({ url, method: "POST", data: { code, attemptId, phoneCode } });
         if (answer.statusCode === 200 && isTokens(answer.data)) {
           loggedOut = false;
-          return keep({ ...tokensOf(answer.data), user: userOf(answer.data) });
+          const next = keep({ ...tokensOf(answer.data), user: userOf(answer.data) });
+          return { session: next, newUser: (answer.data as { newUser?: unknown }).newUser === true };
         }
         failure = failureOf(answer);
       } catch (err) {
@@ -269,6 +284,11 @@ export function createAuth(options: AuthOptions): Auth {
     silentLogin() {
       loggedOut = false;
       return signIn();
+    },
+
+    async phoneLogin(phoneCode) {
+      const { session: next, newUser } = await logIn(phoneCode);
+      return { ...next, newUser };
     },
 
     async request<T>(request: RequestOptions): Promise<WxResponse<T>> {

@@ -114,6 +114,32 @@ describe.each(BACKENDS)("mini-program end to end (%s backends)", (backend) => {
     expect(await phone.endSession({ allOthers: true })).toBe(0);
   });
 
+  it("logs in with the phone button through the BFF; a number that is another user's is refused with ACCOUNT_CONFLICT", async () => {
+    const openid = `o-e2e-${backend}-${++openidCount}`;
+    const number = `+86 1360000${String(openidCount).padStart(4, "0")}${backend === "real" ? 1 : 2}`;
+    const device = simulatedDevice({ sandboxUrl: t.sandboxUrl, appId: APP.appId, openid });
+    const auth = launch(device);
+    // e.detail.code of the getPhoneNumber button.
+    const { code } = t.sandbox.issuePhoneCode({ appId: APP.appId, openid, phoneNumber: number });
+    const session = await auth.phoneLogin(code);
+    expect(session.newUser).toBe(true);
+    expect((await orders(auth)).data.userId).toBe(session.user?.id);
+    // A silent login of the same phone later is the same user.
+    expect(
+      (await launch(simulatedDevice({ sandboxUrl: t.sandboxUrl, appId: APP.appId, openid })).silentLogin())
+        .user?.id,
+    ).toBe(session.user?.id);
+
+    const otherOpenid = `o-e2e-${backend}-${++openidCount}`;
+    const other = launch(
+      simulatedDevice({ sandboxUrl: t.sandboxUrl, appId: APP.appId, openid: otherOpenid }),
+    );
+    await other.silentLogin();
+    const taken = t.sandbox.issuePhoneCode({ appId: APP.appId, openid: otherOpenid, phoneNumber: number });
+    const refused = await rejection(other.phoneLogin(taken.code), AuthError);
+    expect(refused).toMatchObject({ kind: "refused", reason: "ACCOUNT_CONFLICT", status: 400 });
+  });
+
   it("launch, silent login, protected call, one refresh for ten requests in flight, logout, silent login on relaunch", async () => {
     const device = newDevice();
     const auth = launch(device);
