@@ -374,36 +374,72 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     return updated[0]?.unionid;
   }
 
+  /** Who the identity and the number (and, for a new identity, the unionid) belong to, in one row. */
+  const phoneLookupStatement = preparedStatement<{
+    identity_user: string | null;
+    identity_unionid: string | null;
+    phone_user: string | null;
+    unionid_user: string | null;
+  }>(
+    db,
+    "phone_login_lookup",
+    sql`
+      with identity as (
+        select user_id, unionid from wechat_identities where app_id = ${p("appId")} and openid = ${p("openid")}
+      )
+      select (select user_id from identity) as identity_user,
+             (select unionid from identity) as identity_unionid,
+             (select id from users where phone_number = ${p("phoneNumber")}) as phone_user,
+             (select id from users where ${p("unionid")}::text is not null and unionid = ${p("unionid")}::text
+                and not exists (select 1 from identity)) as unionid_user`,
+  );
+
+  type PhoneLookup = Awaited<ReturnType<typeof phoneLookupStatement>>[number];
+
+  /** The one user the lookup points at, null for none, or "conflict" for two. */
+  function phoneLoginUser(found: PhoneLookup): string | null | "conflict" {
+    const candidates = new Set(
+      [found.identity_user, found.phone_user, found.unionid_user].filter((id) => id !== null),
+    );
+    if (candidates.size > 1) return "conflict";
+    return [...candidates][0] ?? null;
+  }
+
+  /** The session of a phone login, once its user holds both the identity and the number. */
+  async function phoneSession(
+    userId: string,
+    identity: WechatIdentity,
+    session: SessionStart,
+    outcome: { unionid: string | null; created: boolean },
+    tx?: Transaction,
+  ): Promise<StartedSession> {
+    const [row] = await startForUserStatement(
+      { userId, appId: identity.appId, openid: identity.openid, method: "phone", ...sessionParams(session) },
+      tx,
+    );
+    const user = toUserRecord(row as UserRow);
+    const permissions = (row as { permissions: string[] }).permissions;
+    return { user, permissions, ...outcome, sessionStored: user.disabledAt === null };
+  }
+
   /**
-   * A phone login's writes, in a transaction: the identity and the number each point at a user or
-   * at no one; a user created or a link added takes a unique index (users.phone_number,
-   * wechat_identities' key), so of parallel phone logins of one person one commits it and the
-   * others fail with a unique violation and start over (startWithPhone). Not on the hot path of
-   * silent logins, so readable statements rather than one prepared CTE.
+   * A phone login that has something to write, in a transaction: the identity and the number each
+   * point at a user or at no one; a user created or a link added takes a unique index
+   * (users.phone_number, wechat_identities' key), so of parallel phone logins of one person one
+   * commits it and the others fail with a unique violation and start over (startWithPhone).
    */
-  async function phoneLogin(
+  async function phoneLoginWithLinks(
     tx: Transaction,
     identity: WechatIdentity,
     phoneNumber: string,
     session: SessionStart,
   ): Promise<StartedSession | "conflict"> {
-    const [byIdentity] = await tx
-      .select({ userId: wechatIdentities.userId, unionid: wechatIdentities.unionid })
-      .from(wechatIdentities)
-      .where(and(eq(wechatIdentities.appId, identity.appId), eq(wechatIdentities.openid, identity.openid)));
-    const [byPhone] = await tx
-      .select({ id: users.id, phoneNumber: users.phoneNumber })
-      .from(users)
-      .where(eq(users.phoneNumber, phoneNumber));
-    const [byUnionid] =
-      byIdentity || identity.unionid === null
-        ? []
-        : await tx.select({ id: users.id }).from(users).where(eq(users.unionid, identity.unionid));
-    const candidates = new Set(
-      [byIdentity?.userId, byPhone?.id, byUnionid?.id].filter((id) => id !== undefined),
+    const [found] = await phoneLookupStatement(
+      { appId: identity.appId, openid: identity.openid, phoneNumber, unionid: identity.unionid },
+      tx,
     );
-    if (candidates.size > 1) return "conflict";
-    const [known] = candidates;
+    const known = phoneLoginUser(found as PhoneLookup);
+    if (known === "conflict") return "conflict";
     const at = session.createdAt;
     const userId = known ?? newRowId();
     const linked = (kind: string) =>
@@ -417,28 +453,18 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
         userAgent: session.client.userAgent,
         details: { kind, app_id: identity.appId, by: "phone_login" },
       });
-    if (known === undefined) {
+    if (known === null) {
       await tx.insert(users).values({ id: userId, unionid: identity.unionid, phoneNumber, createdAt: at });
-    } else if (!byPhone) {
+    } else if (found?.phone_user === null) {
       await tx.update(users).set({ phoneNumber }).where(eq(users.id, userId));
       await linked("phone");
     }
-    if (!byIdentity) {
+    if (found?.identity_user === null) {
       await tx.insert(wechatIdentities).values({ ...identity, userId, createdAt: at });
-      if (known !== undefined) await linked("wechat");
+      if (known !== null) await linked("wechat");
     }
-    const [row] = await startForUserStatement(
-      { userId, appId: identity.appId, openid: identity.openid, method: "phone", ...sessionParams(session) },
-      tx,
-    );
-    const user = toUserRecord(row as UserRow);
-    return {
-      user,
-      permissions: (row as { permissions: string[] }).permissions,
-      unionid: byIdentity ? byIdentity.unionid : identity.unionid,
-      created: known === undefined,
-      sessionStored: user.disabledAt === null,
-    };
+    const unionid = found?.identity_user === null ? identity.unionid : (found?.identity_unionid ?? null);
+    return phoneSession(userId, identity, session, { unionid, created: known === null }, tx);
   }
 
   return {
@@ -472,9 +498,22 @@ export function createPgSessionStore(db: Database, options: { maxAccessTokenTtlM
     },
 
     async startWithPhone(identity, phoneNumber, session) {
+      // A returning user, whose identity and number are theirs already, needs no transaction: one
+      // lookup and the session statement (measured in docs/benchmarks.md, "Ways in").
+      const [found] = await phoneLookupStatement({
+        appId: identity.appId,
+        openid: identity.openid,
+        phoneNumber,
+        unionid: identity.unionid,
+      });
+      const known = phoneLoginUser(found as PhoneLookup);
+      if (known === "conflict") return "conflict";
+      if (known !== null && found?.identity_user === known && found.phone_user === known) {
+        return phoneSession(known, identity, session, { unionid: found.identity_unionid, created: false });
+      }
       for (let attempt = 1; ; attempt++) {
         try {
-          return await db.transaction((tx) => phoneLogin(tx, identity, phoneNumber, session));
+          return await db.transaction((tx) => phoneLoginWithLinks(tx, identity, phoneNumber, session));
         } catch (err) {
           // A parallel phone login of the same person created the user or the identity first:
           // the next attempt finds them.
