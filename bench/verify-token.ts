@@ -116,6 +116,9 @@ const frameOf = (token: string) =>
 
 async function main() {
   if (!ensureH2load()) throw new Error("h2load is not available (apt-get install nghttp2-client)");
+  if (PERMISSIONS > 0 && !process.env.DATABASE_URL) {
+    throw new Error("BENCH_TOKEN_PERMISSIONS needs DATABASE_URL: the role is given with SQL");
+  }
   const stack = await startBenchStack();
   const service = stack.service;
   pinToServerCpu(service.pid);
