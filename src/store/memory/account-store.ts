@@ -6,6 +6,7 @@ import type {
   RevokedSession,
   UserRecord,
 } from "../../domain/ports.js";
+import { absorbedUserChanges, mergedRoles } from "../merge-rules.js";
 import { sessionRefusals } from "../session-refusals.js";
 import {
   appendAudit,
@@ -166,17 +167,10 @@ export function createMemoryAccountStore(
       survivor.unionid ??= absorbed.unionid;
       survivor.nickname ??= absorbed.nickname;
       survivor.avatarUrl ??= absorbed.avatarUrl;
-      const roles = [...new Set([...survivor.roles, ...absorbed.roles])].sort();
+      const roles = mergedRoles(survivor.roles, absorbed.roles);
       const rolesGrew = roles.length > survivor.roles.length;
       survivor.roles = roles;
-      Object.assign(absorbed, {
-        phoneNumber: null,
-        unionid: null,
-        mergedInto: survivorId,
-        disabledAt: now,
-        disabledBy: audit.actor,
-        disabledReason: `merged into ${survivorId}`,
-      });
+      Object.assign(absorbed, absorbedUserChanges(survivorId, now, audit.actor));
       appendAudit(db, audit);
       const ended = endSessionsOf(absorbedId, now, "user_merged");
       const stale = rolesGrew ? markStale(new Set([survivorId]), now) : [];

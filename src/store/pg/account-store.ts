@@ -11,6 +11,7 @@ import type {
 } from "../../domain/ports.js";
 import { newRowId } from "../../domain/row-id.js";
 import { errorCodes } from "../guard-port.js";
+import { absorbedUserChanges, mergedRoles } from "../merge-rules.js";
 import { sessionRefusals } from "../session-refusals.js";
 import { type Database, rowsOf, type Transaction } from "./database.js";
 import { auditEvents, passwordCredentials, roles, sessions, users, wechatIdentities } from "./schema.js";
@@ -171,18 +172,11 @@ export function createPgAccountStore(db: Database, options: { maxAccessTokenTtlM
       .update(passwordCredentials)
       .set({ userId: survivorId })
       .where(eq(passwordCredentials.userId, absorbedId));
-    const roles = [...new Set([...survivor.roles, ...absorbed.roles])].sort();
+    const roles = mergedRoles(survivor.roles, absorbed.roles);
     // The absorbed user's unique number and unionid are released before the survivor takes them.
     await tx
       .update(users)
-      .set({
-        phoneNumber: null,
-        unionid: null,
-        mergedInto: survivorId,
-        disabledAt: now,
-        disabledBy: audit.actor,
-        disabledReason: `merged into ${survivorId}`,
-      })
+      .set(absorbedUserChanges(survivorId, now, audit.actor))
       .where(eq(users.id, absorbedId));
     await tx
       .update(users)
