@@ -3,7 +3,7 @@ import { ADMIN_PERMISSION } from "./domain/permissions.js";
 import type { AppCredentials, Role } from "./domain/ports.js";
 import { AdminService } from "./gen/identity/v1/admin_pb.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
-import type { LogLevel } from "./util/logger.js";
+import type { LogLevel } from "./observability/logger.js";
 import { openFileLimit } from "./util/open-file-limit.js";
 
 /**
@@ -21,6 +21,7 @@ export const CONFIG_VARIABLES = [
   "HOST",
   "GRPC_PORT",
   "HTTP_PORT",
+  "METRICS_PORT",
   "DATABASE_URL",
   "DATABASE_POOL_SIZE",
   "DATABASE_STATEMENT_TIMEOUT",
@@ -83,6 +84,8 @@ export interface Config {
   host: string;
   grpcPort: number;
   httpPort: number;
+  /** Where /metrics is served: its own port, or null for the HTTP port. */
+  metricsPort: number | null;
   /** null: embedded PGlite in dataDir. */
   databaseUrl: string | null;
   /** Connections to DATABASE_URL per instance (postgres.js pipelines queries on each). */
@@ -377,6 +380,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     host: raw.HOST ?? "0.0.0.0",
     grpcPort: integer("GRPC_PORT", 50051, 0, 65535),
     httpPort: integer("HTTP_PORT", 8080, 0, 65535),
+    metricsPort: raw.METRICS_PORT === undefined ? null : integer("METRICS_PORT", 9464, 0, 65535),
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
     // postgres.js pipelines queries on each connection, so a few carry the load (docs/benchmarks.md).
     databasePoolSize: integer("DATABASE_POOL_SIZE", 4, 1, 1000),

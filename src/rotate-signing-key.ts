@@ -4,12 +4,12 @@ import { type Config, ConfigError, parseConfig, readEnv } from "./config.js";
 import { type Clock, systemClock } from "./domain/ports.js";
 import { createSealer } from "./domain/sealing.js";
 import { topics } from "./domain/storage-keys.js";
+import { createLogger, type Logger } from "./observability/logger.js";
 import { createKeyRing, keyRotationSettings } from "./signing-keys/key-ring.js";
 import { openDatabase } from "./store/pg/database.js";
 import { createPgSigningKeyStore } from "./store/pg/signing-key-store.js";
 import { createRedisBroadcast } from "./store/redis/broadcast.js";
 import { connectRedis } from "./store/redis/connection.js";
-import { createLogger, type Logger } from "./util/logger.js";
 
 export interface RotationReport {
   rotated: boolean;

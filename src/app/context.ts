@@ -4,6 +4,8 @@ import { AdminService } from "../gen/identity/v1/admin_pb.js";
 import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
+import { createLogger, type Logger } from "../observability/logger.js";
+import { createMetrics, type Metrics } from "../observability/metrics.js";
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
@@ -17,7 +19,6 @@ import { createAdminServiceImpl } from "../transport/admin-service/admin-service
 import { type HttpRoute, loopbackOnly } from "../transport/http/http-handler.js";
 import { createIdentityServiceImpl } from "../transport/identity-service/identity-service.js";
 import { type MountedService, mount } from "../transport/mounted-service.js";
-import { createLogger, type Logger } from "../util/logger.js";
 import { describeUrl, openAtStart } from "../util/open-at-start.js";
 import { createWechatClient } from "../wechat/client.js";
 import { createIdentityServices } from "./identity-services.js";
@@ -38,6 +39,10 @@ export interface AppOverrides {
 export interface AppContext {
   config: Readonly<Config>;
   log: Logger;
+  /** This instance's Prometheus metrics (the gRPC thread's are added at each scrape). */
+  metrics: Metrics;
+  /** What readiness needs of the dependencies: each check's state now (true: fine). */
+  dependencyChecks(): Record<string, boolean>;
   clock: SharedClock;
   database: DatabaseHandle;
   storage: SharedStorage;
@@ -64,6 +69,7 @@ export async function createAppContext(
   overrides: AppOverrides = {},
 ): Promise<AppContext> {
   const log = overrides.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
   const clock = overrides.clock ?? sharedClock();
   const cleanups: Array<() => unknown> = [];
   const close = async () => {
@@ -96,10 +102,10 @@ export async function createAppContext(
     const storage = config.redisUrl
       ? await openAtStart(
           `Redis at ${describeUrl(config.redisUrl)}`,
-          () => openSharedStorage(config, { clock, log }),
+          () => openSharedStorage(config, { clock, log, metrics }),
           startup,
         )
-      : await openSharedStorage(config, { clock, log });
+      : await openSharedStorage(config, { clock, log, metrics });
     cleanups.push(() => storage.close());
 
     // No WeChat credentials: the built-in sandbox, mounted on the HTTP port, for loopback callers
@@ -115,11 +121,20 @@ export async function createAppContext(
     const wechat = createWechatClient({
       baseUrl: config.wechat.mode === "real" ? config.wechat.baseUrl : () => `${httpBaseUrl}${SANDBOX_MOUNT}`,
       timeoutMs: config.wechat.timeoutMs,
+      observe(endpoint, errcode, seconds) {
+        metrics.wechatRequests.inc({ endpoint, errcode });
+        metrics.wechatDuration.observe({ endpoint }, seconds);
+      },
     });
     cleanups.push(() => wechat.close());
 
     // Every Postgres port shares one cap on the calls waiting for it, and one breaker.
-    const postgres = dependency("postgres", { maxInFlight: config.storageMaxInFlight, log });
+    const postgres = dependency("postgres", {
+      maxInFlight: config.storageMaxInFlight,
+      log,
+      observe: metrics.dependencyObserver("postgres"),
+    });
+    metrics.watchDependency(postgres);
     cleanups.push(() => postgres.close());
     const { keyRing, revocations, useCases, stop } = await createIdentityServices({
       config,
@@ -140,12 +155,26 @@ export async function createAppContext(
       broadcast: storage.broadcast,
       rateLimiter: storage.rateLimiter,
       wechat,
+      metrics,
     });
     cleanups.push(stop);
 
+    const dependencies = [postgres, ...(storage.dependency ? [storage.dependency] : [])];
     return {
       config,
       log,
+      metrics,
+      dependencyChecks() {
+        const checks: Record<string, boolean> = {};
+        for (const d of dependencies) checks[d.backend] = !d.unreachable;
+        try {
+          keyRing.signingKey();
+          checks.signingKeys = true;
+        } catch {
+          checks.signingKeys = false;
+        }
+        return checks;
+      },
       clock,
       database,
       storage,
@@ -158,11 +187,12 @@ export async function createAppContext(
           createIdentityServiceImpl(useCases, log, {
             defaultTimeoutMs: config.requestTimeoutMs,
             verifyCacheBytes: config.verifyCacheBytes,
+            metrics,
           }),
         ),
         mount(
           AdminService,
-          createAdminServiceImpl(useCases.admin, log, { defaultTimeoutMs: config.requestTimeoutMs }),
+          createAdminServiceImpl(useCases.admin, log, { defaultTimeoutMs: config.requestTimeoutMs, metrics }),
         ),
       ],
       replicaFeed: createReplicaFeed(keyRing, revocations),

@@ -27,11 +27,12 @@ import { createUpdateProfile } from "../identity/update-profile.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createUserSessions } from "../identity/user-sessions.js";
 import { createVerifyToken } from "../identity/verify-token.js";
+import { errorSummary, type Logger } from "../observability/logger.js";
+import { type Metrics, registerGauge, registerVerifyCache } from "../observability/metrics.js";
 import { createRevocations, type Revocations } from "../revocation/revocations.js";
 import { keepKeyRingFresh } from "../signing-keys/keep-key-ring-fresh.js";
 import { createKeyRing, type KeyRing, keyRotationSettings } from "../signing-keys/key-ring.js";
 import type { RateLimit } from "../store/rate-limiter.js";
-import { errorSummary, type Logger } from "../util/logger.js";
 import { createAppAccessTokens } from "../wechat-session/app-access-tokens.js";
 import { createCodeExchange } from "../wechat-session/code-exchange.js";
 import { createPhoneNumbers } from "../wechat-session/phone-numbers.js";
@@ -62,6 +63,8 @@ export interface IdentityServiceDeps {
   wechat: WechatApi;
   /** Rate limiters whose counters every instance shares (SharedStorage.rateLimiter). */
   rateLimiter(limit: RateLimit): RateLimiter;
+  /** Where the revocations' lag and the VerifyToken cache are reported; none in fast tests. */
+  metrics?: Metrics;
 }
 
 const MINUTE = 60_000;
@@ -133,6 +136,7 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     clock,
     log,
     maxAccessTokenTtlMs: config.tokens.accessTokenTtlMs,
+    observeLag: deps.metrics && ((seconds) => deps.metrics?.revocationLag.observe(seconds)),
   });
   try {
     await revocations.start();
@@ -166,6 +170,15 @@ export async function createIdentityServices(deps: IdentityServiceDeps): Promise
     clock,
     cacheBytes: config.verifyCacheBytes,
   });
+  if (deps.metrics) {
+    registerVerifyCache(deps.metrics.registry, "main", verifyToken.cacheStats);
+    registerGauge(
+      deps.metrics.registry,
+      "identity_revoked_sessions",
+      "Sessions in this instance's revocation mirror (ended, or with out-of-date tokens, until those expire).",
+      () => revocations.size,
+    );
+  }
   const phoneNumbers = createPhoneNumbers({ appAccessTokens, wechat });
   const codeExchange = createCodeExchange({
     wechat,

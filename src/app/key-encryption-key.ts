@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Config } from "../config.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../observability/logger.js";
 
 const KEK_FILE = "key-encryption-key";
 

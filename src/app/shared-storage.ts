@@ -1,13 +1,14 @@
 import type { Config } from "../config.js";
 import type { Broadcast, Clock, KeyValueStore, RateLimiter } from "../domain/ports.js";
-import { dependency, guardPort } from "../store/guard-port.js";
+import type { Logger } from "../observability/logger.js";
+import type { Metrics } from "../observability/metrics.js";
+import { type Dependency, dependency, guardPort } from "../store/guard-port.js";
 import { createMemoryBroadcast } from "../store/memory/broadcast.js";
 import { createMemoryKeyValueStore } from "../store/memory/key-value-store.js";
 import { createRateLimiter, type RateLimit } from "../store/rate-limiter.js";
 import { createRedisBroadcast } from "../store/redis/broadcast.js";
 import { connectRedis } from "../store/redis/connection.js";
 import { createRedisKeyValueStore } from "../store/redis/key-value-store.js";
-import type { Logger } from "../util/logger.js";
 
 /** How often a Redis outage is logged: one line per interval shows it without flooding the log. */
 const REDIS_ERROR_LOG_INTERVAL_MS = 10_000;
@@ -16,6 +17,8 @@ export interface SharedStorage {
   kind: "redis" | "in-process";
   kv: KeyValueStore;
   broadcast: Broadcast;
+  /** Redis as every port on it sees it (its breaker); none in-process. */
+  dependency?: Dependency;
   /** A rate limiter whose counters live where the rest of the shared state does. */
   rateLimiter(limit: RateLimit): RateLimiter;
   close(): Promise<void>;
@@ -27,15 +30,16 @@ export interface SharedStorage {
  */
 export async function openSharedStorage(
   config: Pick<Config, "redisUrl" | "redisKeyPrefix" | "storageMaxInFlight">,
-  deps: { clock: Clock; log: Logger },
+  deps: { clock: Clock; log: Logger; metrics?: Metrics },
 ): Promise<SharedStorage> {
+  const rejected = (rule: string) => deps.metrics?.rateLimited.inc({ rule });
   if (!config.redisUrl) {
     const broadcast = createMemoryBroadcast();
     return {
       kind: "in-process",
       kv: createMemoryKeyValueStore(deps.clock),
       broadcast,
-      rateLimiter: (limit) => createRateLimiter(limit, { prefix: config.redisKeyPrefix }),
+      rateLimiter: (limit) => createRateLimiter(limit, { prefix: config.redisKeyPrefix }, rejected),
       close: () => broadcast.close(),
     };
   }
@@ -57,12 +61,18 @@ export async function openSharedStorage(
     prefix: config.redisKeyPrefix,
     onError,
   });
-  const guard = dependency("redis", { maxInFlight: config.storageMaxInFlight, log: deps.log });
+  const guard = dependency("redis", {
+    maxInFlight: config.storageMaxInFlight,
+    log: deps.log,
+    observe: deps.metrics?.dependencyObserver("redis"),
+  });
+  deps.metrics?.watchDependency(guard);
   return {
     kind: "redis",
+    dependency: guard,
     kv: guardPort(createRedisKeyValueStore(redis, config.redisKeyPrefix), guard),
     broadcast,
-    rateLimiter: (limit) => createRateLimiter(limit, { redis, prefix: config.redisKeyPrefix }),
+    rateLimiter: (limit) => createRateLimiter(limit, { redis, prefix: config.redisKeyPrefix }, rejected),
     async close() {
       guard.close();
       await broadcast.close();

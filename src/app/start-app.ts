@@ -1,12 +1,14 @@
 import type { Config } from "../config.js";
+import type { Logger } from "../observability/logger.js";
 import type { WechatSandbox } from "../sandbox/sandbox.js";
-import type { Logger } from "../util/logger.js";
 import { type AppOverrides, createAppContext, SANDBOX_MOUNT } from "./context.js";
 import { startServers } from "./servers.js";
 
 export interface RunningApp {
   grpcPort: number;
   httpPort: number;
+  /** METRICS_PORT's, when /metrics has a port of its own; null: /metrics is on the HTTP port. */
+  metricsPort: number | null;
   /** Present when the built-in WeChat sandbox serves (no WeChat credentials configured). */
   sandbox: WechatSandbox | undefined;
   log: Logger;
@@ -28,6 +30,10 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
   log.info("identity service started", {
     grpc: `${config.host}:${servers.grpcPort}`,
     http: `${config.host}:${servers.httpPort}`,
+    metrics:
+      servers.metricsPort === null
+        ? `http://${config.host}:${servers.httpPort}/metrics`
+        : `http://${config.host}:${servers.metricsPort}/metrics`,
     database: ctx.database.description,
     store: ctx.storage.kind === "redis" ? "redis" : "in-process (single instance only)",
     revokedSessions: ctx.revocations.size,
@@ -54,6 +60,7 @@ export async function startApp(config: Readonly<Config>, overrides: AppOverrides
   return {
     grpcPort: servers.grpcPort,
     httpPort: servers.httpPort,
+    metricsPort: servers.metricsPort,
     sandbox,
     log,
     stop() {

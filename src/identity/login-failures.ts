@@ -1,6 +1,6 @@
 import type { IdentityError } from "../domain/errors.js";
 import type { AccountStore, Clock } from "../domain/ports.js";
-import { errorSummary, type Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../observability/logger.js";
 import type { ClientInfo } from "./end-user.js";
 
 /**

@@ -72,8 +72,8 @@ export function createVerifyToken(deps: {
     return claims;
   }
 
-  /** How many tokens the cache holds, and its estimate of their bytes. */
-  const cacheStats = () => ({ size: cache.size, bytes: cache.bytes });
+  /** How many tokens the cache holds, its estimate of their bytes, and its hits and misses. */
+  const cacheStats = () => ({ size: cache.size, bytes: cache.bytes, hits: cache.hits, misses: cache.misses });
 
   return { verify, cacheStats };
 }

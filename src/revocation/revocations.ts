@@ -7,7 +7,7 @@ import type {
   SessionTarget,
 } from "../domain/ports.js";
 import { topics } from "../domain/storage-keys.js";
-import { errorSummary, type Logger } from "../util/logger.js";
+import { errorSummary, type Logger } from "../observability/logger.js";
 import { createWatchers } from "../util/watchers.js";
 import { createRevocationMirror, type RevocationEntry } from "./revocation-mirror.js";
 
@@ -50,14 +50,21 @@ export function createRevocations(deps: {
   clock: Clock;
   log: Logger;
   maxAccessTokenTtlMs: number;
+  /**
+   * Hears, per session revoked elsewhere and first learned of by broadcast, the seconds since it
+   * was revoked (read from the entry: its forget-after less the access-token lifetime, or its
+   * stale-before), so instances' clocks and lifetimes are assumed alike.
+   */
+  observeLag?: (seconds: number) => void;
 }) {
   const mirror = createRevocationMirror(deps.clock);
   const watchers = createWatchers<RevocationEntry[]>();
 
-  function add(batch: readonly RevocationEntry[]) {
+  function add(batch: readonly RevocationEntry[]): RevocationEntry[] {
     // A reload brings back every known revocation: watchers hear only of the new ones.
     const added = mirror.add(batch);
     if (added.length > 0) watchers.notify(added);
+    return added;
   }
 
   async function reload() {
@@ -76,8 +83,15 @@ export function createRevocations(deps: {
 
   function receive(message: string) {
     const batch = decode(message);
-    if (batch) add(batch);
-    else deps.log.warn("ignored a malformed revocation message");
+    if (!batch) return deps.log.warn("ignored a malformed revocation message");
+    const added = add(batch);
+    if (deps.observeLag) {
+      const now = deps.clock.now();
+      for (const [, forgetAfterMs, staleBeforeMs] of added) {
+        const revokedAt = staleBeforeMs ?? forgetAfterMs - deps.maxAccessTokenTtlMs;
+        deps.observeLag(Math.max(0, now - revokedAt) / 1000);
+      }
+    }
   }
 
   let timer: NodeJS.Timeout | undefined;

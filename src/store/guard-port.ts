@@ -1,6 +1,6 @@
 import CircuitBreaker from "opossum";
 import { IdentityError } from "../domain/errors.js";
-import type { Logger } from "../util/logger.js";
+import type { Logger } from "../observability/logger.js";
 
 /**
  * Turns a storage driver's failure into what the client should see: an outage of Postgres or
@@ -83,6 +83,13 @@ function isUnreachable(err: unknown, backend: Backend): boolean {
 
 export type Backend = "postgres" | "redis";
 
+/** How a call failed the dependency; undefined: it answered (a store's own refusal is an answer). */
+function failureKind(err: unknown): "unavailable" | "conflict" | "other" | undefined {
+  if (!(err instanceof IdentityError)) return "other";
+  if (err.reason === "STORAGE_UNAVAILABLE") return "unavailable";
+  return err.reason === "STORAGE_CONFLICT" ? "conflict" : undefined;
+}
+
 /**
  * One dependency (Postgres, Redis) as every port on it sees it: how many calls may wait on it at
  * once, and a circuit breaker (opossum) that opens when it cannot be reached.
@@ -111,6 +118,11 @@ export interface DependencyOptions {
   /** How long the breaker stays open before a call tries the dependency again. */
   retryAfterMs?: number;
   log?: Logger;
+  /**
+   * Hears of every call: its seconds and, when it failed, how (unavailable: unreachable or
+   * refused by the breaker; busy: the cap; conflict: a serialization conflict; other: a bug).
+   */
+  observe?: (seconds: number, failure?: "unavailable" | "busy" | "conflict" | "other") => void;
 }
 
 /** Calls in a row that found the dependency unreachable, with no answer between, open the breaker. */
@@ -161,16 +173,23 @@ export function dependency(backend: Backend, options: DependencyOptions): Depend
     },
     async run<R>(call: () => Promise<R>): Promise<R> {
       if (inFlight >= options.maxInFlight) {
+        options.observe?.(0, "busy");
         throw new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not keeping up, retry later`);
       }
       inFlight++;
+      const startedAt = performance.now();
+      const took = () => (performance.now() - startedAt) / 1000;
       try {
-        return (await breaker.fire(call)) as R;
+        const result = (await breaker.fire(call)) as R;
+        options.observe?.(took());
+        return result;
       } catch (err) {
-        if (err instanceof Error && CircuitBreaker.isOurError(err)) {
-          throw new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not answering, retry later`);
-        }
-        throw classifyStorageError(err, backend);
+        const failure =
+          err instanceof Error && CircuitBreaker.isOurError(err)
+            ? new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not answering, retry later`)
+            : classifyStorageError(err, backend);
+        options.observe?.(took(), failureKind(failure));
+        throw failure;
       } finally {
         inFlight--;
       }

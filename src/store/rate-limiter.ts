@@ -24,7 +24,12 @@ const rateLimited = (limit: RateLimit, res: RateLimiterRes) =>
  * counters; while Redis cannot answer, this instance counts in its memory instead, so an outage
  * neither opens the gates nor refuses everyone), else in this process's memory.
  */
-export function createRateLimiter(limit: RateLimit, store: { redis?: Redis; prefix: string }): RateLimiter {
+export function createRateLimiter(
+  limit: RateLimit,
+  store: { redis?: Redis; prefix: string },
+  /** Hears of every refusal, by the limit's name. */
+  rejected: (rule: string) => void = () => {},
+): RateLimiter {
   const options = {
     keyPrefix: `${store.prefix}rl:${limit.name}`,
     points: limit.points,
@@ -41,7 +46,10 @@ export function createRateLimiter(limit: RateLimit, store: { redis?: Redis; pref
   return {
     async check(key) {
       const res = await limiter.get(key);
-      if (res && res.consumedPoints >= limit.points) throw rateLimited(limit, res);
+      if (res && res.consumedPoints >= limit.points) {
+        rejected(limit.name);
+        throw rateLimited(limit, res);
+      }
     },
     async count(key) {
       await limiter.penalty(key, 1);
@@ -50,7 +58,10 @@ export function createRateLimiter(limit: RateLimit, store: { redis?: Redis; pref
       try {
         await limiter.consume(key, 1);
       } catch (res) {
-        if (res instanceof RateLimiterRes) throw rateLimited(limit, res);
+        if (res instanceof RateLimiterRes) {
+          rejected(limit.name);
+          throw rateLimited(limit, res);
+        }
         throw res;
       }
     },

@@ -54,12 +54,26 @@ export function callerTable(callers: readonly CallerConfig[]): CallerTable {
   };
 }
 
-export function createCallerAuth(table: CallerTable): CallerAuth {
+/**
+ * `refused` hears of every call refused for its caller: the caller's name, or "unknown" when the
+ * key or certificate named none (a bounded label: the configured names and one more).
+ */
+export function createCallerAuth(
+  table: CallerTable,
+  refused: (caller: string) => void = () => {},
+): CallerAuth {
   const callers = table.callers.map((c) => ({ ...c, keySha256: c.keySha256 && Buffer.from(c.keySha256) }));
   const keyed = callers.filter((c) => c.keySha256 !== null);
-  const unauthenticated = (why: string) => ({
-    error: errorWithInfo(`caller not authenticated: ${why}`, Code.Unauthenticated, "CALLER_UNAUTHENTICATED"),
-  });
+  const unauthenticated = (why: string) => {
+    refused("unknown");
+    return {
+      error: errorWithInfo(
+        `caller not authenticated: ${why}`,
+        Code.Unauthenticated,
+        "CALLER_UNAUTHENTICATED",
+      ),
+    };
+  };
   return {
     authorize(method, authorization, certificateName) {
       // A verified certificate naming a caller is enough; otherwise the bearer key decides.
@@ -86,6 +100,7 @@ export function createCallerAuth(table: CallerTable): CallerAuth {
         !methods.includes(method.name) &&
         !methods.includes(`${method.parent.name}.*`)
       ) {
+        refused(found.name);
         return {
           error: errorWithInfo(
             `caller ${found.name} may not call ${method.name}`,

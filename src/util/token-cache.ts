@@ -32,6 +32,9 @@ export function entryBytes(strings: readonly string[], ...lists: ReadonlyArray<r
  */
 export class TokenCache<V extends object> {
   readonly #entries: LRUCache<string, V>;
+  /** getOrAdd's tallies (plain counts: a scrape reads them, the hot path only adds one). */
+  hits = 0;
+  misses = 0;
 
   constructor(options: {
     /** Most bytes the entries may cost, by `bytesOf`. */
@@ -58,8 +61,11 @@ export class TokenCache<V extends object> {
     const key = tokenKey(token);
     let value = this.#entries.get(key);
     if (value === undefined) {
+      this.misses++;
       value = make();
       this.#entries.set(key, value);
+    } else {
+      this.hits++;
     }
     return value;
   }

@@ -21,7 +21,14 @@ export interface WechatClientOptions {
   timeoutMs: number;
   /** Upper bound of the random pause before the one retry on errcode -1. */
   retryJitterMs?: number;
+  /**
+   * Hears of every call: the endpoint's path, WeChat's errcode ("0" for success, "other" for one
+   * this service does not know, "unavailable" when no usable answer came) and its seconds.
+   */
+  observe?: (endpoint: string, errcode: string, seconds: number) => void;
 }
+
+const KNOWN_ERRCODES = new Set<number>([0, ...Object.values(WECHAT_ERRCODES)]);
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -55,6 +62,27 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     http: new HttpAgent({ keepAlive: true, maxSockets: 128, timeout: 4000 }),
     https: new HttpsAgent({ keepAlive: true, maxSockets: 128, timeout: 4000 }),
   };
+
+  /** requestJson, timed and its errcode told to `observe`. */
+  async function call(
+    endpoint: string,
+    query: URLSearchParams | undefined,
+    jsonBody?: Record<string, unknown>,
+    timeoutMs = options.timeoutMs,
+  ): Promise<Record<string, unknown>> {
+    const url = `${baseUrl()}${endpoint}${query ? `?${query}` : ""}`;
+    if (!options.observe) return requestJson(url, jsonBody, true, timeoutMs);
+    const startedAt = performance.now();
+    let errcode = "unavailable";
+    try {
+      const body = await requestJson(url, jsonBody, true, timeoutMs);
+      const code = body.errcode ?? 0;
+      errcode = typeof code === "number" && KNOWN_ERRCODES.has(code) ? String(code) : "other";
+      return body;
+    } finally {
+      options.observe(endpoint, errcode, (performance.now() - startedAt) / 1000);
+    }
+  }
 
   /** GET, or POST with a JSON body; resolves with the JSON object WeChat answered. */
   function requestJson(
@@ -141,7 +169,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       js_code: code,
       grant_type: "authorization_code",
     });
-    const body = await requestJson(`${baseUrl()}/sns/jscode2session?${query}`, undefined, true, timeoutMs);
+    const body = await call("/sns/jscode2session", query, undefined, timeoutMs);
     const errcode = errcodeOf(body);
     if (errcode !== 0) throw code2SessionError(errcode);
     const openid = text(body.openid, 128);
@@ -154,7 +182,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
   }
 
   async function stableToken(app: AppCredentials, forceRefresh: boolean): Promise<StableToken> {
-    const body = await requestJson(`${baseUrl()}/cgi-bin/stable_token`, {
+    const body = await call("/cgi-bin/stable_token", undefined, {
       grant_type: "client_credential",
       appid: app.appId,
       secret: app.appSecret,
@@ -172,7 +200,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
 
   async function getUserPhoneNumber(accessToken: string, code: string, openid: string): Promise<PhoneNumber> {
     const query = new URLSearchParams({ access_token: accessToken });
-    const body = await requestJson(`${baseUrl()}/wxa/business/getuserphonenumber?${query}`, { code, openid });
+    const body = await call("/wxa/business/getuserphonenumber", query, { code, openid });
     const errcode = errcodeOf(body);
     if (errcode === WECHAT_ERRCODES.INVALID_CODE) {
       throw new IdentityError(
@@ -198,7 +226,7 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
       signature: sessionKeySignature(sessionKey),
       sig_method: "hmac_sha256",
     });
-    const body = await requestJson(`${baseUrl()}/wxa/checksession?${query}`);
+    const body = await call("/wxa/checksession", query);
     const errcode = errcodeOf(body);
     if (errcode === WECHAT_ERRCODES.INVALID_SIGNATURE) return false;
     if (errcode !== 0) throw wechatError(errcode);

@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { type ErrorReason, IdentityError } from "../domain/errors.js";
 import { type ErrorInfo, ErrorInfoSchema, RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { StatusSchema } from "../gen/google/rpc/status_pb.js";
-import { errorSummary, type Logger } from "../util/logger.js";
+import { errorSummary } from "../util/error-summary.js";
 
 /**
  * Errors on the wire, in one place: which status code each reason gets and whether it is logged;
@@ -133,12 +133,17 @@ export function explainTransportError(err: ConnectError): ConnectError {
       return errorWithInfo(message, Code.DeadlineExceeded, "DEADLINE_EXCEEDED", { field: "timeout" });
     default:
       // Anything else connect-es raises is its own fault or a call already gone (CANCELED).
-      return errorWithInfo(
-        message,
-        err.code,
-        Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase(),
-      );
+      return errorWithInfo(message, err.code, codeName(err.code));
   }
+}
+
+/** What a failed call becomes: the error the client sees and, for a failure of ours, its log line. */
+export interface MappedFailure {
+  error: ConnectError;
+  /** The reason the client reads in ErrorInfo (or the status's name). */
+  reason: string;
+  /** Present when an operator must hear of it: a dependency failed, or a bug. */
+  log?: { level: "warn" | "error"; message: string; fields: Record<string, unknown> };
 }
 
 /**
@@ -146,29 +151,38 @@ export function explainTransportError(err: ConnectError): ConnectError {
  * an IdentityError is a bug: it is logged (name and stack only, the message may carry data) and
  * answered INTERNAL without details.
  */
-export function toConnectError(err: unknown, log: Logger, rpc: string, caller = ""): ConnectError {
+export function mapFailure(err: unknown): MappedFailure {
   if (err instanceof IdentityError) {
     const rule = REASONS[err.reason];
-    if (rule.logged) {
-      log.warn("dependency failure", {
-        rpc,
-        ...(caller ? { caller } : {}),
-        reason: err.reason,
-        ...err.metadata,
-        cause: errorSummary(err.cause),
-      });
-    }
-    return errorWithInfo(err.message, rule.code, err.reason, err.metadata, err.retryAfterMs);
+    return {
+      error: errorWithInfo(err.message, rule.code, err.reason, err.metadata, err.retryAfterMs),
+      reason: err.reason,
+      log: rule.logged
+        ? {
+            level: "warn",
+            message: "dependency failure",
+            fields: { ...err.metadata, cause: errorSummary(err.cause) },
+          }
+        : undefined,
+    };
   }
-  if (err instanceof ConnectError) return err;
-  log.error("unexpected error", {
-    rpc,
-    ...(caller ? { caller } : {}),
-    error: err instanceof Error ? err.name : typeof err,
-    stack: stackOf(err),
-  });
-  return errorWithInfo("internal error", Code.Internal, "INTERNAL");
+  if (err instanceof ConnectError) {
+    const info = err.findDetails(ErrorInfoSchema)[0];
+    return { error: err, reason: info?.reason ?? codeName(err.code) };
+  }
+  return {
+    error: errorWithInfo("internal error", Code.Internal, "INTERNAL"),
+    reason: "INTERNAL",
+    log: {
+      level: "error",
+      message: "unexpected error",
+      fields: { error: err instanceof Error ? err.name : typeof err, stack: stackOf(err) },
+    },
+  };
 }
+
+/** A status code as reasons are spelled: Code.DeadlineExceeded -> "DEADLINE_EXCEEDED". */
+export const codeName = (code: Code): string => Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toUpperCase();
 
 function stackOf(err: unknown): string | undefined {
   // Only the frames: the message (the first line) and whatever a driver appends (postgres.js adds

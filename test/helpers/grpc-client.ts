@@ -22,6 +22,7 @@ type TypedCall<Methods extends Record<string, DescMethod>> = <K extends keyof Me
   method: K,
   request: MessageInitShape<Methods[K]["input"]>,
   deadlineMs?: number,
+  metadata?: Record<string, string>,
 ) => Promise<MessageShape<Methods[K]["output"]>>;
 
 /** A real grpc-js client of IdentityService over a socket, promise-based for tests. */
@@ -51,12 +52,19 @@ function createServiceGrpcClient(address: string, service: DescService) {
     ) => void
   >;
 
-  function call(method: string, request: unknown, deadlineMs = 10_000): Promise<unknown> {
+  function call(
+    method: string,
+    request: unknown,
+    deadlineMs = 10_000,
+    metadata: Record<string, string> = {},
+  ): Promise<unknown> {
     const desc = service.method[method] as DescMethod;
     const message = create(desc.input as DescMessage, request as never);
+    const meta = new grpc.Metadata();
+    for (const [key, value] of Object.entries(metadata)) meta.set(key, value);
     return new Promise((resolve, reject) => {
       const fn = client[method as string] as NonNullable<(typeof client)[string]>;
-      fn.call(client, message, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err, res) =>
+      fn.call(client, message, meta, { deadline: Date.now() + deadlineMs }, (err, res) =>
         err ? reject(err) : resolve(res),
       );
     });

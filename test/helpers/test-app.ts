@@ -8,9 +8,9 @@ import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
 import type { SharedClock } from "../../src/domain/ports.js";
 import { AdminService } from "../../src/gen/identity/v1/admin_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
+import type { Logger } from "../../src/observability/logger.js";
 import type { WechatSandbox } from "../../src/sandbox/sandbox.js";
 import { startSandboxServer } from "../../src/sandbox/sandbox-server.js";
-import type { Logger } from "../../src/util/logger.js";
 import { REAL_DATABASE_URL, REAL_REDIS_URL } from "./backends.js";
 import { createAdminGrpcClient, createGrpcClient } from "./grpc-client.js";
 import { createScratchDatabase, uniqueName } from "./scratch-database.js";
@@ -32,12 +32,19 @@ export interface LogLine {
 }
 
 /** A logger that keeps lines in memory, so tests can check what would be logged. */
-export function memoryLogger(): Logger & { lines: LogLine[] } {
+export function memoryLogger(options: { debug?: boolean } = {}): Logger & { lines: LogLine[] } {
   const lines: LogLine[] = [];
   const at = (level: string) => (message: string, fields?: Record<string, unknown>) => {
-    lines.push({ level, message, fields });
+    if (level !== "debug" || options.debug) lines.push({ level, message, fields });
   };
-  return { lines, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  return {
+    lines,
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
+    debugEnabled: options.debug ?? false,
+  };
 }
 
 export interface TestApp {

@@ -7,6 +7,7 @@ import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { REAL_DATABASE_URL } from "../helpers/backends.js";
 import { eventually } from "../helpers/eventually.js";
 import { connectFailure } from "../helpers/failures.js";
+import { metricValue, scrape } from "../helpers/metrics.js";
 import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTcpProxy } from "../helpers/tcp-proxy.js";
 import { memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
@@ -118,8 +119,22 @@ describe.runIf(REAL_DATABASE_URL)("Postgres coming back", () => {
     }));
     expect(together.filter((f) => f.code !== Code.Unavailable)).toEqual([]);
     expect(new Set(together.map((f) => f.reason))).toEqual(new Set(["STORAGE_UNAVAILABLE"]));
+    // An operator sees it: not ready, the dependency down and its failures counted; still live.
+    const readyz = await fetch(`${t.httpUrl}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(await readyz.json()).toMatchObject({ checks: { postgres: false, serving: true } });
+    expect((await fetch(`${t.httpUrl}/livez`)).status).toBe(200);
+    const down = await scrape(`${t.httpUrl}/metrics`);
+    expect(metricValue(down, "identity_dependency_up", { dependency: "postgres" })).toBe(0);
+    expect(
+      metricValue(down, "identity_dependency_errors_total", { dependency: "postgres", kind: "unavailable" }),
+    ).toBeGreaterThan(0);
+    expect(
+      metricValue(down, "identity_rpc_errors_total", { method: "Login", reason: "STORAGE_UNAVAILABLE" }),
+    ).toBeGreaterThanOrEqual(40);
     await proxy.restore();
     await servedAgain(t);
+    expect((await fetch(`${t.httpUrl}/readyz`)).status).toBe(200);
     // The operator reads both turns in the log.
     const said = t.log.lines.map((l) => `${l.level} ${l.message}`);
     expect(said).toContain("warn postgres not answering: calls fail at once, one a second tries it again");

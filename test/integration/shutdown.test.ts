@@ -46,7 +46,12 @@ describe.each(BACKENDS)("graceful shutdown (%s backends)", (backend) => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     const stopping = t.app.stop();
 
+    // Not ready (balancers take it out), still live (nothing should restart it).
+    const readyz = await fetch(`${t.httpUrl}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect(((await readyz.json()) as { checks: Record<string, boolean> }).checks.serving).toBe(false);
     expect((await fetch(`${t.httpUrl}/healthz`)).status).toBe(503);
+    expect((await fetch(`${t.httpUrl}/livez`)).status).toBe(200);
     expect(await grpcHealth(grpcAddress)).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
     // Still served while balancers take the instance out.
     expect((await t.connect.verifyToken({ accessToken })).claims?.appId).toBe(APP.appId);

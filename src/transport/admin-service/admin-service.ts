@@ -21,7 +21,7 @@ import {
   SetRolesResponseSchema,
   WechatIdentitySchema,
 } from "../../gen/identity/v1/admin_pb.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../observability/logger.js";
 import { callerAddressKey } from "../caller-address.js";
 import { callerNameKey } from "../caller-auth.js";
 import { type GuardOptions, guarded } from "../identity-service/guard.js";

@@ -51,6 +51,10 @@ class LazyGrpcContext {
         requestMethod: this.requestMethod,
         url: this.url,
         timeoutMs: Number.isFinite(deadlineMs) ? deadlineMs - Date.now() : undefined,
+        // The call's text metadata (x-request-id, traceparent...); binary (-bin) entries are not headers.
+        requestHeader: Object.entries(this.serverCall.metadata.getMap()).filter(
+          (entry): entry is [string, string] => typeof entry[1] === "string",
+        ),
         contextValues: createContextValues()
           .set(callerAddressKey, addressOfPeer(this.serverCall.getPeer()))
           .set(callerNameKey, this.caller),

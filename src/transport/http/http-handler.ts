@@ -14,7 +14,7 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { errorSummary, type Logger } from "../../util/logger.js";
+import { errorSummary, type Logger } from "../../observability/logger.js";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerCertificateKey, callerNameKey } from "../caller-auth.js";
@@ -47,15 +47,23 @@ export function loopbackOnly(handle: HttpRoute["handle"]): HttpRoute["handle"] {
     isLoopbackAddress(req.socket.remoteAddress) ? handle(req, res, path) : Promise.resolve(false);
 }
 
+/** Each check's state now (true: fine); a probe passes when every check does. */
+export interface Health {
+  /** The process can serve: restart it when not. */
+  liveness(): Record<string, boolean>;
+  /** It should get traffic: started, not draining, its dependencies reachable, keys loaded. */
+  readiness(): Record<string, boolean>;
+}
+
 export interface HttpHandlerOptions {
   services: readonly MountedService[];
   maxRequestBytes: number;
   /** The public signing keys, served at /.well-known/jwks.json. */
   jwks: () => unknown;
-  /** /healthz answers 200 while true, 503 otherwise (starting, draining). */
-  isServing: () => boolean;
+  /** /livez and /readyz (and /healthz, readiness's old name): 200 while fine, 503 with the checks otherwise. */
+  health: Health;
   routes?: readonly HttpRoute[];
-  /** When given, the service's calls must come from allowed callers; /healthz, JWKS and routes stay open. */
+  /** When given, the service's calls must come from allowed callers; health, JWKS and routes stay open. */
   callerAuth?: CallerAuth;
   /** mTLS: a caller may be known by its verified client certificate. */
   certificates?: boolean;
@@ -80,9 +88,10 @@ export function createHttpHandler(options: HttpHandlerOptions): RequestHandler {
   const fallback = (req: NodeRequest, res: NodeResponse) => {
     const url = req.url ?? "/";
     const path = url.split("?")[0] ?? "/";
-    if (req.method === "GET" && path === "/healthz") {
-      const serving = options.isServing();
-      return sendJson(res, serving ? 200 : 503, { status: serving ? "SERVING" : "NOT_SERVING" });
+    if (req.method === "GET" && (path === "/livez" || path === "/readyz" || path === "/healthz")) {
+      const checks = path === "/livez" ? options.health.liveness() : options.health.readiness();
+      const ok = Object.values(checks).every(Boolean);
+      return sendJson(res, ok ? 200 : 503, { status: ok ? "SERVING" : "NOT_SERVING", checks });
     }
     if (req.method === "GET" && path === "/.well-known/jwks.json") {
       // Verifiers refetch on an unknown kid; a short max-age keeps rotation quick to reach them.

@@ -1,14 +1,16 @@
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { IdentityError } from "../../domain/errors.js";
-import type { Logger } from "../../util/logger.js";
-import { toConnectError } from "../../wire/errors.js";
-import { callerNameKey } from "../caller-auth.js";
+import type { Logger } from "../../observability/logger.js";
+import type { CallMetrics } from "../../observability/metrics.js";
+import { observeCalls } from "../../observability/rpc-calls.js";
 import { requestRules } from "./request-rules.js";
 
 export interface GuardOptions {
   /** A call whose caller set no deadline gets this one. */
   defaultTimeoutMs?: number;
+  /** Where the call's latency and errors are counted; none: not counted. */
+  metrics?: CallMetrics;
 }
 
 /**
@@ -22,20 +24,28 @@ export function guarded<Req extends Message, Res>(
   handler: (req: Req, context: HandlerContext) => Promise<Res> | Res,
   options: GuardOptions = {},
 ) {
-  const rpc = method.name;
   const checkRules = requestRules<Req>(method.input);
-  const fail = (err: unknown, context: HandlerContext) =>
-    toConnectError(err, log, rpc, context.values.get(callerNameKey));
+  const calls = observeCalls(log, method.name, options.metrics);
   return (req: Req, context: HandlerContext): Promise<Res> | Res => {
+    const startedAt = performance.now();
     try {
       checkRules?.(req);
       const result = handler(req, context);
-      if (!(result instanceof Promise)) return result;
-      return withinDeadline(result, context, options.defaultTimeoutMs).catch((err: unknown) => {
-        throw fail(err, context);
-      });
+      if (!(result instanceof Promise)) {
+        calls.succeeded(context, startedAt);
+        return result;
+      }
+      return withinDeadline(result, context, options.defaultTimeoutMs).then(
+        (response) => {
+          calls.succeeded(context, startedAt);
+          return response;
+        },
+        (err: unknown) => {
+          throw calls.failed(err, context, startedAt);
+        },
+      );
     } catch (err) {
-      throw fail(err, context);
+      throw calls.failed(err, context, startedAt);
     }
   };
 }

@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../../identity/use-cases.js";
-import type { Logger } from "../../util/logger.js";
+import type { Logger } from "../../observability/logger.js";
 import { checkSessionKeyRpc } from "./check-session-key.js";
 import { decryptUserDataRpc } from "./decrypt-user-data.js";
 import { getPhoneNumberRpc } from "./get-phone-number.js";

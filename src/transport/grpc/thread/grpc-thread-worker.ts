@@ -1,11 +1,15 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
+import { Gauge, Registry } from "prom-client";
 import { sharedClock } from "../../../domain/ports.js";
 import { AdminService } from "../../../gen/identity/v1/admin_pb.js";
 import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/v1/identity_pb.js";
 import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
-import type { Logger } from "../../../util/logger.js";
+import type { Logger } from "../../../observability/logger.js";
+import { createCallMetrics, registerVerifyCache } from "../../../observability/metrics.js";
+import { requestIdOf } from "../../../observability/rpc-calls.js";
 import { errorFromData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { callerNameKey, createCallerAuth } from "../../caller-auth.js";
@@ -25,6 +29,7 @@ const log: Logger = {
   info: (message, fields) => send({ type: "log", level: "info", message, fields }),
   warn: (message, fields) => send({ type: "log", level: "warn", message, fields }),
   error: (message, fields) => send({ type: "log", level: "error", message, fields }),
+  debugEnabled: data.debugLog,
 };
 
 const replica = createVerifyTokenReplica({
@@ -67,6 +72,7 @@ const handOver = (service: string, method: string) => (request: unknown, context
     });
     const callerAddress = context.values.get(callerAddressKey);
     const caller = context.values.get(callerNameKey);
+    const requestId = requestIdOf(context);
     send({
       type: "call",
       id,
@@ -76,6 +82,7 @@ const handOver = (service: string, method: string) => (request: unknown, context
       timeoutMs: context.timeoutMs(),
       callerAddress,
       caller,
+      requestId,
     });
   });
 
@@ -85,10 +92,27 @@ const handingOver = (service: DescService): Record<string, unknown> =>
 const services = [IdentityService, AdminService].filter((s) => data.serviceNames.includes(s.typeName));
 const impls = new Map(services.map((s) => [s, handingOver(s)]));
 const impl = impls.get(IdentityService) as Record<string, unknown>;
+// What this thread serves is counted here; the main thread adds it to its own at each scrape.
+const registry = new Registry();
+const metrics = createCallMetrics(registry);
+registerVerifyCache(registry, "grpc", replica.verifyToken.cacheStats);
+// This thread's own event loop: a VerifyToken waits on it, and the process's figures miss it.
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+new Gauge({
+  name: "identity_grpc_thread_event_loop_delay_p99_seconds",
+  help: "The gRPC thread's event-loop delay, 99th percentile since the previous scrape.",
+  registers: [registry],
+  collect() {
+    this.set(loopDelay.percentile(99) / 1e9);
+    loopDelay.reset();
+  },
+});
 const verifyToken = guarded(
   log,
   IdentityService.method.verifyToken,
   verifyTokenRpc(replica.verifyToken, data.cacheBytes),
+  { metrics },
 );
 impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
@@ -98,7 +122,9 @@ impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
 const grpc = createGrpcServer({
   services: services.map((service) => ({ service, impl: impls.get(service) as MountedService["impl"] })),
   maxReceiveBytes: data.maxReceiveBytes,
-  callerAuth: data.callers ? createCallerAuth(data.callers) : undefined,
+  callerAuth: data.callers
+    ? createCallerAuth(data.callers, (caller) => metrics.callerAuthFailures.inc({ port: "grpc", caller }))
+    : undefined,
   tls: data.tls,
   connections: data.connections,
 });
@@ -118,6 +144,11 @@ main.on("message", (message: ToGrpcThread) => {
       for (const service of services) grpc.health.setStatus(service.typeName, status);
       break;
     }
+    case "metrics":
+      void registry
+        .getMetricsAsJSON()
+        .then((json) => send({ type: "metrics", id: message.id, metrics: json }));
+      break;
     case "stop":
       void grpc.stop(message.graceMs).then(() => send({ type: "stopped" }));
       break;

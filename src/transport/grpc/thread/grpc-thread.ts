@@ -7,10 +7,12 @@ import {
   createHandlerContext,
   createServiceImplSpec,
 } from "@connectrpc/connect";
+import type { MetricObjectWithValues, MetricValue } from "prom-client";
 import type { SharedClock } from "../../../domain/ports.js";
 import type { TokenSettings } from "../../../domain/tokens.js";
 import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-replica.js";
-import type { Logger } from "../../../util/logger.js";
+import type { Logger } from "../../../observability/logger.js";
+import { requestIdKey } from "../../../observability/rpc-calls.js";
 import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { type CallerTable, callerNameKey } from "../../caller-auth.js";
@@ -43,6 +45,8 @@ export interface GrpcThreadData {
   callers: CallerTable | null;
   connections: GrpcServerOptions["connections"];
   tls: TlsMaterial | null;
+  /** Whether the main thread writes debug lines (the thread's lines are written there). */
+  debugLog: boolean;
   /** The replica's updates, in order. */
   updates: MessagePort;
   /**
@@ -57,6 +61,8 @@ export type ToGrpcThread =
   | { type: "reply"; id: number; response: unknown }
   | { type: "reply"; id: number; error: ErrorData }
   | { type: "serving"; serving: boolean }
+  /** A scrape: the thread answers with its registry's metrics. */
+  | { type: "metrics"; id: number }
   | { type: "stop"; graceMs: number };
 
 export type FromGrpcThread =
@@ -73,10 +79,18 @@ export type FromGrpcThread =
       callerAddress: string;
       /** The caller the thread authenticated ("" when callers are not checked). */
       caller: string;
+      /** The call's x-request-id (or the one made for it), for the log lines of it here. */
+      requestId: string;
     }
+  | { type: "metrics"; id: number; metrics: ThreadMetrics }
   /** The caller cancelled a call handed over (or its deadline passed there). */
   | { type: "cancel"; id: number }
-  | { type: "log"; level: keyof Logger; message: string; fields?: Record<string, unknown> }
+  | {
+      type: "log";
+      level: "debug" | "info" | "warn" | "error";
+      message: string;
+      fields?: Record<string, unknown>;
+    }
   | { type: "stopped" };
 
 /** The thread's module, next to this one and in its language (.js built, .ts under the tests' loader). */
@@ -106,8 +120,13 @@ export interface GrpcThreadOptions {
   onFailure(err: Error): void;
 }
 
+/** The thread's metrics, as prom-client's getMetricsAsJSON gives them. */
+export type ThreadMetrics = MetricObjectWithValues<MetricValue<string>>[];
+
 export interface GrpcThread {
   port: number;
+  /** The thread's metrics (what it served, its VerifyToken cache), for a scrape; [] once it ended. */
+  metrics(): Promise<ThreadMetrics>;
   setServing(serving: boolean): void;
   /** Stops taking calls, lets running ones finish (up to graceMs), then ends the thread. */
   stop(graceMs: number): Promise<void>;
@@ -128,6 +147,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     callers: options.callers ?? null,
     connections: options.connections,
     tls: options.tls ?? null,
+    debugLog: options.log.debugEnabled,
     updates: updates.port2,
     updatesPosted,
   };
@@ -165,7 +185,8 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
         timeoutMs,
         contextValues: createContextValues()
           .set(callerAddressKey, call.callerAddress)
-          .set(callerNameKey, call.caller),
+          .set(callerNameKey, call.caller)
+          .set(requestIdKey, call.requestId),
       });
       running.set(id, context);
       send({ type: "reply", id, response: await methodSpec.impl(request as never, context) });
@@ -176,6 +197,9 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     }
   }
 
+  /** Scrapes waiting for the thread's metrics. */
+  const scrapes = new Map<number, (metrics: ThreadMetrics) => void>();
+  let lastScrape = 0;
   let stopping = false;
   let exited = false;
   return new Promise((resolve, reject) => {
@@ -186,6 +210,8 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
       unwatch();
       updates.port1.close();
       for (const context of running.values()) context.abort(err);
+      for (const answer of scrapes.values()) answer([]);
+      scrapes.clear();
       if (!started) reject(err);
       else if (!stopping) options.onFailure(err);
     };
@@ -199,6 +225,13 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
           resolve({
             port: message.port,
             setServing: (serving) => send({ type: "serving", serving }),
+            metrics: () =>
+              new Promise((answer) => {
+                if (exited) return answer([]);
+                const id = ++lastScrape;
+                scrapes.set(id, answer);
+                send({ type: "metrics", id });
+              }),
             stop: (graceMs) =>
               new Promise<void>((done) => {
                 stopping = true;
@@ -213,6 +246,10 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
           break;
         case "cancel":
           running.get(message.id)?.abort(new ConnectError("the caller cancelled the call", Code.Canceled));
+          break;
+        case "metrics":
+          scrapes.get(message.id)?.(message.metrics);
+          scrapes.delete(message.id);
           break;
         case "log":
           options.log[message.level](message.message, message.fields);
