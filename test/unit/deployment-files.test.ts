@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { CONFIG_VARIABLES, parseConfig } from "../../src/config.js";
@@ -13,6 +13,8 @@ const compose = parse(readFileSync("docker-compose.yml", "utf8")) as {
       healthcheck?: unknown;
       depends_on?: Record<string, { condition: string }>;
       stop_grace_period?: string;
+      profiles?: string[];
+      volumes?: string[];
     }
   >;
 };
@@ -22,13 +24,38 @@ describe("docker-compose.yml", () => {
   const identity = compose.services.identity;
   const env = identity?.environment ?? {};
 
+  const byDefault = Object.entries(compose.services).filter(([, s]) => !s.profiles);
+
   it("brings up Postgres, Redis and the service, each with a health check", () => {
-    expect(Object.keys(compose.services).sort()).toEqual(["identity", "postgres", "redis"]);
-    for (const service of Object.values(compose.services)) expect(service.healthcheck).toBeDefined();
+    expect(byDefault.map(([name]) => name).sort()).toEqual(["identity", "postgres", "redis"]);
+    for (const [, service] of byDefault) expect(service.healthcheck).toBeDefined();
     expect(identity?.depends_on).toEqual({
       postgres: { condition: "service_healthy" },
       redis: { condition: "service_healthy" },
     });
+  });
+
+  it("checks the service's readiness (/readyz), which its dependants wait for", () => {
+    expect(JSON.stringify(identity?.healthcheck)).toContain("/readyz");
+  });
+
+  it("adds Prometheus and Grafana with the observability profile, wired to files that exist", () => {
+    const observability = Object.entries(compose.services).filter(([, s]) =>
+      s.profiles?.includes("observability"),
+    );
+    expect(observability.map(([name]) => name).sort()).toEqual(["grafana", "prometheus"]);
+    for (const [, service] of observability) {
+      for (const volume of service.volumes ?? [])
+        expect(existsSync(volume.split(":")[0] as string)).toBe(true);
+    }
+    const prometheus = parse(readFileSync("deploy/prometheus/prometheus.yml", "utf8")) as {
+      rule_files: string[];
+      scrape_configs: Array<{ metrics_path: string; static_configs: Array<{ targets: string[] }> }>;
+    };
+    const scrape = prometheus.scrape_configs[0];
+    expect(scrape?.metrics_path).toBe("/metrics");
+    expect(scrape?.static_configs[0]?.targets).toEqual([`identity:${parseConfig({}).httpPort}`]);
+    expect(prometheus.rule_files).toEqual(["/etc/prometheus/alerts.yml"]);
   });
 
   it("sets only variables the service reads", () => {
@@ -77,10 +104,10 @@ describe("docker-compose.yml", () => {
 });
 
 describe("Dockerfile", () => {
-  it("builds in stages and runs as a non-root user with a health check on /healthz", () => {
+  it("builds in stages and runs as a non-root user with a liveness check on /livez", () => {
     expect(dockerfile.match(/^FROM /gm)?.length).toBeGreaterThanOrEqual(2);
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*\/healthz/);
+    expect(dockerfile).toMatch(/HEALTHCHECK[\s\S]*\/livez/);
     expect(dockerfile).toMatch(/COPY drizzle/); // migrations run at start
     expect(dockerfile).toMatch(/EXPOSE 50051 8080/);
   });
