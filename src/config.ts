@@ -4,6 +4,7 @@ import type { AppCredentials, Role } from "./domain/ports.js";
 import { AdminService } from "./gen/identity/v1/admin_pb.js";
 import { IdentityService } from "./gen/identity/v1/identity_pb.js";
 import type { LogLevel } from "./observability/logger.js";
+import type { TracingSettings } from "./observability/tracing.js";
 import { openFileLimit } from "./util/open-file-limit.js";
 
 /**
@@ -22,6 +23,9 @@ export const CONFIG_VARIABLES = [
   "GRPC_PORT",
   "HTTP_PORT",
   "METRICS_PORT",
+  "OTEL_TRACES_EXPORTER",
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_SERVICE_NAME",
   "DATABASE_URL",
   "DATABASE_POOL_SIZE",
   "DATABASE_STATEMENT_TIMEOUT",
@@ -86,6 +90,8 @@ export interface Config {
   httpPort: number;
   /** Where /metrics is served: its own port, or null for the HTTP port. */
   metricsPort: number | null;
+  /** OpenTelemetry traces: off, or OTLP over HTTP to a collector. */
+  tracing: TracingSettings;
   /** null: embedded PGlite in dataDir. */
   databaseUrl: string | null;
   /** Connections to DATABASE_URL per instance (postgres.js pipelines queries on each). */
@@ -294,6 +300,14 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     return fallback;
   }
 
+  function oneOf<T extends string>(name: keyof RawEnv, allowed: readonly T[], fallback: T): T {
+    const value = raw[name];
+    if (value === undefined) return fallback;
+    if ((allowed as readonly string[]).includes(value)) return value as T;
+    problems.push(`${name}: expected ${allowed.join(" or ")}, got "${value}"`);
+    return fallback;
+  }
+
   function url(name: keyof RawEnv, protocols: string[]): string | null {
     const value = raw[name];
     if (value === undefined) return null;
@@ -381,6 +395,11 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     grpcPort: integer("GRPC_PORT", 50051, 0, 65535),
     httpPort: integer("HTTP_PORT", 8080, 0, 65535),
     metricsPort: raw.METRICS_PORT === undefined ? null : integer("METRICS_PORT", 9464, 0, 65535),
+    tracing: {
+      exporter: oneOf("OTEL_TRACES_EXPORTER", ["none", "otlp"] as const, "none"),
+      endpoint: url("OTEL_EXPORTER_OTLP_ENDPOINT", ["http:", "https:"]) ?? "http://localhost:4318",
+      serviceName: raw.OTEL_SERVICE_NAME ?? "wechat-identity",
+    },
     databaseUrl: url("DATABASE_URL", ["postgres:", "postgresql:"]),
     // postgres.js pipelines queries on each connection, so a few carry the load (docs/benchmarks.md).
     databasePoolSize: integer("DATABASE_POOL_SIZE", 4, 1, 1000),

@@ -1,3 +1,4 @@
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import type { Config } from "../config.js";
 import { type SharedClock, sharedClock } from "../domain/ports.js";
 import { AdminService } from "../gen/identity/v1/admin_pb.js";
@@ -6,6 +7,7 @@ import type { UseCases } from "../identity/use-cases.js";
 import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
 import { createLogger, type Logger } from "../observability/logger.js";
 import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createTracing, type Tracing } from "../observability/tracing.js";
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
@@ -33,6 +35,8 @@ export interface AppOverrides {
   /** Shared, so that the gRPC thread reads the same time. */
   clock?: SharedClock;
   log?: Logger;
+  /** Traces to this exporter (tests: the in-memory one), whatever OTEL_TRACES_EXPORTER says. */
+  spanExporter?: SpanExporter;
 }
 
 /** Everything the servers need, built once from the config. */
@@ -41,6 +45,8 @@ export interface AppContext {
   log: Logger;
   /** This instance's Prometheus metrics (the gRPC thread's are added at each scrape). */
   metrics: Metrics;
+  /** Traces on: the main thread's tracer (the gRPC thread makes its own from config.tracing). */
+  tracing: Tracing;
   /** What readiness needs of the dependencies: each check's state now (true: fine). */
   dependencyChecks(): Record<string, boolean>;
   clock: SharedClock;
@@ -70,8 +76,10 @@ export async function createAppContext(
 ): Promise<AppContext> {
   const log = overrides.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
+  const tracing = createTracing(config.tracing, overrides.spanExporter);
+  const { tracer } = tracing;
   const clock = overrides.clock ?? sharedClock();
-  const cleanups: Array<() => unknown> = [];
+  const cleanups: Array<() => unknown> = [() => tracing.shutdown()];
   const close = async () => {
     for (const cleanup of cleanups.reverse()) await Promise.resolve(cleanup()).catch(() => {});
     cleanups.length = 0;
@@ -102,10 +110,10 @@ export async function createAppContext(
     const storage = config.redisUrl
       ? await openAtStart(
           `Redis at ${describeUrl(config.redisUrl)}`,
-          () => openSharedStorage(config, { clock, log, metrics }),
+          () => openSharedStorage(config, { clock, log, metrics, tracer }),
           startup,
         )
-      : await openSharedStorage(config, { clock, log, metrics });
+      : await openSharedStorage(config, { clock, log, metrics, tracer });
     cleanups.push(() => storage.close());
 
     // No WeChat credentials: the built-in sandbox, mounted on the HTTP port, for loopback callers
@@ -125,6 +133,7 @@ export async function createAppContext(
         metrics.wechatRequests.inc({ endpoint, errcode });
         metrics.wechatDuration.observe({ endpoint }, seconds);
       },
+      tracer,
     });
     cleanups.push(() => wechat.close());
 
@@ -133,6 +142,7 @@ export async function createAppContext(
       maxInFlight: config.storageMaxInFlight,
       log,
       observe: metrics.dependencyObserver("postgres"),
+      tracer,
     });
     metrics.watchDependency(postgres);
     cleanups.push(() => postgres.close());
@@ -164,6 +174,7 @@ export async function createAppContext(
       config,
       log,
       metrics,
+      tracing,
       dependencyChecks() {
         const checks: Record<string, boolean> = {};
         for (const d of dependencies) checks[d.backend] = !d.unreachable;
@@ -188,11 +199,16 @@ export async function createAppContext(
             defaultTimeoutMs: config.requestTimeoutMs,
             verifyCacheBytes: config.verifyCacheBytes,
             metrics,
+            tracer,
           }),
         ),
         mount(
           AdminService,
-          createAdminServiceImpl(useCases.admin, log, { defaultTimeoutMs: config.requestTimeoutMs, metrics }),
+          createAdminServiceImpl(useCases.admin, log, {
+            defaultTimeoutMs: config.requestTimeoutMs,
+            metrics,
+            tracer,
+          }),
         ),
       ],
       replicaFeed: createReplicaFeed(keyRing, revocations),

@@ -45,6 +45,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     tokenSettings: config.tokens,
     cacheBytes: config.verifyCacheBytes,
     feed: ctx.replicaFeed,
+    tracing: config.tracing,
     callers,
     connections: config.connections,
     tls,

@@ -1,3 +1,4 @@
+import type { Tracer } from "@opentelemetry/api";
 import type { Config } from "../config.js";
 import type { Broadcast, Clock, KeyValueStore, RateLimiter } from "../domain/ports.js";
 import type { Logger } from "../observability/logger.js";
@@ -30,7 +31,7 @@ export interface SharedStorage {
  */
 export async function openSharedStorage(
   config: Pick<Config, "redisUrl" | "redisKeyPrefix" | "storageMaxInFlight">,
-  deps: { clock: Clock; log: Logger; metrics?: Metrics },
+  deps: { clock: Clock; log: Logger; metrics?: Metrics; tracer?: Tracer },
 ): Promise<SharedStorage> {
   const rejected = (rule: string) => deps.metrics?.rateLimited.inc({ rule });
   if (!config.redisUrl) {
@@ -65,6 +66,7 @@ export async function openSharedStorage(
     maxInFlight: config.storageMaxInFlight,
     log: deps.log,
     observe: deps.metrics?.dependencyObserver("redis"),
+    tracer: deps.tracer,
   });
   deps.metrics?.watchDependency(guard);
   return {

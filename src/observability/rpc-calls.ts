@@ -1,15 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { type ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { context as otelContext, SpanStatusCode, type Tracer } from "@opentelemetry/api";
+import { ErrorInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { callerNameKey } from "../transport/caller-auth.js";
 import { codeName, mapFailure } from "../wire/errors.js";
 import type { Logger } from "./logger.js";
 import type { CallMetrics } from "./metrics.js";
-
-/**
- * The request id of a call handed from the gRPC thread to the main thread, which no longer sees
- * the call's headers; "" elsewhere.
- */
-export const requestIdKey = createContextKey<string>("", { description: "the call's request id" });
+import { startCallSpan } from "./tracing.js";
 
 /** The header a caller (or its proxy) names a request with; echoed in the call's log lines. */
 export const REQUEST_ID_HEADER = "x-request-id";
@@ -17,10 +15,8 @@ export const REQUEST_ID_HEADER = "x-request-id";
 /** A caller's request id is kept when it is short and printable; otherwise one is made. */
 const ACCEPTABLE_ID = /^[!-~]{1,128}$/;
 
-/** The call's request id: the one handed over, the caller's header, or a new one. */
+/** The call's request id: the caller's header (or the gRPC thread's, for a call it handed over), or a new one. */
 export function requestIdOf(context: HandlerContext): string {
-  const handedOver = context.values.get(requestIdKey);
-  if (handedOver) return handedOver;
   const given = context.requestHeader.get(REQUEST_ID_HEADER);
   return given && ACCEPTABLE_ID.test(given) ? given : randomUUID();
 }
@@ -76,5 +72,52 @@ export function observeCalls(log: Logger, method: string, metrics: CallMetrics |
       }
       return error;
     },
+  };
+}
+
+/**
+ * Runs each call of `method` in a server span, child of the trace its `traceparent` names; the
+ * use case's WeChat, Postgres and Redis spans are its children. The span says the status and
+ * reason of a failure, never its message.
+ */
+export function traceCalls(tracer: Tracer, method: DescMethod) {
+  const name = `${method.parent.typeName}/${method.name}`;
+  return <R>(context: HandlerContext, work: () => Promise<R> | R): Promise<R> | R => {
+    const { span, context: active } = startCallSpan(tracer, context.requestHeader, name, {
+      "rpc.system": context.protocolName === "grpc" ? "grpc" : "connect_rpc",
+      "rpc.service": method.parent.typeName,
+      "rpc.method": method.name,
+      "rpc.protocol": context.protocolName,
+    });
+    const end = (err?: unknown) => {
+      if (err !== undefined) {
+        const error = ConnectError.from(err);
+        const reason = error.findDetails(ErrorInfoSchema)[0]?.reason ?? codeName(error.code);
+        span.setAttributes({ "rpc.grpc.status_code": error.code, "identity.reason": reason });
+        span.setStatus({ code: SpanStatusCode.ERROR, message: codeName(error.code) });
+      }
+      span.end();
+    };
+    let result: Promise<R> | R;
+    try {
+      result = otelContext.with(active, work);
+    } catch (err) {
+      end(err);
+      throw err;
+    }
+    if (!(result instanceof Promise)) {
+      end();
+      return result;
+    }
+    return result.then(
+      (response) => {
+        end();
+        return response;
+      },
+      (err: unknown) => {
+        end(err);
+        throw err;
+      },
+    );
   };
 }

@@ -1,6 +1,8 @@
+import type { Tracer } from "@opentelemetry/api";
 import CircuitBreaker from "opossum";
 import { IdentityError } from "../domain/errors.js";
 import type { Logger } from "../observability/logger.js";
+import { inSpan } from "../observability/tracing.js";
 
 /**
  * Turns a storage driver's failure into what the client should see: an outage of Postgres or
@@ -108,7 +110,8 @@ export interface Dependency {
   readonly inFlight: number;
   /** Open: calls are refused without trying the dependency. */
   readonly unreachable: boolean;
-  run<R>(call: () => Promise<R>): Promise<R>;
+  /** `operation` names the call in its trace span (the port method). */
+  run<R>(call: () => Promise<R>, operation?: string): Promise<R>;
   close(): void;
 }
 
@@ -123,6 +126,8 @@ export interface DependencyOptions {
    * refused by the breaker; busy: the cap; conflict: a serialization conflict; other: a bug).
    */
   observe?: (seconds: number, failure?: "unavailable" | "busy" | "conflict" | "other") => void;
+  /** Traces on: each call in a span named after the dependency and the port method. */
+  tracer?: Tracer;
 }
 
 /** Calls in a row that found the dependency unreachable, with no answer between, open the breaker. */
@@ -171,31 +176,36 @@ export function dependency(backend: Backend, options: DependencyOptions): Depend
     get unreachable() {
       return !breaker.closed;
     },
-    async run<R>(call: () => Promise<R>): Promise<R> {
-      if (inFlight >= options.maxInFlight) {
-        options.observe?.(0, "busy");
-        throw new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not keeping up, retry later`);
-      }
-      inFlight++;
-      const startedAt = performance.now();
-      const took = () => (performance.now() - startedAt) / 1000;
-      try {
-        const result = (await breaker.fire(call)) as R;
-        options.observe?.(took());
-        return result;
-      } catch (err) {
-        const failure =
-          err instanceof Error && CircuitBreaker.isOurError(err)
-            ? new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not answering, retry later`)
-            : classifyStorageError(err, backend);
-        options.observe?.(took(), failureKind(failure));
-        throw failure;
-      } finally {
-        inFlight--;
-      }
+    run<R>(call: () => Promise<R>, operation = "call"): Promise<R> {
+      if (!options.tracer) return run(call);
+      return inSpan(options.tracer, `${backend} ${operation}`, { "db.system": backend }, () => run(call));
     },
     close: () => breaker.shutdown(),
   };
+
+  async function run<R>(call: () => Promise<R>): Promise<R> {
+    if (inFlight >= options.maxInFlight) {
+      options.observe?.(0, "busy");
+      throw new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not keeping up, retry later`);
+    }
+    inFlight++;
+    const startedAt = performance.now();
+    const took = () => (performance.now() - startedAt) / 1000;
+    try {
+      const result = (await breaker.fire(call)) as R;
+      options.observe?.(took());
+      return result;
+    } catch (err) {
+      const failure =
+        err instanceof Error && CircuitBreaker.isOurError(err)
+          ? new IdentityError("STORAGE_UNAVAILABLE", `${backend} is not answering, retry later`)
+          : classifyStorageError(err, backend);
+      options.observe?.(took(), failureKind(failure));
+      throw failure;
+    } finally {
+      inFlight--;
+    }
+  }
 }
 
 /**
@@ -216,7 +226,7 @@ export function guardPort<T extends object>(port: T, on: Dependency | Backend): 
         }
       };
     } else {
-      guarded[name] = (...args: unknown[]) => on.run(() => value.apply(port, args));
+      guarded[name] = (...args: unknown[]) => on.run(() => value.apply(port, args), name);
     }
   }
   return guarded as T;

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { Tracer } from "@opentelemetry/api";
 import { IdentityError } from "../domain/errors.js";
 import type {
   AppCredentials,
@@ -10,6 +11,7 @@ import type {
 } from "../domain/ports.js";
 import { hasControlCharacters } from "../domain/text.js";
 import { sessionKeySignature } from "../domain/user-data.js";
+import { inSpan } from "../observability/tracing.js";
 import { code2SessionError, WECHAT_ERRCODES, wechatError } from "./errcodes.js";
 
 export interface WechatClientOptions {
@@ -26,6 +28,8 @@ export interface WechatClientOptions {
    * this service does not know, "unavailable" when no usable answer came) and its seconds.
    */
   observe?: (endpoint: string, errcode: string, seconds: number) => void;
+  /** Traces on: each call in a span (its endpoint and errcode; never the URL, which holds secrets). */
+  tracer?: Tracer;
 }
 
 const KNOWN_ERRCODES = new Set<number>([0, ...Object.values(WECHAT_ERRCODES)]);
@@ -71,17 +75,20 @@ export function createWechatClient(options: WechatClientOptions): WechatApi & { 
     timeoutMs = options.timeoutMs,
   ): Promise<Record<string, unknown>> {
     const url = `${baseUrl()}${endpoint}${query ? `?${query}` : ""}`;
-    if (!options.observe) return requestJson(url, jsonBody, true, timeoutMs);
-    const startedAt = performance.now();
-    let errcode = "unavailable";
-    try {
-      const body = await requestJson(url, jsonBody, true, timeoutMs);
-      const code = body.errcode ?? 0;
-      errcode = typeof code === "number" && KNOWN_ERRCODES.has(code) ? String(code) : "other";
-      return body;
-    } finally {
-      options.observe(endpoint, errcode, (performance.now() - startedAt) / 1000);
-    }
+    if (!options.observe && !options.tracer) return requestJson(url, jsonBody, true, timeoutMs);
+    return inSpan(options.tracer, `wechat ${endpoint}`, { "wechat.endpoint": endpoint }, async (span) => {
+      const startedAt = performance.now();
+      let errcode = "unavailable";
+      try {
+        const body = await requestJson(url, jsonBody, true, timeoutMs);
+        const code = body.errcode ?? 0;
+        errcode = typeof code === "number" && KNOWN_ERRCODES.has(code) ? String(code) : "other";
+        return body;
+      } finally {
+        span?.setAttribute("wechat.errcode", errcode);
+        options.observe?.(endpoint, errcode, (performance.now() - startedAt) / 1000);
+      }
+    });
   }
 
   /** GET, or POST with a JSON body; resolves with the JSON object WeChat answered. */

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import { type RunningApp, startApp } from "../../src/app/start-app.js";
 import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
 import type { SharedClock } from "../../src/domain/ports.js";
@@ -82,6 +83,8 @@ export async function startTestApp(
     persistentData?: boolean;
     /** The app's log, to watch it while the app is still starting. */
     log?: ReturnType<typeof memoryLogger>;
+    /** Traces on, into this exporter. */
+    spanExporter?: SpanExporter;
   } = {},
 ): Promise<TestApp> {
   const wechat = await startSandboxServer({ apps: TEST_APPS });
@@ -121,7 +124,7 @@ export async function startTestApp(
   const log = options.log ?? memoryLogger();
   let app: RunningApp;
   try {
-    app = await startApp(config, { log, clock: options.clock });
+    app = await startApp(config, { log, clock: options.clock, spanExporter: options.spanExporter });
   } catch (err) {
     await wechat.close();
     await database?.drop();

@@ -1,9 +1,10 @@
 import type { DescMethod, Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { Tracer } from "@opentelemetry/api";
 import { IdentityError } from "../../domain/errors.js";
 import type { Logger } from "../../observability/logger.js";
 import type { CallMetrics } from "../../observability/metrics.js";
-import { observeCalls } from "../../observability/rpc-calls.js";
+import { observeCalls, traceCalls } from "../../observability/rpc-calls.js";
 import { requestRules } from "./request-rules.js";
 
 export interface GuardOptions {
@@ -11,6 +12,8 @@ export interface GuardOptions {
   defaultTimeoutMs?: number;
   /** Where the call's latency and errors are counted; none: not counted. */
   metrics?: CallMetrics;
+  /** Traces on: each call in a span of its own. */
+  tracer?: Tracer;
 }
 
 /**
@@ -26,7 +29,8 @@ export function guarded<Req extends Message, Res>(
 ) {
   const checkRules = requestRules<Req>(method.input);
   const calls = observeCalls(log, method.name, options.metrics);
-  return (req: Req, context: HandlerContext): Promise<Res> | Res => {
+  const traced = options.tracer ? traceCalls(options.tracer, method) : undefined;
+  const run = (req: Req, context: HandlerContext): Promise<Res> | Res => {
     const startedAt = performance.now();
     try {
       checkRules?.(req);
@@ -48,6 +52,7 @@ export function guarded<Req extends Message, Res>(
       throw calls.failed(err, context, startedAt);
     }
   };
+  return traced ? (req: Req, context: HandlerContext) => traced(context, () => run(req, context)) : run;
 }
 
 /**

@@ -9,7 +9,8 @@ import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/
 import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../observability/logger.js";
 import { createCallMetrics, registerVerifyCache } from "../../../observability/metrics.js";
-import { requestIdOf } from "../../../observability/rpc-calls.js";
+import { REQUEST_ID_HEADER, requestIdOf } from "../../../observability/rpc-calls.js";
+import { createTracing, TRACE_HEADERS } from "../../../observability/tracing.js";
 import { errorFromData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { callerNameKey, createCallerAuth } from "../../caller-auth.js";
@@ -72,7 +73,12 @@ const handOver = (service: string, method: string) => (request: unknown, context
     });
     const callerAddress = context.values.get(callerAddressKey);
     const caller = context.values.get(callerNameKey);
-    const requestId = requestIdOf(context);
+    // The request id (made here when the call came without) and the trace context travel along.
+    const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestIdOf(context) };
+    for (const name of TRACE_HEADERS) {
+      const value = context.requestHeader.get(name);
+      if (value) headers[name] = value;
+    }
     send({
       type: "call",
       id,
@@ -82,7 +88,7 @@ const handOver = (service: string, method: string) => (request: unknown, context
       timeoutMs: context.timeoutMs(),
       callerAddress,
       caller,
-      requestId,
+      headers,
     });
   });
 
@@ -108,11 +114,12 @@ new Gauge({
     loopDelay.reset();
   },
 });
+const tracing = createTracing(data.tracing);
 const verifyToken = guarded(
   log,
   IdentityService.method.verifyToken,
   verifyTokenRpc(replica.verifyToken, data.cacheBytes),
-  { metrics },
+  { metrics, tracer: tracing.tracer },
 );
 impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
@@ -150,7 +157,10 @@ main.on("message", (message: ToGrpcThread) => {
         .then((json) => send({ type: "metrics", id: message.id, metrics: json }));
       break;
     case "stop":
-      void grpc.stop(message.graceMs).then(() => send({ type: "stopped" }));
+      void grpc
+        .stop(message.graceMs)
+        .then(() => tracing.shutdown().catch(() => {}))
+        .then(() => send({ type: "stopped" }));
       break;
   }
 });

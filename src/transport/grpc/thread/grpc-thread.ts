@@ -12,7 +12,7 @@ import type { SharedClock } from "../../../domain/ports.js";
 import type { TokenSettings } from "../../../domain/tokens.js";
 import type { ReplicaFeed, ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../observability/logger.js";
-import { requestIdKey } from "../../../observability/rpc-calls.js";
+import type { TracingSettings } from "../../../observability/tracing.js";
 import { type ErrorData, errorData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { type CallerTable, callerNameKey } from "../../caller-auth.js";
@@ -47,6 +47,8 @@ export interface GrpcThreadData {
   tls: TlsMaterial | null;
   /** Whether the main thread writes debug lines (the thread's lines are written there). */
   debugLog: boolean;
+  /** Traces: the thread exports its VerifyToken spans itself (OTLP), or makes none. */
+  tracing: TracingSettings;
   /** The replica's updates, in order. */
   updates: MessagePort;
   /**
@@ -79,8 +81,11 @@ export type FromGrpcThread =
       callerAddress: string;
       /** The caller the thread authenticated ("" when callers are not checked). */
       caller: string;
-      /** The call's x-request-id (or the one made for it), for the log lines of it here. */
-      requestId: string;
+      /**
+       * The call's x-request-id (the one made for it when it came without) and its trace
+       * context, for the log lines and the span of it here.
+       */
+      headers: Record<string, string>;
     }
   | { type: "metrics"; id: number; metrics: ThreadMetrics }
   /** The caller cancelled a call handed over (or its deadline passed there). */
@@ -111,6 +116,8 @@ export interface GrpcThreadOptions {
   cacheBytes: number;
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
+  /** OTEL_TRACES_EXPORTER and where to: the thread traces its own calls; none: off. */
+  tracing?: TracingSettings;
   callers?: CallerTable | null;
   /** Caps and timeouts of the port's connections; none: unguarded. */
   connections?: GrpcServerOptions["connections"];
@@ -148,6 +155,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     connections: options.connections,
     tls: options.tls ?? null,
     debugLog: options.log.debugEnabled,
+    tracing: options.tracing ?? { exporter: "none", endpoint: "", serviceName: "" },
     updates: updates.port2,
     updatesPosted,
   };
@@ -183,10 +191,10 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
         requestMethod: "POST",
         url: `/${served.service.typeName}/${method.name}`,
         timeoutMs,
+        requestHeader: call.headers,
         contextValues: createContextValues()
           .set(callerAddressKey, call.callerAddress)
-          .set(callerNameKey, call.caller)
-          .set(requestIdKey, call.requestId),
+          .set(callerNameKey, call.caller),
       });
       running.set(id, context);
       send({ type: "reply", id, response: await methodSpec.impl(request as never, context) });
