@@ -4,6 +4,8 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // A Redis Cluster and a Sentinel set for the contract suites, when redis-server is installed.
+    globalSetup: ["test/setup/shared-redis-topologies.ts"],
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: "forks",

@@ -32,6 +32,10 @@ export const CONFIG_VARIABLES = [
   "DATA_DIR",
   "REDIS_URL",
   "REDIS_KEY_PREFIX",
+  "REDIS_SENTINELS",
+  "REDIS_SENTINEL_MASTER",
+  "REDIS_CLUSTER_NODES",
+  "REDIS_PASSWORD",
   "WECHAT_APP_ID",
   "WECHAT_APP_SECRET",
   "WECHAT_APPS",
@@ -80,6 +84,17 @@ export const CONFIG_VARIABLES = [
   "STORAGE_MAX_IN_FLIGHT",
 ] as const;
 
+/** Where the shared Redis is: one node (REDIS_URL), a Sentinel set, or a Cluster. */
+export type RedisTopology =
+  | { kind: "node"; url: string }
+  | {
+      kind: "sentinel";
+      sentinels: Array<{ host: string; port: number }>;
+      master: string;
+      password: string | undefined;
+    }
+  | { kind: "cluster"; nodes: Array<{ host: string; port: number }>; password: string | undefined };
+
 export type RawEnv = Partial<Record<(typeof CONFIG_VARIABLES)[number], string>>;
 
 export interface Config {
@@ -100,7 +115,8 @@ export interface Config {
   databaseStatementTimeoutMs: number;
   dataDir: string;
   /** null: the in-process store. */
-  redisUrl: string | null;
+  /** Redis, one node, a Sentinel-managed master or a Cluster; null: the in-process store. */
+  redis: RedisTopology | null;
   redisKeyPrefix: string;
   /** "sandbox": no credentials given, the built-in WeChat stand-in serves a generated app. */
   wechat:
@@ -300,6 +316,43 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     return fallback;
   }
 
+  /** "host:port,host:port" -> addresses; null when unset. */
+  function addresses(name: keyof RawEnv): Array<{ host: string; port: number }> | null {
+    const value = raw[name];
+    if (value === undefined) return null;
+    const parsed = value.split(",").map((part) => {
+      const match = /^\s*([^\s:,]+|\[[0-9a-fA-F:]+\]):(\d{1,5})\s*$/.exec(part);
+      const port = Number(match?.[2]);
+      return match && port > 0 && port < 65536
+        ? { host: (match[1] as string).replace(/^\[|\]$/g, ""), port }
+        : null;
+    });
+    if (parsed.some((a) => a === null)) {
+      problems.push(`${name}: expected host:port[,host:port...], got "${value}"`);
+      return null;
+    }
+    return parsed as Array<{ host: string; port: number }>;
+  }
+
+  /** One of REDIS_URL, REDIS_SENTINELS (with REDIS_SENTINEL_MASTER) or REDIS_CLUSTER_NODES. */
+  function redisTopology(): RedisTopology | null {
+    const given = (["REDIS_URL", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES"] as const).filter(
+      (name) => raw[name] !== undefined,
+    );
+    if (given.length > 1) {
+      problems.push(`${given.join(", ")}: set one of them (one Redis node, a Sentinel set or a Cluster)`);
+      return null;
+    }
+    const password = raw.REDIS_PASSWORD;
+    const sentinels = addresses("REDIS_SENTINELS");
+    if (sentinels)
+      return { kind: "sentinel", sentinels, master: raw.REDIS_SENTINEL_MASTER ?? "mymaster", password };
+    const nodes = addresses("REDIS_CLUSTER_NODES");
+    if (nodes) return { kind: "cluster", nodes, password };
+    const single = url("REDIS_URL", ["redis:", "rediss:"]);
+    return single ? { kind: "node", url: single } : null;
+  }
+
   function oneOf<T extends string>(name: keyof RawEnv, allowed: readonly T[], fallback: T): T {
     const value = raw[name];
     if (value === undefined) return fallback;
@@ -405,7 +458,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     databasePoolSize: integer("DATABASE_POOL_SIZE", 4, 1, 1000),
     databaseStatementTimeoutMs: duration("DATABASE_STATEMENT_TIMEOUT", 5) * SECOND,
     dataDir: raw.DATA_DIR ?? "./.data",
-    redisUrl: url("REDIS_URL", ["redis:", "rediss:"]),
+    redis: redisTopology(),
     redisKeyPrefix: raw.REDIS_KEY_PREFIX ?? "identity:",
     wechat,
     tokens,

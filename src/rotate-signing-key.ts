@@ -43,9 +43,12 @@ export async function rotateSigningKey(
     });
     await keyRing.load();
     const { rotated, next } = await keyRing.rotate();
-    if (rotated && config.redisUrl) {
-      const redis = connectRedis(config.redisUrl);
-      const broadcast = createRedisBroadcast(redis, { url: config.redisUrl, prefix: config.redisKeyPrefix });
+    if (rotated && config.redis) {
+      const redis = connectRedis(config.redis);
+      const broadcast = createRedisBroadcast(redis, {
+        topology: config.redis,
+        prefix: config.redisKeyPrefix,
+      });
       try {
         await broadcast.publish(topics.signingKeys, "rotated");
       } finally {

@@ -17,6 +17,7 @@ import { type DatabaseHandle, openDatabase } from "../store/pg/database.js";
 import { createPgSessionStore } from "../store/pg/session-store.js";
 import { createPgSigningKeyStore } from "../store/pg/signing-key-store.js";
 import { createPgUserStore } from "../store/pg/user-store.js";
+import { describeRedis } from "../store/redis/connection.js";
 import { createAdminServiceImpl } from "../transport/admin-service/admin-service.js";
 import { type HttpRoute, loopbackOnly } from "../transport/http/http-handler.js";
 import { createIdentityServiceImpl } from "../transport/identity-service/identity-service.js";
@@ -107,9 +108,9 @@ export async function createAppContext(
         })
       : await openAndMigrate();
     cleanups.push(() => database.close());
-    const storage = config.redisUrl
+    const storage = config.redis
       ? await openAtStart(
-          `Redis at ${describeUrl(config.redisUrl)}`,
+          describeRedis(config.redis),
           () => openSharedStorage(config, { clock, log, metrics, tracer }),
           startup,
         )

@@ -30,11 +30,11 @@ export interface SharedStorage {
  * memory in the embedded default, where this process is the only instance.
  */
 export async function openSharedStorage(
-  config: Pick<Config, "redisUrl" | "redisKeyPrefix" | "storageMaxInFlight">,
+  config: Pick<Config, "redis" | "redisKeyPrefix" | "storageMaxInFlight">,
   deps: { clock: Clock; log: Logger; metrics?: Metrics; tracer?: Tracer },
 ): Promise<SharedStorage> {
   const rejected = (rule: string) => deps.metrics?.rateLimited.inc({ rule });
-  if (!config.redisUrl) {
+  if (!config.redis) {
     const broadcast = createMemoryBroadcast();
     return {
       kind: "in-process",
@@ -50,7 +50,7 @@ export async function openSharedStorage(
     lastLogged = deps.clock.now();
     deps.log.warn("redis connection error", { error: (err as NodeJS.ErrnoException).code ?? err.name });
   };
-  const redis = connectRedis(config.redisUrl, onError);
+  const redis = connectRedis(config.redis, onError);
   try {
     await redis.connect();
   } catch (err) {
@@ -58,7 +58,7 @@ export async function openSharedStorage(
     throw err;
   }
   const broadcast = createRedisBroadcast(redis, {
-    url: config.redisUrl,
+    topology: config.redis,
     prefix: config.redisKeyPrefix,
     onError,
   });

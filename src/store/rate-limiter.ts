@@ -1,7 +1,7 @@
-import type { Redis } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import { IdentityError } from "../domain/errors.js";
 import type { RateLimiter } from "../domain/ports.js";
+import type { RedisClient } from "./redis/connection.js";
 
 /** At most `points` events per key within `durationMs`. */
 export interface RateLimit {
@@ -26,7 +26,7 @@ const rateLimited = (limit: RateLimit, res: RateLimiterRes) =>
  */
 export function createRateLimiter(
   limit: RateLimit,
-  store: { redis?: Redis; prefix: string },
+  store: { redis?: RedisClient; prefix: string },
   /** Hears of every refusal, by the limit's name. */
   rejected: (rule: string) => void = () => {},
 ): RateLimiter {

@@ -10,7 +10,7 @@ import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.
 import { createWechatClient } from "../../src/wechat/client.js";
 import { WECHAT_ERRCODES, wechatError } from "../../src/wechat/errcodes.js";
 import { createAppAccessTokens } from "../../src/wechat-session/app-access-tokens.js";
-import { REAL_REDIS_URL } from "../helpers/backends.js";
+import { redisTopologies } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
 import { uniqueName } from "../helpers/scratch-database.js";
 
@@ -123,9 +123,9 @@ function appAccessTokensContract(
 
 appAccessTokensContract("in-process store", async (clock) => createMemoryKeyValueStore(clock));
 
-if (REAL_REDIS_URL) {
-  appAccessTokensContract("Redis", async () => {
-    const redis = connectRedis(REAL_REDIS_URL as string);
+for (const { name, topology } of redisTopologies()) {
+  appAccessTokensContract(name, async () => {
+    const redis = connectRedis(topology);
     await redis.connect();
     afterAll(() => redis.disconnect());
     return createRedisKeyValueStore(redis, `${uniqueName("at")}:`);

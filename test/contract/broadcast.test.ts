@@ -1,10 +1,11 @@
 import { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
+import type { RedisTopology } from "../../src/config.js";
 import type { Broadcast } from "../../src/domain/ports.js";
 import { createMemoryBroadcast } from "../../src/store/memory/broadcast.js";
 import { createRedisBroadcast } from "../../src/store/redis/broadcast.js";
-import { connectRedis } from "../../src/store/redis/connection.js";
-import { REAL_REDIS_URL } from "../helpers/backends.js";
+import { connectRedis, type RedisClient } from "../../src/store/redis/connection.js";
+import { REAL_REDIS_URL, redisTopologies } from "../helpers/backends.js";
 import { eventually } from "../helpers/eventually.js";
 import { uniqueName } from "../helpers/scratch-database.js";
 
@@ -52,29 +53,35 @@ broadcastContract("in-process (embedded)", async () => {
   return { a: local, b: local, close: () => local.close() };
 });
 
-if (REAL_REDIS_URL) {
-  const url = REAL_REDIS_URL;
-  const opened: Redis[] = [];
-  const redisBroadcast = (prefix: string) => {
-    const publisher = connectRedis(url);
-    opened.push(publisher);
-    return createRedisBroadcast(publisher, { url, prefix });
-  };
-  afterAll(() => {
-    for (const r of opened) r.disconnect();
-  });
+const opened: RedisClient[] = [];
+afterAll(() => {
+  for (const r of opened) r.disconnect();
+});
+const redisBroadcast = (topology: RedisTopology, prefix: string) => {
+  const publisher = connectRedis(topology);
+  opened.push(publisher);
+  return createRedisBroadcast(publisher, { topology, prefix });
+};
 
-  broadcastContract("Redis pub/sub", async () => {
+// Pub/sub on one node, across a Cluster's masters (a PUBLISH reaches every node), and through
+// the master a Sentinel set names.
+for (const { name, topology } of redisTopologies()) {
+  broadcastContract(`${name} pub/sub`, async () => {
     const prefix = `${uniqueName("bc")}:`;
-    const a = redisBroadcast(prefix);
-    const b = redisBroadcast(prefix);
+    const a = redisBroadcast(topology, prefix);
+    const b = redisBroadcast(topology, prefix);
     return { a, b, close: async () => void (await Promise.all([a.close(), b.close()])) };
   });
+}
+
+if (REAL_REDIS_URL) {
+  const url = REAL_REDIS_URL;
+  const topology: RedisTopology = { kind: "node", url };
 
   describe("Broadcast: Redis specifics", () => {
     it("keeps deployments with different prefixes apart", async () => {
-      const a = redisBroadcast(`${uniqueName("bc")}:`);
-      const b = redisBroadcast(`${uniqueName("bc")}:`);
+      const a = redisBroadcast(topology, `${uniqueName("bc")}:`);
+      const b = redisBroadcast(topology, `${uniqueName("bc")}:`);
       const got: string[] = [];
       await b.subscribe(
         "revocations",
@@ -91,8 +98,8 @@ if (REAL_REDIS_URL) {
 
     it("reports a gap once it is subscribed again after its connection was killed, and delivers after", async () => {
       const prefix = `${uniqueName("bc")}:`;
-      const a = redisBroadcast(prefix);
-      const b = redisBroadcast(prefix);
+      const a = redisBroadcast(topology, prefix);
+      const b = redisBroadcast(topology, prefix);
       const got: string[] = [];
       let gaps = 0;
       await b.subscribe(

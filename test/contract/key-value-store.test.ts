@@ -4,7 +4,7 @@ import { guardPort } from "../../src/store/guard-port.js";
 import { createMemoryKeyValueStore } from "../../src/store/memory/key-value-store.js";
 import { connectRedis } from "../../src/store/redis/connection.js";
 import { createRedisKeyValueStore } from "../../src/store/redis/key-value-store.js";
-import { REAL_REDIS_URL } from "../helpers/backends.js";
+import { REAL_REDIS_URL, redisTopologies } from "../helpers/backends.js";
 import { uniqueName } from "../helpers/scratch-database.js";
 
 /** One contract, every implementation: the in-process store and Redis. */
@@ -75,19 +75,21 @@ function keyValueContract(name: string, open: () => Promise<{ kv: KeyValueStore;
 
 keyValueContract("in-process", async () => ({ kv: createMemoryKeyValueStore(), close: async () => {} }));
 
-if (REAL_REDIS_URL) {
-  keyValueContract("redis", async () => {
-    const redis = connectRedis(REAL_REDIS_URL as string);
+for (const { name, topology } of redisTopologies()) {
+  keyValueContract(name, async () => {
+    const redis = connectRedis(topology);
     await redis.connect();
     return {
       kv: createRedisKeyValueStore(redis, `${uniqueName("kvtest")}:`),
       close: async () => void (await redis.quit()),
     };
   });
+}
 
+if (REAL_REDIS_URL) {
   describe("KeyValueStore: redis outage", () => {
     it("fails fast with STORAGE_UNAVAILABLE, not an auth error or INTERNAL", async () => {
-      const redis = connectRedis("redis://127.0.0.1:1");
+      const redis = connectRedis({ kind: "node", url: "redis://127.0.0.1:1" });
       const kv = guardPort(createRedisKeyValueStore(redis, "x:"), "redis");
       await expect(kv.get("a")).rejects.toMatchObject({ reason: "STORAGE_UNAVAILABLE" });
       redis.disconnect();

@@ -1,3 +1,5 @@
+import { inject } from "vitest";
+import type { RedisTopology } from "../../src/config.js";
 import { type DatabaseHandle, openPglite, openPostgres } from "../../src/store/pg/database.js";
 import { createScratchDatabase } from "./scratch-database.js";
 
@@ -43,3 +45,14 @@ export const PG_DATABASES: ReadonlyArray<{ name: string; open(): Promise<OpenedD
       ]
     : []),
 ];
+
+/**
+ * Where the Redis contract suites run: the real server (REDIS_URL) as one node, and the Cluster
+ * and Sentinel set the run starts when redis-server is installed (test/setup/).
+ */
+export function redisTopologies(): Array<{ name: string; topology: RedisTopology }> {
+  return [
+    ...(REAL_REDIS_URL ? [{ name: "Redis", topology: { kind: "node" as const, url: REAL_REDIS_URL } }] : []),
+    ...inject("redisTopologies"),
+  ];
+}

@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { SpanExporter } from "@opentelemetry/sdk-trace";
 import { type RunningApp, startApp } from "../../src/app/start-app.js";
-import { type Config, parseConfig, type RawEnv } from "../../src/config.js";
+import { type Config, parseConfig, type RawEnv, type RedisTopology } from "../../src/config.js";
 import type { SharedClock } from "../../src/domain/ports.js";
 import { AdminService } from "../../src/gen/identity/v1/admin_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
@@ -115,7 +115,7 @@ export async function startTestApp(
     ...(shared
       ? {
           DATABASE_URL: shared.databaseUrl ?? undefined,
-          REDIS_URL: shared.redisUrl ?? undefined,
+          ...redisEnv(shared.redis),
           REDIS_KEY_PREFIX: shared.redisKeyPrefix,
         }
       : {}),
@@ -174,4 +174,23 @@ export async function startTestApp(
       if (dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The configuration that points another instance at the same Redis. */
+function redisEnv(topology: RedisTopology | null): RawEnv {
+  const list = (nodes: Array<{ host: string; port: number }>) =>
+    nodes.map((n) => `${n.host}:${n.port}`).join(",");
+  if (!topology) return {};
+  switch (topology.kind) {
+    case "node":
+      return { REDIS_URL: topology.url };
+    case "sentinel":
+      return {
+        REDIS_SENTINELS: list(topology.sentinels),
+        REDIS_SENTINEL_MASTER: topology.master,
+        REDIS_PASSWORD: topology.password,
+      };
+    case "cluster":
+      return { REDIS_CLUSTER_NODES: list(topology.nodes), REDIS_PASSWORD: topology.password };
+  }
 }

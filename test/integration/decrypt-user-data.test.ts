@@ -166,7 +166,7 @@ describe.each(BACKENDS)("DecryptUserData (%s backends)", (backend) => {
     const user = await login();
     const sealed = t.sandbox.encryptUserData(APP.appId, user.openid, { openId: user.openid });
     if (backend === "real") {
-      const redis = new Redis(t.config.redisUrl as string);
+      const redis = new Redis((t.config.redis as { url: string }).url);
       await redis.del(`${t.config.redisKeyPrefix}sk:{${APP.appId}:${user.openid}}`);
       redis.disconnect();
     } else {

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { connect, createServer } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import postgres from "postgres";
@@ -8,6 +8,7 @@ import { REAL_DATABASE_URL } from "../helpers/backends.js";
 import { eventually } from "../helpers/eventually.js";
 import { connectFailure } from "../helpers/failures.js";
 import { metricValue, scrape } from "../helpers/metrics.js";
+import { hasRedisServer } from "../helpers/redis-topologies.js";
 import { createScratchDatabase } from "../helpers/scratch-database.js";
 import { startTcpProxy } from "../helpers/tcp-proxy.js";
 import { memoryLogger, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
@@ -141,8 +142,6 @@ describe.runIf(REAL_DATABASE_URL)("Postgres coming back", () => {
     expect(said).toContain("info postgres answering again");
   });
 });
-
-const hasRedisServer = spawnSync("redis-server", ["--version"]).status === 0;
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {

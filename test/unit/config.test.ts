@@ -28,7 +28,7 @@ describe("configuration", () => {
       httpPort: 8080,
       databaseUrl: null,
       databasePoolSize: 4,
-      redisUrl: null,
+      redis: null,
       dataDir: "./.data",
       wechat: { mode: "sandbox" },
       tokens: {
@@ -101,6 +101,11 @@ describe("configuration", () => {
     [{ HTTP_PORT: "70000" }, "HTTP_PORT"],
     [{ DATABASE_URL: "mysql://x" }, "DATABASE_URL"],
     [{ REDIS_URL: "nonsense" }, "REDIS_URL"],
+    [{ REDIS_SENTINELS: "sentinel-without-port" }, "REDIS_SENTINELS"],
+    [{ REDIS_CLUSTER_NODES: "a:1,b:99999" }, "REDIS_CLUSTER_NODES"],
+    [{ REDIS_URL: "redis://r:6379", REDIS_CLUSTER_NODES: "a:7000" }, "REDIS_URL, REDIS_CLUSTER_NODES"],
+    [{ OTEL_TRACES_EXPORTER: "jaeger" }, "OTEL_TRACES_EXPORTER"],
+    [{ METRICS_PORT: "x" }, "METRICS_PORT"],
     [{ WECHAT_APP_ID: "wx1" }, "WECHAT_APP_SECRET"],
     [{ WECHAT_APP_SECRET: "s" }, "WECHAT_APP_ID"],
     [{ WECHAT_APPS: "[{}]" }, "WECHAT_APPS"],
@@ -127,6 +132,30 @@ describe("configuration", () => {
     [{ TLS_CERT_FILE: TLS.TLS_CERT_FILE, TLS_KEY_FILE: TLS.TLS_KEY_FILE }, "TLS_CERT_FILE"], // built-in sandbox
   ])("refuses %o naming %s", (raw, variable) => {
     expect(problems(raw as Record<string, string>).some((p) => p.startsWith(`${variable}:`))).toBe(true);
+  });
+
+  it("takes one Redis node, a Sentinel set or a Cluster", () => {
+    expect(parseConfig({ REDIS_URL: "redis://r:6379" }).redis).toEqual({
+      kind: "node",
+      url: "redis://r:6379",
+    });
+    expect(parseConfig({ REDIS_SENTINELS: "s1:26379, s2:26379", REDIS_PASSWORD: "pw" }).redis).toEqual({
+      kind: "sentinel",
+      sentinels: [
+        { host: "s1", port: 26379 },
+        { host: "s2", port: 26379 },
+      ],
+      master: "mymaster",
+      password: "pw",
+    });
+    expect(parseConfig({ REDIS_CLUSTER_NODES: "[::1]:7000,c2:7001" }).redis).toEqual({
+      kind: "cluster",
+      nodes: [
+        { host: "::1", port: 7000 },
+        { host: "c2", port: 7001 },
+      ],
+      password: undefined,
+    });
   });
 
   it("reports every problem at once", () => {

@@ -1,8 +1,8 @@
-import type { Redis } from "ioredis";
 import type { KeyValueStore } from "../../domain/ports.js";
+import type { RedisClient } from "./connection.js";
 
 /** KeyValueStore on Redis. Every key carries the deployment's prefix, so one Redis can be shared. */
-export function createRedisKeyValueStore(redis: Redis, prefix: string): KeyValueStore {
+export function createRedisKeyValueStore(redis: RedisClient, prefix: string): KeyValueStore {
   return {
     get: (key) => redis.get(prefix + key),
     async set(key, value, ttlMs) {
