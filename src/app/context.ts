@@ -6,8 +6,9 @@ import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
 import { createLogger, type Logger } from "../observability/logger.js";
-import { createMetrics, type Metrics } from "../observability/metrics.js";
+import { createMetrics, type Metrics, registerGauge } from "../observability/metrics.js";
 import { createTracing, type Tracing } from "../observability/tracing.js";
+import { createRevocationStream, type RevocationStream } from "../revocation/revocation-stream.js";
 import type { Revocations } from "../revocation/revocations.js";
 import { createWechatSandbox, type WechatSandbox } from "../sandbox/sandbox.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
@@ -60,6 +61,8 @@ export interface AppContext {
   services: MountedService[];
   /** What the gRPC thread's VerifyToken replica is fed from. */
   replicaFeed: ReplicaFeed;
+  /** WatchRevocations on the HTTP port (the gRPC thread streams from its replica); closed at the drain. */
+  revocationStream: RevocationStream;
   /** The built-in WeChat stand-in, when no WeChat credentials are configured. */
   sandbox: WechatSandbox | undefined;
   /** HTTP endpoints to mount beside the service (the sandbox's). */
@@ -170,6 +173,15 @@ export async function createAppContext(
     });
     cleanups.push(stop);
 
+    const replicaFeed = createReplicaFeed(keyRing, revocations);
+    const revocationStream = createRevocationStream(replicaFeed);
+    registerGauge(
+      metrics.registry,
+      "identity_revocation_subscribers",
+      "WatchRevocations subscriptions open now.",
+      () => revocationStream.subscribers,
+    );
+    cleanups.push(() => revocationStream.close());
     const dependencies = [postgres, ...(storage.dependency ? [storage.dependency] : [])];
     return {
       config,
@@ -199,6 +211,7 @@ export async function createAppContext(
           createIdentityServiceImpl(useCases, log, {
             defaultTimeoutMs: config.requestTimeoutMs,
             verifyCacheBytes: config.verifyCacheBytes,
+            revocationStream,
             metrics,
             tracer,
           }),
@@ -212,7 +225,8 @@ export async function createAppContext(
           }),
         ),
       ],
-      replicaFeed: createReplicaFeed(keyRing, revocations),
+      replicaFeed,
+      revocationStream,
       sandbox,
       routes,
       listeningAt(url) {

@@ -135,6 +135,9 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
       serving = false;
       grpc.setServing(false);
       if (config.shutdown.delayMs > 0) await setTimeout(config.shutdown.delayMs);
+      // Streams end now (SHUTTING_DOWN: their callers reconnect elsewhere), so the drain waits
+      // only for unary calls.
+      ctx.revocationStream.close();
       await Promise.all([
         http.drain(config.shutdown.drainTimeoutMs),
         grpc.stop(config.shutdown.drainTimeoutMs),

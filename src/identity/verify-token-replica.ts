@@ -4,6 +4,7 @@ import { createRevocationMirror, type RevocationEntry } from "../revocation/revo
 import { REVOCATION_RESYNC_INTERVAL_MS, type Revocations } from "../revocation/revocations.js";
 import type { KeyRing } from "../signing-keys/key-ring.js";
 import { createKeySchedule, type PublishedKey } from "../signing-keys/key-schedule.js";
+import { createWatchers } from "../util/watchers.js";
 import { createVerifyToken, type VerifyToken } from "./verify-token.js";
 
 /**
@@ -49,12 +50,25 @@ export function createVerifyTokenReplica(deps: {
   const revocations = createRevocationMirror(deps.clock);
   setInterval(() => revocations.forgetExpired(), REVOCATION_RESYNC_INTERVAL_MS).unref();
   const verifyToken: VerifyToken = createVerifyToken({ keyRing: keys, revocations, ...deps });
+  let published: readonly PublishedKey[] = [];
+  const watchers = createWatchers<ReplicaUpdate>();
   return {
     verifyToken,
     /** Throws when the keys it is given include none that can sign now. */
     apply(update: ReplicaUpdate): void {
-      if ("keys" in update) keys.accept(update.keys);
-      else revocations.add(update.revoked);
+      if ("keys" in update) {
+        keys.accept(update.keys);
+        published = update.keys;
+        watchers.notify(update);
+      } else {
+        const added = revocations.add(update.revoked);
+        if (added.length > 0) watchers.notify({ revoked: added });
+      }
     },
+    /** The replica's state and its changes, as the main thread's feed gives them (WatchRevocations). */
+    feed: {
+      snapshot: () => [{ keys: published }, { revoked: revocations.entries() }],
+      watch: watchers.watch,
+    } satisfies ReplicaFeed,
   };
 }

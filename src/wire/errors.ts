@@ -56,6 +56,8 @@ export const REASONS: Record<ErrorReason, ReasonRule> = {
   SESSION_KEY_EXPIRED: { code: Code.FailedPrecondition },
   INVALID_PHONE_CODE: { code: Code.InvalidArgument },
   RATE_LIMITED: { code: Code.ResourceExhausted },
+  SUBSCRIBER_TOO_SLOW: { code: Code.ResourceExhausted },
+  SHUTTING_DOWN: { code: Code.Unavailable },
   CALLER_UNAUTHENTICATED: { code: Code.Unauthenticated },
   CALLER_NOT_ALLOWED: { code: Code.PermissionDenied },
   // Raised by the transports before a method runs (explainTransportError).

@@ -4,6 +4,7 @@ import { IdentityError } from "../../src/domain/errors.js";
 import { ErrorInfoSchema } from "../../src/gen/google/rpc/error_details_pb.js";
 import { IdentityService } from "../../src/gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../../src/identity/use-cases.js";
+import { createRevocationStream } from "../../src/revocation/revocation-stream.js";
 import { createIdentityServiceImpl } from "../../src/transport/identity-service/identity-service.js";
 import { REASONS } from "../../src/wire/errors.js";
 import { connectFailure } from "../helpers/failures.js";
@@ -15,7 +16,13 @@ const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
 /** The ServiceImpl on Connect's in-memory router transport: the proto mapping and the error table. */
 function clientFor(useCases: UseCases, log = memoryLogger()) {
   const transport = createRouterTransport(({ service }) => {
-    service(IdentityService, createIdentityServiceImpl(useCases, log, { verifyCacheBytes: 1024 * 1024 }));
+    service(
+      IdentityService,
+      createIdentityServiceImpl(useCases, log, {
+        verifyCacheBytes: 1024 * 1024,
+        revocationStream: createRevocationStream({ snapshot: () => [], watch: () => () => {} }),
+      }),
+    );
   });
   return createClient(IdentityService, transport);
 }

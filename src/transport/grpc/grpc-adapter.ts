@@ -90,31 +90,88 @@ function fail(callback: grpc.sendUnaryData<unknown>, err: unknown): void {
   callback(toGrpcStatus(connectError));
 }
 
+/** The caller of a call, by its key or certificate; an error when it may not call the method. */
+function authorizeCaller(
+  method: DescMethod,
+  serverCall: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+  options: AdapterOptions,
+): { caller: string } | { error: ConnectError } {
+  const { callerAuth, certificates } = options;
+  if (!callerAuth) return { caller: "" };
+  const authorization = serverCall.metadata.get("authorization")[0];
+  // grpc-js gives the certificate only of a connection whose CA check passed.
+  return callerAuth.authorize(
+    method,
+    typeof authorization === "string" ? authorization : undefined,
+    certificates ? certificateName(serverCall.getAuthContext()?.sslPeerCertificate) : undefined,
+  );
+}
+
+/**
+ * A server-streaming method (WatchRevocations): each message the ServiceImpl yields is written
+ * when the stream can take it, so a caller that reads slowly holds the generator back (and the
+ * method's own bound applies) instead of filling grpc-js's buffer.
+ */
+function serverStreamingHandler(
+  service: DescService,
+  method: DescMethod,
+  call: (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>,
+  options: AdapterOptions,
+) {
+  const url = `/${service.typeName}/${method.name}`;
+  return async (stream: grpc.ServerWritableStream<unknown, unknown>) => {
+    const end = (err: unknown) => {
+      const connectError =
+        err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal);
+      stream.emit("error", toGrpcStatus(connectError));
+    };
+    if (stream.request === UNDECODABLE) return end(malformedRequestError());
+    const auth = authorizeCaller(method, stream, options);
+    if ("error" in auth) return end(auth.error);
+    const context = new LazyGrpcContext(
+      service,
+      method,
+      url,
+      stream as unknown as grpc.ServerUnaryCall<unknown, unknown>,
+      auth.caller,
+    ) as HandlerContext;
+    try {
+      for await (const message of call(stream.request, context)) {
+        if (stream.cancelled) break;
+        if (!stream.write(message)) {
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              stream.off("drain", done);
+              stream.off("cancelled", done);
+              resolve();
+            };
+            stream.once("drain", done);
+            stream.once("cancelled", done);
+          });
+        }
+      }
+      if (!stream.cancelled) stream.end();
+    } catch (err) {
+      if (!stream.cancelled) end(err);
+    }
+  };
+}
+
 function unaryHandler(
   service: DescService,
   method: DescMethod,
   call: (req: unknown, ctx: HandlerContext) => Promise<unknown> | unknown,
   options: AdapterOptions,
 ) {
-  const { callerAuth, certificates } = options;
   const url = `/${service.typeName}/${method.name}`;
   return (serverCall: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
     if (serverCall.request === UNDECODABLE) {
       fail(callback, malformedRequestError());
       return;
     }
-    let caller = "";
-    if (callerAuth) {
-      const authorization = serverCall.metadata.get("authorization")[0];
-      // grpc-js gives the certificate only of a connection whose CA check passed.
-      const auth = callerAuth.authorize(
-        method,
-        typeof authorization === "string" ? authorization : undefined,
-        certificates ? certificateName(serverCall.getAuthContext()?.sslPeerCertificate) : undefined,
-      );
-      if ("error" in auth) return fail(callback, auth.error);
-      caller = auth.caller;
-    }
+    const auth = authorizeCaller(method, serverCall, options);
+    if ("error" in auth) return fail(callback, auth.error);
+    const { caller } = auth;
     let result: unknown;
     try {
       result = call(
@@ -152,7 +209,7 @@ export interface AdapterOptions {
   certificates?: boolean;
 }
 
-/** Adds every (unary) method of a Connect ServiceImpl to a grpc-js server. */
+/** Adds every unary and server-streaming method of a Connect ServiceImpl to a grpc-js server. */
 export function addConnectService<S extends DescService>(
   server: grpc.Server,
   service: S,
@@ -165,13 +222,23 @@ export function addConnectService<S extends DescService>(
   const handlers: Record<string, grpc.UntypedHandleCall> = {};
   for (const method of service.methods) {
     const methodSpec = spec.methods[method.localName];
-    if (methodSpec?.kind !== "unary") throw new Error(`${method.name}: only unary methods are adapted`);
-    handlers[method.localName] = unaryHandler(
-      service,
-      method,
-      methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
-      options,
-    ) as grpc.handleUnaryCall<unknown, unknown>;
+    if (methodSpec?.kind === "unary") {
+      handlers[method.localName] = unaryHandler(
+        service,
+        method,
+        methodSpec.impl as (req: unknown, ctx: HandlerContext) => unknown,
+        options,
+      ) as grpc.handleUnaryCall<unknown, unknown>;
+    } else if (methodSpec?.kind === "server_streaming") {
+      handlers[method.localName] = serverStreamingHandler(
+        service,
+        method,
+        methodSpec.impl as (req: unknown, ctx: HandlerContext) => AsyncIterable<unknown>,
+        options,
+      ) as grpc.handleServerStreamingCall<unknown, unknown>;
+    } else {
+      throw new Error(`${method.name}: only unary and server-streaming methods are adapted`);
+    }
   }
   addGrpcService(server, service, handlers);
 }

@@ -90,3 +90,28 @@ function withinDeadline<T>(work: Promise<T>, context: HandlerContext, defaultTim
     if (onAbort) signal.removeEventListener("abort", onAbort);
   });
 }
+
+/**
+ * guarded() for a server-streaming RPC: the request checked against the proto's rules, the
+ * stream's errors mapped and counted like a unary call's (its duration is the subscription's).
+ * No default deadline: a stream lives until its caller goes away or the instance stops.
+ */
+export function guardedStream<Req extends Message, Res>(
+  log: Logger,
+  method: DescMethod,
+  handler: (req: Req, context: HandlerContext) => AsyncIterable<Res>,
+  options: GuardOptions = {},
+) {
+  const checkRules = requestRules<Req>(method.input);
+  const calls = observeCalls(log, method.name, options.metrics);
+  return async function* (req: Req, context: HandlerContext): AsyncGenerator<Res> {
+    const startedAt = performance.now();
+    try {
+      checkRules?.(req);
+      yield* handler(req, context);
+      calls.succeeded(context, startedAt);
+    } catch (err) {
+      throw calls.failed(err, context, startedAt);
+    }
+  };
+}

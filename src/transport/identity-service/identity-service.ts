@@ -2,10 +2,11 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { IdentityService } from "../../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../../identity/use-cases.js";
 import type { Logger } from "../../observability/logger.js";
+import type { RevocationStream } from "../../revocation/revocation-stream.js";
 import { checkSessionKeyRpc } from "./check-session-key.js";
 import { decryptUserDataRpc } from "./decrypt-user-data.js";
 import { getPhoneNumberRpc } from "./get-phone-number.js";
-import { type GuardOptions, guarded } from "./guard.js";
+import { type GuardOptions, guarded, guardedStream } from "./guard.js";
 import { linkIdentityRpc } from "./link-identity.js";
 import { loginRpc } from "./login.js";
 import { loginWithPasswordRpc } from "./login-with-password.js";
@@ -15,6 +16,7 @@ import { refreshRpc } from "./refresh.js";
 import { updateProfileRpc } from "./update-profile.js";
 import { endSessionRpc, listSessionsRpc } from "./user-sessions.js";
 import { verifyTokenRpc } from "./verify-token.js";
+import { watchRevocationsRpc } from "./watch-revocations.js";
 
 export type IdentityServiceImpl = ServiceImpl<typeof IdentityService>;
 
@@ -29,10 +31,18 @@ export function createIdentityServiceImpl(
   options: GuardOptions & {
     /** VERIFY_CACHE_BYTES: VerifyToken keeps its answers for the most used tokens within a share of it. */
     verifyCacheBytes: number;
+    /** What WatchRevocations streams on this port. */
+    revocationStream: Pick<RevocationStream, "watch">;
   },
 ): IdentityServiceImpl {
   return {
     login: guarded(log, IdentityService.method.login, loginRpc(useCases.login), options),
+    watchRevocations: guardedStream(
+      log,
+      IdentityService.method.watchRevocations,
+      watchRevocationsRpc(options.revocationStream),
+      options,
+    ),
     refresh: guarded(log, IdentityService.method.refresh, refreshRpc(useCases.refresh), options),
     logout: guarded(log, IdentityService.method.logout, logoutRpc(useCases.logout), options),
     verifyToken: guarded(

@@ -47,7 +47,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file identity/v1/identity.proto.
  */
 export const file_identity_v1_identity: GenFile = /*@__PURE__*/
-  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0wEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCRIQCghuaWNrbmFtZRgIIAEoCRISCgphdmF0YXJfdXJsGAkgASgJEhMKC3Blcm1pc3Npb25zGAogAygJIlkKDlJlZnJlc2hSZXF1ZXN0Eh4KDXJlZnJlc2hfdG9rZW4YASABKAlCB7pIBHICEAESJwoGY2xpZW50GAIgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyI5Cg9SZWZyZXNoUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuaWRlbnRpdHkudjEuVG9rZW5QYWlyIuABCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCDqLAbpIhwEahAEKHWFjY2Vzc190b2tlbi5vcl9yZWZyZXNoX3Rva2VuEi5hbiBhY2Nlc3NfdG9rZW4gb3IgYSByZWZyZXNoX3Rva2VuIGlzIHJlcXVpcmVkGjN0aGlzLmFjY2Vzc190b2tlbiAhPSAnJyB8fCB0aGlzLnJlZnJlc2hfdG9rZW4gIT0gJyciEAoOTG9nb3V0UmVzcG9uc2UiQwoSVmVyaWZ5VG9rZW5SZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIXCg9leHBlY3RlZF9hcHBfaWQYAiABKAkiOgoTVmVyaWZ5VG9rZW5SZXNwb25zZRIjCgZjbGFpbXMYASABKAsyEy5pZGVudGl0eS52MS5DbGFpbXMi8wEKBkNsYWltcxIPCgd1c2VyX2lkGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSDgoGYXBwX2lkGAMgASgJEg4KBm9wZW5pZBgEIAEoCRIPCgd1bmlvbmlkGAUgASgJEg0KBXJvbGVzGAYgAygJEhAKCHRva2VuX2lkGAcgASgJEi0KCWlzc3VlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcGVybWlzc2lvbnMYCiADKAkiuAMKFkRlY3J5cHRVc2VyRGF0YVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEiMKDmVuY3J5cHRlZF9kYXRhGAIgASgJQgu6SAhyBhABGICAAhITCgJpdhgDIAEoCUIHukgEcgIQARIQCghyYXdfZGF0YRgEIAEoCRIRCglzaWduYXR1cmUYBSABKAkSFwoPbWF4X2FnZV9zZWNvbmRzGAYgASgNOo8CukiLAhqDAQoXcmF3X2RhdGEud2l0aF9zaWduYXR1cmUSO3JlcXVpcmVkIHdpdGggc2lnbmF0dXJlOiByYXdfZGF0YSBhbmQgc2lnbmF0dXJlIGdvIHRvZ2V0aGVyGit0aGlzLnNpZ25hdHVyZSA9PSAnJyB8fCB0aGlzLnJhd19kYXRhICE9ICcnGoIBChdzaWduYXR1cmUud2l0aF9yYXdfZGF0YRI6cmVxdWlyZWQgd2l0aCByYXdfZGF0YTogcmF3X2RhdGEgYW5kIHNpZ25hdHVyZSBnbyB0b2dldGhlchordGhpcy5yYXdfZGF0YSA9PSAnJyB8fCB0aGlzLnNpZ25hdHVyZSAhPSAnJyJ5ChdEZWNyeXB0VXNlckRhdGFSZXNwb25zZRIlCgRkYXRhGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIMCgRqc29uGAIgASgJEikKCXdhdGVybWFyaxgDIAEoCzIWLmlkZW50aXR5LnYxLldhdGVybWFyayJKCglXYXRlcm1hcmsSDgoGYXBwX2lkGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiWwoVR2V0UGhvbmVOdW1iZXJSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIeCgpwaG9uZV9jb2RlGAIgASgJQgq6SAdyBRABGIABEgwKBGJpbmQYAyABKAgiXwoWR2V0UGhvbmVOdW1iZXJSZXNwb25zZRIUCgxwaG9uZV9udW1iZXIYASABKAkSGQoRcHVyZV9waG9uZV9udW1iZXIYAiABKAkSFAoMY291bnRyeV9jb2RlGAMgASgJIi4KFkNoZWNrU2Vzc2lvbktleVJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJIhkKF0NoZWNrU2Vzc2lvbktleVJlc3BvbnNlIjQKE0xpc3RTZXNzaW9uc1JlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABIuMBCgtTZXNzaW9uSW5mbxISCgpzZXNzaW9uX2lkGAEgASgJEg4KBmFwcF9pZBgCIAEoCRIRCglkZXZpY2VfaWQYAyABKAkSEQoJY2xpZW50X2lwGAQgASgJEhIKCnVzZXJfYWdlbnQYBSABKAkSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoRbGFzdF9yZWZyZXNoZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2N1cnJlbnQYCCABKAgiQgoUTGlzdFNlc3Npb25zUmVzcG9uc2USKgoIc2Vzc2lvbnMYASADKAsyGC5pZGVudGl0eS52MS5TZXNzaW9uSW5mbyLiAQoRRW5kU2Vzc2lvblJlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABEhsKCnNlc3Npb25faWQYAiABKAlCB7pIBHICGEASEgoKYWxsX290aGVycxgDIAEoCDp9ukh6GngKGHNlc3Npb25faWQub3JfYWxsX290aGVycxIwYSBzZXNzaW9uX2lkIG9yIGFsbF9vdGhlcnMgaXMgcmVxdWlyZWQsIG5vdCBib3RoGioodGhpcy5zZXNzaW9uX2lkICE9ICcnKSAhPSB0aGlzLmFsbF9vdGhlcnMiLAoSRW5kU2Vzc2lvblJlc3BvbnNlEhYKDnNlc3Npb25zX2VuZGVkGAEgASgFIvgCChRVcGRhdGVQcm9maWxlUmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAESgAEKCG5pY2tuYW1lGAIgASgJQmm6SGa6AV0KHHN0cmluZy5ub19jb250cm9sX2NoYXJhY3RlcnMSG2NvbnRhaW5zIGNvbnRyb2wgY2hhcmFjdGVycxogIXRoaXMubWF0Y2hlcygnW1x4MDAtXHgxZlx4N2ZdJylyBBABGCBIAIgBARIuCgphdmF0YXJfdXJsGAMgASgJQhW6SBJyEBiACDoIaHR0cHM6Ly+IAQFIAYgBATpyukhvGm0KFm5pY2tuYW1lLm9yX2F2YXRhcl91cmwSJ2Egbmlja25hbWUgb3IgYW4gYXZhdGFyX3VybCBpcyByZXF1aXJlZBoqaGFzKHRoaXMubmlja25hbWUpIHx8IGhhcyh0aGlzLmF2YXRhcl91cmwpQgsKCV9uaWNrbmFtZUINCgtfYXZhdGFyX3VybCI4ChVVcGRhdGVQcm9maWxlUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlkZW50aXR5LnYxLlVzZXIifgoYTG9naW5XaXRoUGFzc3dvcmRSZXF1ZXN0EhsKCHVzZXJuYW1lGAEgASgJQgm6SAZyBBABGEASHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAISJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJkChlMb2dpbldpdGhQYXNzd29yZFJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlciLEAQoVTG9naW5XaXRoUGhvbmVSZXF1ZXN0EhcKBmFwcF9pZBgBIAEoCUIHukgEcgIYQBIiCgRjb2RlGAIgASgJQhS6SBFyDxABGIABMgheWyEtfl0qJBIeCgpwaG9uZV9jb2RlGAMgASgJQgq6SAdyBRABGIABEiUKCmF0dGVtcHRfaWQYBCABKAlCEbpIDnIMGEAyCF5bIS1+XSokEicKBmNsaWVudBgFIAEoCzIXLmlkZW50aXR5LnYxLkNsaWVudEluZm8icwoWTG9naW5XaXRoUGhvbmVSZXNwb25zZRImCgZ0b2tlbnMYASABKAsyFi5pZGVudGl0eS52MS5Ub2tlblBhaXISHwoEdXNlchgCIAEoCzIRLmlkZW50aXR5LnYxLlVzZXISEAoIbmV3X3VzZXIYAyABKAgiUAoPV2VjaGF0TG9naW5Db2RlEhkKBmFwcF9pZBgBIAEoCUIJukgGcgQQARhAEiIKBGNvZGUYAiABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSokIkgKC05ld1Bhc3N3b3JkEhsKCHVzZXJuYW1lGAEgASgJQgm6SAZyBBABGEASHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAEYgAIi7QEKE0xpbmtJZGVudGl0eVJlcXVlc3QSHQoMYWNjZXNzX3Rva2VuGAEgASgJQge6SARyAhABEi4KBndlY2hhdBgCIAEoCzIcLmlkZW50aXR5LnYxLldlY2hhdExvZ2luQ29kZUgAEiAKCnBob25lX2NvZGUYAyABKAlCCrpIB3IFEAEYgAFIABIsCghwYXNzd29yZBgEIAEoCzIYLmlkZW50aXR5LnYxLk5ld1Bhc3N3b3JkSAASJwoGY2xpZW50GAUgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mb0IOCgVwcm9vZhIFukgCCAEiJgoUTGlua0lkZW50aXR5UmVzcG9uc2USDgoGbGlua2VkGAEgASgIMt0ICg9JZGVudGl0eVNlcnZpY2USPgoFTG9naW4SGS5pZGVudGl0eS52MS5Mb2dpblJlcXVlc3QaGi5pZGVudGl0eS52MS5Mb2dpblJlc3BvbnNlEkQKB1JlZnJlc2gSGy5pZGVudGl0eS52MS5SZWZyZXNoUmVxdWVzdBocLmlkZW50aXR5LnYxLlJlZnJlc2hSZXNwb25zZRJBCgZMb2dvdXQSGi5pZGVudGl0eS52MS5Mb2dvdXRSZXF1ZXN0GhsuaWRlbnRpdHkudjEuTG9nb3V0UmVzcG9uc2USVQoLVmVyaWZ5VG9rZW4SHy5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlcXVlc3QaIC5pZGVudGl0eS52MS5WZXJpZnlUb2tlblJlc3BvbnNlIgOQAgESXAoPRGVjcnlwdFVzZXJEYXRhEiMuaWRlbnRpdHkudjEuRGVjcnlwdFVzZXJEYXRhUmVxdWVzdBokLmlkZW50aXR5LnYxLkRlY3J5cHRVc2VyRGF0YVJlc3BvbnNlElkKDkdldFBob25lTnVtYmVyEiIuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXF1ZXN0GiMuaWRlbnRpdHkudjEuR2V0UGhvbmVOdW1iZXJSZXNwb25zZRJcCg9DaGVja1Nlc3Npb25LZXkSIy5pZGVudGl0eS52MS5DaGVja1Nlc3Npb25LZXlSZXF1ZXN0GiQuaWRlbnRpdHkudjEuQ2hlY2tTZXNzaW9uS2V5UmVzcG9uc2USWAoMTGlzdFNlc3Npb25zEiAuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVxdWVzdBohLmlkZW50aXR5LnYxLkxpc3RTZXNzaW9uc1Jlc3BvbnNlIgOQAgESTQoKRW5kU2Vzc2lvbhIeLmlkZW50aXR5LnYxLkVuZFNlc3Npb25SZXF1ZXN0Gh8uaWRlbnRpdHkudjEuRW5kU2Vzc2lvblJlc3BvbnNlElYKDVVwZGF0ZVByb2ZpbGUSIS5pZGVudGl0eS52MS5VcGRhdGVQcm9maWxlUmVxdWVzdBoiLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXNwb25zZRJiChFMb2dpbldpdGhQYXNzd29yZBIlLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBhc3N3b3JkUmVxdWVzdBomLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBhc3N3b3JkUmVzcG9uc2USWQoOTG9naW5XaXRoUGhvbmUSIi5pZGVudGl0eS52MS5Mb2dpbldpdGhQaG9uZVJlcXVlc3QaIy5pZGVudGl0eS52MS5Mb2dpbldpdGhQaG9uZVJlc3BvbnNlElMKDExpbmtJZGVudGl0eRIgLmlkZW50aXR5LnYxLkxpbmtJZGVudGl0eVJlcXVlc3QaIS5pZGVudGl0eS52MS5MaW5rSWRlbnRpdHlSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChppZGVudGl0eS92MS9pZGVudGl0eS5wcm90bxILaWRlbnRpdHkudjEi9wIKCkNsaWVudEluZm8ScwoCaXAYASABKAlCZ7pIZLoBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXICGEASdwoKdXNlcl9hZ2VudBgCIAEoCUJjukhgugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpEnsKCWRldmljZV9pZBgDIAEoCUJoukhlugFdChxzdHJpbmcubm9fY29udHJvbF9jaGFyYWN0ZXJzEhtjb250YWlucyBjb250cm9sIGNoYXJhY3RlcnMaICF0aGlzLm1hdGNoZXMoJ1tceDAwLVx4MWZceDdmXScpcgMYgAEimwEKDExvZ2luUmVxdWVzdBIXCgZhcHBfaWQYASABKAlCB7pIBHICGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQSJwoGY2xpZW50GAMgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbxIlCgphdHRlbXB0X2lkGAQgASgJQhG6SA5yDBhAMgheWyEtfl0qJCJqCg1Mb2dpblJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCLHAQoJVG9rZW5QYWlyEhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhIKCnRva2VuX3R5cGUYAyABKAkSOwoXYWNjZXNzX3Rva2VuX2V4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjwKGHJlZnJlc2hfdG9rZW5fZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi0wEKBFVzZXISCgoCaWQYASABKAkSDgoGYXBwX2lkGAIgASgJEg4KBm9wZW5pZBgDIAEoCRIPCgd1bmlvbmlkGAQgASgJEg0KBXJvbGVzGAUgAygJEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHBob25lX251bWJlchgHIAEoCRIQCghuaWNrbmFtZRgIIAEoCRISCgphdmF0YXJfdXJsGAkgASgJEhMKC3Blcm1pc3Npb25zGAogAygJIlkKDlJlZnJlc2hSZXF1ZXN0Eh4KDXJlZnJlc2hfdG9rZW4YASABKAlCB7pIBHICEAESJwoGY2xpZW50GAIgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyI5Cg9SZWZyZXNoUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuaWRlbnRpdHkudjEuVG9rZW5QYWlyIuABCg1Mb2dvdXRSZXF1ZXN0EhQKDGFjY2Vzc190b2tlbhgBIAEoCRIVCg1yZWZyZXNoX3Rva2VuGAIgASgJEhQKDGFsbF9zZXNzaW9ucxgDIAEoCDqLAbpIhwEahAEKHWFjY2Vzc190b2tlbi5vcl9yZWZyZXNoX3Rva2VuEi5hbiBhY2Nlc3NfdG9rZW4gb3IgYSByZWZyZXNoX3Rva2VuIGlzIHJlcXVpcmVkGjN0aGlzLmFjY2Vzc190b2tlbiAhPSAnJyB8fCB0aGlzLnJlZnJlc2hfdG9rZW4gIT0gJyciEAoOTG9nb3V0UmVzcG9uc2UiPAoXV2F0Y2hSZXZvY2F0aW9uc1JlcXVlc3QSIQoFYWZ0ZXIYASABKAlCErpID3INGIABMgheWyEtfl0qJCJWCg5SZXZva2VkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEhcKD2ZvcmdldF9hZnRlcl9tcxgCIAEoAxIXCg9zdGFsZV9iZWZvcmVfbXMYAyABKAMijAEKEFB1YmxpY1NpZ25pbmdLZXkSCwoDa2lkGAEgASgJEgsKA2FsZxgCIAEoCRILCgNrdHkYAyABKAkSCwoDY3J2GAQgASgJEgkKAXgYBSABKAkSCQoBeRgGIAEoCRIXCg9hY3RpdmF0ZXNfYXRfbXMYByABKAMSFQoNcmV0aXJlc19hdF9tcxgIIAEoAyKxAQoYV2F0Y2hSZXZvY2F0aW9uc1Jlc3BvbnNlEhAKCHBvc2l0aW9uGAEgASgJEg0KBXJlc2V0GAIgASgIEhkKEXNuYXBzaG90X2NvbXBsZXRlGAMgASgIEiwKB3Jldm9rZWQYBCADKAsyGy5pZGVudGl0eS52MS5SZXZva2VkU2Vzc2lvbhIrCgRrZXlzGAUgAygLMh0uaWRlbnRpdHkudjEuUHVibGljU2lnbmluZ0tleSJDChJWZXJpZnlUb2tlblJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEhcKD2V4cGVjdGVkX2FwcF9pZBgCIAEoCSI6ChNWZXJpZnlUb2tlblJlc3BvbnNlEiMKBmNsYWltcxgBIAEoCzITLmlkZW50aXR5LnYxLkNsYWltcyLzAQoGQ2xhaW1zEg8KB3VzZXJfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIOCgZhcHBfaWQYAyABKAkSDgoGb3BlbmlkGAQgASgJEg8KB3VuaW9uaWQYBSABKAkSDQoFcm9sZXMYBiADKAkSEAoIdG9rZW5faWQYByABKAkSLQoJaXNzdWVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtwZXJtaXNzaW9ucxgKIAMoCSK4AwoWRGVjcnlwdFVzZXJEYXRhUmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkSIwoOZW5jcnlwdGVkX2RhdGEYAiABKAlCC7pICHIGEAEYgIACEhMKAml2GAMgASgJQge6SARyAhABEhAKCHJhd19kYXRhGAQgASgJEhEKCXNpZ25hdHVyZRgFIAEoCRIXCg9tYXhfYWdlX3NlY29uZHMYBiABKA06jwK6SIsCGoMBChdyYXdfZGF0YS53aXRoX3NpZ25hdHVyZRI7cmVxdWlyZWQgd2l0aCBzaWduYXR1cmU6IHJhd19kYXRhIGFuZCBzaWduYXR1cmUgZ28gdG9nZXRoZXIaK3RoaXMuc2lnbmF0dXJlID09ICcnIHx8IHRoaXMucmF3X2RhdGEgIT0gJycaggEKF3NpZ25hdHVyZS53aXRoX3Jhd19kYXRhEjpyZXF1aXJlZCB3aXRoIHJhd19kYXRhOiByYXdfZGF0YSBhbmQgc2lnbmF0dXJlIGdvIHRvZ2V0aGVyGit0aGlzLnJhd19kYXRhID09ICcnIHx8IHRoaXMuc2lnbmF0dXJlICE9ICcnInkKF0RlY3J5cHRVc2VyRGF0YVJlc3BvbnNlEiUKBGRhdGEYASABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBGpzb24YAiABKAkSKQoJd2F0ZXJtYXJrGAMgASgLMhYuaWRlbnRpdHkudjEuV2F0ZXJtYXJrIkoKCVdhdGVybWFyaxIOCgZhcHBfaWQYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJbChVHZXRQaG9uZU51bWJlclJlcXVlc3QSFAoMYWNjZXNzX3Rva2VuGAEgASgJEh4KCnBob25lX2NvZGUYAiABKAlCCrpIB3IFEAEYgAESDAoEYmluZBgDIAEoCCJfChZHZXRQaG9uZU51bWJlclJlc3BvbnNlEhQKDHBob25lX251bWJlchgBIAEoCRIZChFwdXJlX3Bob25lX251bWJlchgCIAEoCRIUCgxjb3VudHJ5X2NvZGUYAyABKAkiLgoWQ2hlY2tTZXNzaW9uS2V5UmVxdWVzdBIUCgxhY2Nlc3NfdG9rZW4YASABKAkiGQoXQ2hlY2tTZXNzaW9uS2V5UmVzcG9uc2UiNAoTTGlzdFNlc3Npb25zUmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAEi4wEKC1Nlc3Npb25JbmZvEhIKCnNlc3Npb25faWQYASABKAkSDgoGYXBwX2lkGAIgASgJEhEKCWRldmljZV9pZBgDIAEoCRIRCgljbGllbnRfaXAYBCABKAkSEgoKdXNlcl9hZ2VudBgFIAEoCRIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X3JlZnJlc2hlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHY3VycmVudBgIIAEoCCJCChRMaXN0U2Vzc2lvbnNSZXNwb25zZRIqCghzZXNzaW9ucxgBIAMoCzIYLmlkZW50aXR5LnYxLlNlc3Npb25JbmZvIuIBChFFbmRTZXNzaW9uUmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAESGwoKc2Vzc2lvbl9pZBgCIAEoCUIHukgEcgIYQBISCgphbGxfb3RoZXJzGAMgASgIOn26SHoaeAoYc2Vzc2lvbl9pZC5vcl9hbGxfb3RoZXJzEjBhIHNlc3Npb25faWQgb3IgYWxsX290aGVycyBpcyByZXF1aXJlZCwgbm90IGJvdGgaKih0aGlzLnNlc3Npb25faWQgIT0gJycpICE9IHRoaXMuYWxsX290aGVycyIsChJFbmRTZXNzaW9uUmVzcG9uc2USFgoOc2Vzc2lvbnNfZW5kZWQYASABKAUi+AIKFFVwZGF0ZVByb2ZpbGVSZXF1ZXN0Eh0KDGFjY2Vzc190b2tlbhgBIAEoCUIHukgEcgIQARKAAQoIbmlja25hbWUYAiABKAlCabpIZroBXQocc3RyaW5nLm5vX2NvbnRyb2xfY2hhcmFjdGVycxIbY29udGFpbnMgY29udHJvbCBjaGFyYWN0ZXJzGiAhdGhpcy5tYXRjaGVzKCdbXHgwMC1ceDFmXHg3Zl0nKXIEEAEYIEgAiAEBEi4KCmF2YXRhcl91cmwYAyABKAlCFbpIEnIQGIAIOghodHRwczovL4gBAUgBiAEBOnK6SG8abQoWbmlja25hbWUub3JfYXZhdGFyX3VybBInYSBuaWNrbmFtZSBvciBhbiBhdmF0YXJfdXJsIGlzIHJlcXVpcmVkGipoYXModGhpcy5uaWNrbmFtZSkgfHwgaGFzKHRoaXMuYXZhdGFyX3VybClCCwoJX25pY2tuYW1lQg0KC19hdmF0YXJfdXJsIjgKFVVwZGF0ZVByb2ZpbGVSZXNwb25zZRIfCgR1c2VyGAEgASgLMhEuaWRlbnRpdHkudjEuVXNlciJ+ChhMb2dpbldpdGhQYXNzd29yZFJlcXVlc3QSGwoIdXNlcm5hbWUYASABKAlCCbpIBnIEEAEYQBIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAAhInCgZjbGllbnQYAyABKAsyFy5pZGVudGl0eS52MS5DbGllbnRJbmZvImQKGUxvZ2luV2l0aFBhc3N3b3JkUmVzcG9uc2USJgoGdG9rZW5zGAEgASgLMhYuaWRlbnRpdHkudjEuVG9rZW5QYWlyEh8KBHVzZXIYAiABKAsyES5pZGVudGl0eS52MS5Vc2VyIsQBChVMb2dpbldpdGhQaG9uZVJlcXVlc3QSFwoGYXBwX2lkGAEgASgJQge6SARyAhhAEiIKBGNvZGUYAiABKAlCFLpIEXIPEAEYgAEyCF5bIS1+XSokEh4KCnBob25lX2NvZGUYAyABKAlCCrpIB3IFEAEYgAESJQoKYXR0ZW1wdF9pZBgEIAEoCUIRukgOcgwYQDIIXlshLX5dKiQSJwoGY2xpZW50GAUgASgLMhcuaWRlbnRpdHkudjEuQ2xpZW50SW5mbyJzChZMb2dpbldpdGhQaG9uZVJlc3BvbnNlEiYKBnRva2VucxgBIAEoCzIWLmlkZW50aXR5LnYxLlRva2VuUGFpchIfCgR1c2VyGAIgASgLMhEuaWRlbnRpdHkudjEuVXNlchIQCghuZXdfdXNlchgDIAEoCCJQCg9XZWNoYXRMb2dpbkNvZGUSGQoGYXBwX2lkGAEgASgJQgm6SAZyBBABGEASIgoEY29kZRgCIAEoCUIUukgRcg8QARiAATIIXlshLX5dKiQiSAoLTmV3UGFzc3dvcmQSGwoIdXNlcm5hbWUYASABKAlCCbpIBnIEEAEYQBIcCghwYXNzd29yZBgCIAEoCUIKukgHcgUQARiAAiLtAQoTTGlua0lkZW50aXR5UmVxdWVzdBIdCgxhY2Nlc3NfdG9rZW4YASABKAlCB7pIBHICEAESLgoGd2VjaGF0GAIgASgLMhwuaWRlbnRpdHkudjEuV2VjaGF0TG9naW5Db2RlSAASIAoKcGhvbmVfY29kZRgDIAEoCUIKukgHcgUQARiAAUgAEiwKCHBhc3N3b3JkGAQgASgLMhguaWRlbnRpdHkudjEuTmV3UGFzc3dvcmRIABInCgZjbGllbnQYBSABKAsyFy5pZGVudGl0eS52MS5DbGllbnRJbmZvQg4KBXByb29mEgW6SAIIASImChRMaW5rSWRlbnRpdHlSZXNwb25zZRIOCgZsaW5rZWQYASABKAgywAkKD0lkZW50aXR5U2VydmljZRI+CgVMb2dpbhIZLmlkZW50aXR5LnYxLkxvZ2luUmVxdWVzdBoaLmlkZW50aXR5LnYxLkxvZ2luUmVzcG9uc2USRAoHUmVmcmVzaBIbLmlkZW50aXR5LnYxLlJlZnJlc2hSZXF1ZXN0GhwuaWRlbnRpdHkudjEuUmVmcmVzaFJlc3BvbnNlEkEKBkxvZ291dBIaLmlkZW50aXR5LnYxLkxvZ291dFJlcXVlc3QaGy5pZGVudGl0eS52MS5Mb2dvdXRSZXNwb25zZRJVCgtWZXJpZnlUb2tlbhIfLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVxdWVzdBogLmlkZW50aXR5LnYxLlZlcmlmeVRva2VuUmVzcG9uc2UiA5ACARJcCg9EZWNyeXB0VXNlckRhdGESIy5pZGVudGl0eS52MS5EZWNyeXB0VXNlckRhdGFSZXF1ZXN0GiQuaWRlbnRpdHkudjEuRGVjcnlwdFVzZXJEYXRhUmVzcG9uc2USWQoOR2V0UGhvbmVOdW1iZXISIi5pZGVudGl0eS52MS5HZXRQaG9uZU51bWJlclJlcXVlc3QaIy5pZGVudGl0eS52MS5HZXRQaG9uZU51bWJlclJlc3BvbnNlElwKD0NoZWNrU2Vzc2lvbktleRIjLmlkZW50aXR5LnYxLkNoZWNrU2Vzc2lvbktleVJlcXVlc3QaJC5pZGVudGl0eS52MS5DaGVja1Nlc3Npb25LZXlSZXNwb25zZRJYCgxMaXN0U2Vzc2lvbnMSIC5pZGVudGl0eS52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiEuaWRlbnRpdHkudjEuTGlzdFNlc3Npb25zUmVzcG9uc2UiA5ACARJNCgpFbmRTZXNzaW9uEh4uaWRlbnRpdHkudjEuRW5kU2Vzc2lvblJlcXVlc3QaHy5pZGVudGl0eS52MS5FbmRTZXNzaW9uUmVzcG9uc2USVgoNVXBkYXRlUHJvZmlsZRIhLmlkZW50aXR5LnYxLlVwZGF0ZVByb2ZpbGVSZXF1ZXN0GiIuaWRlbnRpdHkudjEuVXBkYXRlUHJvZmlsZVJlc3BvbnNlEmIKEUxvZ2luV2l0aFBhc3N3b3JkEiUuaWRlbnRpdHkudjEuTG9naW5XaXRoUGFzc3dvcmRSZXF1ZXN0GiYuaWRlbnRpdHkudjEuTG9naW5XaXRoUGFzc3dvcmRSZXNwb25zZRJZCg5Mb2dpbldpdGhQaG9uZRIiLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBob25lUmVxdWVzdBojLmlkZW50aXR5LnYxLkxvZ2luV2l0aFBob25lUmVzcG9uc2USUwoMTGlua0lkZW50aXR5EiAuaWRlbnRpdHkudjEuTGlua0lkZW50aXR5UmVxdWVzdBohLmlkZW50aXR5LnYxLkxpbmtJZGVudGl0eVJlc3BvbnNlEmEKEFdhdGNoUmV2b2NhdGlvbnMSJC5pZGVudGl0eS52MS5XYXRjaFJldm9jYXRpb25zUmVxdWVzdBolLmlkZW50aXR5LnYxLldhdGNoUmV2b2NhdGlvbnNSZXNwb25zZTABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Where a login comes from. All fields are optional and informational: they are stored with the
@@ -408,6 +408,179 @@ export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
   messageDesc(file_identity_v1_identity, 8);
 
 /**
+ * Request of WatchRevocations.
+ *
+ * @generated from message identity.v1.WatchRevocationsRequest
+ */
+export type WatchRevocationsRequest = Message<"identity.v1.WatchRevocationsRequest"> & {
+  /**
+   * The position of the last message received, to resume after it; empty: start with a snapshot.
+   *
+   * @generated from field: string after = 1;
+   */
+  after: string;
+};
+
+/**
+ * Describes the message identity.v1.WatchRevocationsRequest.
+ * Use `create(WatchRevocationsRequestSchema)` to create a new message.
+ */
+export const WatchRevocationsRequestSchema: GenMessage<WatchRevocationsRequest> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 9);
+
+/**
+ * A session whose access tokens are refused although they may not have expired.
+ *
+ * @generated from message identity.v1.RevokedSession
+ */
+export type RevokedSession = Message<"identity.v1.RevokedSession"> & {
+  /**
+   * The access token's `sid` claim.
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Every access token it could refuse has expired by then (milliseconds since the epoch): the
+   * entry may be forgotten.
+   *
+   * @generated from field: int64 forget_after_ms = 2;
+   */
+  forgetAfterMs: bigint;
+
+  /**
+   * 0: the session ended, all its tokens are refused. Otherwise the session lives on and only
+   * tokens issued (iat) in a second before this one (milliseconds since the epoch) are refused:
+   * its user's roles changed, and a refresh brings tokens with the new ones.
+   *
+   * @generated from field: int64 stale_before_ms = 3;
+   */
+  staleBeforeMs: bigint;
+};
+
+/**
+ * Describes the message identity.v1.RevokedSession.
+ * Use `create(RevokedSessionSchema)` to create a new message.
+ */
+export const RevokedSessionSchema: GenMessage<RevokedSession> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 10);
+
+/**
+ * A public key that verifies access tokens (ES256), as in the JWKS.
+ *
+ * @generated from message identity.v1.PublicSigningKey
+ */
+export type PublicSigningKey = Message<"identity.v1.PublicSigningKey"> & {
+  /**
+   * The JWT header's kid.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * "ES256".
+   *
+   * @generated from field: string alg = 2;
+   */
+  alg: string;
+
+  /**
+   * The public JWK's members: kty "EC", crv "P-256", x and y (base64url).
+   *
+   * @generated from field: string kty = 3;
+   */
+  kty: string;
+
+  /**
+   * @generated from field: string crv = 4;
+   */
+  crv: string;
+
+  /**
+   * @generated from field: string x = 5;
+   */
+  x: string;
+
+  /**
+   * @generated from field: string y = 6;
+   */
+  y: string;
+
+  /**
+   * When it starts signing (milliseconds since the epoch); tokens it signed verify from then on.
+   *
+   * @generated from field: int64 activates_at_ms = 7;
+   */
+  activatesAtMs: bigint;
+
+  /**
+   * When it stops verifying (milliseconds since the epoch); 0: not scheduled.
+   *
+   * @generated from field: int64 retires_at_ms = 8;
+   */
+  retiresAtMs: bigint;
+};
+
+/**
+ * Describes the message identity.v1.PublicSigningKey.
+ * Use `create(PublicSigningKeySchema)` to create a new message.
+ */
+export const PublicSigningKeySchema: GenMessage<PublicSigningKey> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 11);
+
+/**
+ * One message of WatchRevocations.
+ *
+ * @generated from message identity.v1.WatchRevocationsResponse
+ */
+export type WatchRevocationsResponse = Message<"identity.v1.WatchRevocationsResponse"> & {
+  /**
+   * Send it back as WatchRevocationsRequest.after to resume after this message.
+   *
+   * @generated from field: string position = 1;
+   */
+  position: string;
+
+  /**
+   * The first message of a snapshot: forget every revoked session held so far.
+   *
+   * @generated from field: bool reset = 2;
+   */
+  reset: boolean;
+
+  /**
+   * The last message of a snapshot: the set held is complete from here on.
+   *
+   * @generated from field: bool snapshot_complete = 3;
+   */
+  snapshotComplete: boolean;
+
+  /**
+   * Sessions revoked (in a snapshot: the current set, in parts).
+   *
+   * @generated from field: repeated identity.v1.RevokedSession revoked = 4;
+   */
+  revoked: RevokedSession[];
+
+  /**
+   * The whole current set of public signing keys, when it changed (and in every snapshot's
+   * first message); empty: unchanged.
+   *
+   * @generated from field: repeated identity.v1.PublicSigningKey keys = 5;
+   */
+  keys: PublicSigningKey[];
+};
+
+/**
+ * Describes the message identity.v1.WatchRevocationsResponse.
+ * Use `create(WatchRevocationsResponseSchema)` to create a new message.
+ */
+export const WatchRevocationsResponseSchema: GenMessage<WatchRevocationsResponse> = /*@__PURE__*/
+  messageDesc(file_identity_v1_identity, 12);
+
+/**
  * Request of VerifyToken.
  *
  * @generated from message identity.v1.VerifyTokenRequest
@@ -434,7 +607,7 @@ export type VerifyTokenRequest = Message<"identity.v1.VerifyTokenRequest"> & {
  * Use `create(VerifyTokenRequestSchema)` to create a new message.
  */
 export const VerifyTokenRequestSchema: GenMessage<VerifyTokenRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 9);
+  messageDesc(file_identity_v1_identity, 13);
 
 /**
  * Response of VerifyToken.
@@ -455,7 +628,7 @@ export type VerifyTokenResponse = Message<"identity.v1.VerifyTokenResponse"> & {
  * Use `create(VerifyTokenResponseSchema)` to create a new message.
  */
 export const VerifyTokenResponseSchema: GenMessage<VerifyTokenResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 10);
+  messageDesc(file_identity_v1_identity, 14);
 
 /**
  * What a verified access token says.
@@ -541,7 +714,7 @@ export type Claims = Message<"identity.v1.Claims"> & {
  * Use `create(ClaimsSchema)` to create a new message.
  */
 export const ClaimsSchema: GenMessage<Claims> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 11);
+  messageDesc(file_identity_v1_identity, 15);
 
 /**
  * Request of DecryptUserData.
@@ -597,7 +770,7 @@ export type DecryptUserDataRequest = Message<"identity.v1.DecryptUserDataRequest
  * Use `create(DecryptUserDataRequestSchema)` to create a new message.
  */
 export const DecryptUserDataRequestSchema: GenMessage<DecryptUserDataRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 12);
+  messageDesc(file_identity_v1_identity, 16);
 
 /**
  * Response of DecryptUserData.
@@ -632,7 +805,7 @@ export type DecryptUserDataResponse = Message<"identity.v1.DecryptUserDataRespon
  * Use `create(DecryptUserDataResponseSchema)` to create a new message.
  */
 export const DecryptUserDataResponseSchema: GenMessage<DecryptUserDataResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 13);
+  messageDesc(file_identity_v1_identity, 17);
 
 /**
  * The watermark inside WeChat's encrypted data.
@@ -660,7 +833,7 @@ export type Watermark = Message<"identity.v1.Watermark"> & {
  * Use `create(WatermarkSchema)` to create a new message.
  */
 export const WatermarkSchema: GenMessage<Watermark> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 14);
+  messageDesc(file_identity_v1_identity, 18);
 
 /**
  * Request of GetPhoneNumber.
@@ -696,7 +869,7 @@ export type GetPhoneNumberRequest = Message<"identity.v1.GetPhoneNumberRequest">
  * Use `create(GetPhoneNumberRequestSchema)` to create a new message.
  */
 export const GetPhoneNumberRequestSchema: GenMessage<GetPhoneNumberRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 15);
+  messageDesc(file_identity_v1_identity, 19);
 
 /**
  * Response of GetPhoneNumber.
@@ -731,7 +904,7 @@ export type GetPhoneNumberResponse = Message<"identity.v1.GetPhoneNumberResponse
  * Use `create(GetPhoneNumberResponseSchema)` to create a new message.
  */
 export const GetPhoneNumberResponseSchema: GenMessage<GetPhoneNumberResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 16);
+  messageDesc(file_identity_v1_identity, 20);
 
 /**
  * Request of CheckSessionKey.
@@ -752,7 +925,7 @@ export type CheckSessionKeyRequest = Message<"identity.v1.CheckSessionKeyRequest
  * Use `create(CheckSessionKeyRequestSchema)` to create a new message.
  */
 export const CheckSessionKeyRequestSchema: GenMessage<CheckSessionKeyRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 17);
+  messageDesc(file_identity_v1_identity, 21);
 
 /**
  * Response of CheckSessionKey: the session_key is current.
@@ -767,7 +940,7 @@ export type CheckSessionKeyResponse = Message<"identity.v1.CheckSessionKeyRespon
  * Use `create(CheckSessionKeyResponseSchema)` to create a new message.
  */
 export const CheckSessionKeyResponseSchema: GenMessage<CheckSessionKeyResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 18);
+  messageDesc(file_identity_v1_identity, 22);
 
 /**
  * Request of ListSessions.
@@ -788,7 +961,7 @@ export type ListSessionsRequest = Message<"identity.v1.ListSessionsRequest"> & {
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 19);
+  messageDesc(file_identity_v1_identity, 23);
 
 /**
  * One live session of a user.
@@ -858,7 +1031,7 @@ export type SessionInfo = Message<"identity.v1.SessionInfo"> & {
  * Use `create(SessionInfoSchema)` to create a new message.
  */
 export const SessionInfoSchema: GenMessage<SessionInfo> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 20);
+  messageDesc(file_identity_v1_identity, 24);
 
 /**
  * Response of ListSessions.
@@ -879,7 +1052,7 @@ export type ListSessionsResponse = Message<"identity.v1.ListSessionsResponse"> &
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 21);
+  messageDesc(file_identity_v1_identity, 25);
 
 /**
  * Request of EndSession.
@@ -914,7 +1087,7 @@ export type EndSessionRequest = Message<"identity.v1.EndSessionRequest"> & {
  * Use `create(EndSessionRequestSchema)` to create a new message.
  */
 export const EndSessionRequestSchema: GenMessage<EndSessionRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 22);
+  messageDesc(file_identity_v1_identity, 26);
 
 /**
  * Response of EndSession.
@@ -935,7 +1108,7 @@ export type EndSessionResponse = Message<"identity.v1.EndSessionResponse"> & {
  * Use `create(EndSessionResponseSchema)` to create a new message.
  */
 export const EndSessionResponseSchema: GenMessage<EndSessionResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 23);
+  messageDesc(file_identity_v1_identity, 27);
 
 /**
  * Request of UpdateProfile.
@@ -970,7 +1143,7 @@ export type UpdateProfileRequest = Message<"identity.v1.UpdateProfileRequest"> &
  * Use `create(UpdateProfileRequestSchema)` to create a new message.
  */
 export const UpdateProfileRequestSchema: GenMessage<UpdateProfileRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 24);
+  messageDesc(file_identity_v1_identity, 28);
 
 /**
  * Response of UpdateProfile.
@@ -991,7 +1164,7 @@ export type UpdateProfileResponse = Message<"identity.v1.UpdateProfileResponse">
  * Use `create(UpdateProfileResponseSchema)` to create a new message.
  */
 export const UpdateProfileResponseSchema: GenMessage<UpdateProfileResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 25);
+  messageDesc(file_identity_v1_identity, 29);
 
 /**
  * Request of LoginWithPassword.
@@ -1026,7 +1199,7 @@ export type LoginWithPasswordRequest = Message<"identity.v1.LoginWithPasswordReq
  * Use `create(LoginWithPasswordRequestSchema)` to create a new message.
  */
 export const LoginWithPasswordRequestSchema: GenMessage<LoginWithPasswordRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 26);
+  messageDesc(file_identity_v1_identity, 30);
 
 /**
  * Response of LoginWithPassword.
@@ -1054,7 +1227,7 @@ export type LoginWithPasswordResponse = Message<"identity.v1.LoginWithPasswordRe
  * Use `create(LoginWithPasswordResponseSchema)` to create a new message.
  */
 export const LoginWithPasswordResponseSchema: GenMessage<LoginWithPasswordResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 27);
+  messageDesc(file_identity_v1_identity, 31);
 
 /**
  * Request of LoginWithPhone.
@@ -1103,7 +1276,7 @@ export type LoginWithPhoneRequest = Message<"identity.v1.LoginWithPhoneRequest">
  * Use `create(LoginWithPhoneRequestSchema)` to create a new message.
  */
 export const LoginWithPhoneRequestSchema: GenMessage<LoginWithPhoneRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 28);
+  messageDesc(file_identity_v1_identity, 32);
 
 /**
  * Response of LoginWithPhone.
@@ -1138,7 +1311,7 @@ export type LoginWithPhoneResponse = Message<"identity.v1.LoginWithPhoneResponse
  * Use `create(LoginWithPhoneResponseSchema)` to create a new message.
  */
 export const LoginWithPhoneResponseSchema: GenMessage<LoginWithPhoneResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 29);
+  messageDesc(file_identity_v1_identity, 33);
 
 /**
  * A wx.login() code of a mini-program, as LinkIdentity's proof of that app's WeChat identity.
@@ -1164,7 +1337,7 @@ export type WechatLoginCode = Message<"identity.v1.WechatLoginCode"> & {
  * Use `create(WechatLoginCodeSchema)` to create a new message.
  */
 export const WechatLoginCodeSchema: GenMessage<WechatLoginCode> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 30);
+  messageDesc(file_identity_v1_identity, 34);
 
 /**
  * A username and password for LoginWithPassword.
@@ -1192,7 +1365,7 @@ export type NewPassword = Message<"identity.v1.NewPassword"> & {
  * Use `create(NewPasswordSchema)` to create a new message.
  */
 export const NewPasswordSchema: GenMessage<NewPassword> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 31);
+  messageDesc(file_identity_v1_identity, 35);
 
 /**
  * Request of LinkIdentity.
@@ -1251,7 +1424,7 @@ export type LinkIdentityRequest = Message<"identity.v1.LinkIdentityRequest"> & {
  * Use `create(LinkIdentityRequestSchema)` to create a new message.
  */
 export const LinkIdentityRequestSchema: GenMessage<LinkIdentityRequest> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 32);
+  messageDesc(file_identity_v1_identity, 36);
 
 /**
  * Response of LinkIdentity.
@@ -1272,7 +1445,7 @@ export type LinkIdentityResponse = Message<"identity.v1.LinkIdentityResponse"> &
  * Use `create(LinkIdentityResponseSchema)` to create a new message.
  */
 export const LinkIdentityResponseSchema: GenMessage<LinkIdentityResponse> = /*@__PURE__*/
-  messageDesc(file_identity_v1_identity, 33);
+  messageDesc(file_identity_v1_identity, 37);
 
 /**
  * Login, token verification and sessions for WeChat mini-program users.
@@ -1452,6 +1625,24 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof LinkIdentityRequestSchema;
     output: typeof LinkIdentityResponseSchema;
+  },
+  /**
+   * What a verifier needs to check access tokens without calling VerifyToken: the sessions whose
+   * access tokens are refused although unexpired, and the public signing keys. The stream opens
+   * with a snapshot (the first message has reset set, the last snapshot_complete), then carries
+   * every change as it happens: sessions ended (logout, refresh-token reuse, bans, merges) or made
+   * stale (role changes), and signing-key changes. Each message has a position; a subscriber
+   * that reconnects with `after` set to the last position it received gets what it missed
+   * without a new snapshot, while the instance still holds it (else it gets a snapshot). A
+   * subscriber that does not keep up is dropped with RESOURCE_EXHAUSTED and must reconnect.
+   * Only callers allowed this method (CALLERS) may subscribe.
+   *
+   * @generated from rpc identity.v1.IdentityService.WatchRevocations
+   */
+  watchRevocations: {
+    methodKind: "server_streaming";
+    input: typeof WatchRevocationsRequestSchema;
+    output: typeof WatchRevocationsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_identity_v1_identity, 0);

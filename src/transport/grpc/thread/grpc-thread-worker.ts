@@ -11,11 +11,13 @@ import type { Logger } from "../../../observability/logger.js";
 import { createCallMetrics, registerVerifyCache } from "../../../observability/metrics.js";
 import { REQUEST_ID_HEADER, requestIdOf } from "../../../observability/rpc-calls.js";
 import { createTracing, TRACE_HEADERS } from "../../../observability/tracing.js";
+import { createRevocationStream } from "../../../revocation/revocation-stream.js";
 import { errorFromData } from "../../../wire/errors.js";
 import { callerAddressKey } from "../../caller-address.js";
 import { callerNameKey, createCallerAuth } from "../../caller-auth.js";
-import { guarded } from "../../identity-service/guard.js";
+import { guarded, guardedStream } from "../../identity-service/guard.js";
 import { verifyTokenRpc } from "../../identity-service/verify-token.js";
+import { watchRevocationsRpc } from "../../identity-service/watch-revocations.js";
 import type { MountedService } from "../../mounted-service.js";
 import { createGrpcServer } from "../grpc-server.js";
 import type { FromGrpcThread, GrpcThreadData, ToGrpcThread } from "./grpc-thread.js";
@@ -49,8 +51,12 @@ function applyUpdates(): void {
     replica.apply(next.message as ReplicaUpdate);
   }
 }
-// A thread without calls takes them every second, so they do not pile up.
-setInterval(applyUpdates, 1000).unref();
+// Between calls, updates are applied as they arrive (WatchRevocations subscribers hear of them at
+// once); a VerifyToken takes any still queued synchronously first (applyUpdates).
+data.updates.on("message", (update: ReplicaUpdate) => {
+  updatesApplied++;
+  replica.apply(update);
+});
 
 const calls = new Map<number, { resolve(response: unknown): void; reject(err: unknown): void }>();
 let lastCallId = 0;
@@ -125,6 +131,22 @@ impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   applyUpdates();
   return verifyToken(request, context);
 };
+// WatchRevocations on this port streams from this thread's replica: the same updates, in order.
+const revocationStream = createRevocationStream(replica.feed);
+new Gauge({
+  name: "identity_revocation_subscribers",
+  help: "WatchRevocations subscriptions open now.",
+  registers: [registry],
+  collect() {
+    this.set(revocationStream.subscribers);
+  },
+});
+impl.watchRevocations = guardedStream(
+  log,
+  IdentityService.method.watchRevocations,
+  watchRevocationsRpc(revocationStream),
+  { metrics },
+);
 
 const grpc = createGrpcServer({
   services: services.map((service) => ({ service, impl: impls.get(service) as MountedService["impl"] })),
@@ -157,6 +179,8 @@ main.on("message", (message: ToGrpcThread) => {
         .then((json) => send({ type: "metrics", id: message.id, metrics: json }));
       break;
     case "stop":
+      // Streams end now (SHUTTING_DOWN), so the drain waits only for unary calls.
+      revocationStream.close();
       void grpc
         .stop(message.graceMs)
         .then(() => tracing.shutdown().catch(() => {}))
