@@ -108,10 +108,23 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
       subscribers.add(subscriber);
       const start = seq;
       const from = after === "" ? undefined : resumable(after);
+      // A resume sends what was missed, then an empty message: caught up. The subscriber trusts
+      // its mirror again only then, so no token revoked while it was away is accepted before
+      // that revocation has arrived.
+      const caughtUp: RevocationMessage = {
+        position: position(start),
+        reset: false,
+        snapshotComplete: false,
+        revoked: [],
+        keys: undefined,
+      };
       const first =
         from === undefined
           ? snapshot(start)
-          : backlog.filter((e) => e.seq > from && e.seq <= start).map((e) => message(e.seq, e.update));
+          : [
+              ...backlog.filter((e) => e.seq > from && e.seq <= start).map((e) => message(e.seq, e.update)),
+              caughtUp,
+            ];
       const onAbort = () => subscriber.wake?.();
       signal.addEventListener("abort", onAbort, { once: true });
       try {

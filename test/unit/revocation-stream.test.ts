@@ -69,11 +69,13 @@ describe("the revocation stream", () => {
     const start = snapshot?.position as string;
     source.revoke("a");
     source.revoke("b");
-    const resumed = await take(stream.watch(start, new AbortController().signal), 2);
+    const resumed = await take(stream.watch(start, new AbortController().signal), 3);
     expect(resumed.map((m) => [m.reset, m.revoked[0]?.[0]])).toEqual([
       [false, "a"],
       [false, "b"],
+      [false, undefined],
     ]);
+    expect(resumed[2]?.position).toBe(resumed[1]?.position);
     source.revoke("c");
     source.revoke("d");
     // "a" has left the backlog of 3: from `start`, something would be missed.

@@ -1633,7 +1633,8 @@ export const IdentityService: GenService<{
    * every change as it happens: sessions ended (logout, refresh-token reuse, bans, merges) or made
    * stale (role changes), and signing-key changes. Each message has a position; a subscriber
    * that reconnects with `after` set to the last position it received gets what it missed
-   * without a new snapshot, while the instance still holds it (else it gets a snapshot). A
+   * without a new snapshot, while the instance still holds it (else it gets a snapshot); a
+   * resumed stream sends what was missed, then an empty message: the subscriber is caught up. A
    * subscriber that does not keep up is dropped with RESOURCE_EXHAUSTED and must reconnect.
    * Only callers allowed this method (CALLERS) may subscribe.
    *
