@@ -1,20 +1,15 @@
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { IdentityError } from "../domain/errors.js";
-import {
-  type AccessClaims,
-  checkNotExpired,
-  type TokenSettings,
-  verifyAccessToken,
-} from "../domain/tokens.js";
+import type { AccessClaims, TokenSettings } from "../domain/tokens.js";
 import {
   IdentityService,
   WatchRevocationsRequestSchema,
   type WatchRevocationsResponse,
 } from "../gen/identity/v1/identity_pb.js";
+import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocationMirror, type RevocationEntry } from "../revocation/revocation-mirror.js";
 import { createKeySchedule, type PublishedKey } from "../signing-keys/key-schedule.js";
-import { TokenCache } from "../util/token-cache.js";
 import { grpcMethodDefinition } from "../wire/grpc-method.js";
 import { type VerifiedUser, VerifyError } from "./verifier.js";
 
@@ -81,9 +76,14 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
   const maxBackoffMs = options.maxReconnectBackoffMs ?? 2000;
   const keys = createKeySchedule(clock);
   let mirror = createRevocationMirror(clock);
-  const cache = new TokenCache<AccessClaims>({
-    maxBytes: options.cacheBytes ?? 4 * 1024 * 1024,
-    bytesOf: (claims) => 600 + 16 * (claims.roles.length + claims.permissions.length),
+  // The service's own VerifyToken (its cache, expiry, revocation and app checks), on the keys
+  // and the mirror this verifier keeps; the mirror is replaced whole by each snapshot.
+  const verifyToken = createVerifyToken({
+    keyRing: keys,
+    revocations: { refusal: (sessionId, issuedAt) => mirror.refusal(sessionId, issuedAt) },
+    settings,
+    clock,
+    cacheBytes: options.cacheBytes ?? 4 * 1024 * 1024,
   });
 
   let ready = false;
@@ -188,28 +188,15 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
     return undefined;
   }
 
-  function verifyLocally(accessToken: string, now: number): VerifiedUser {
+  function verifyLocally(accessToken: string): VerifiedUser {
     let claims: AccessClaims;
     try {
-      claims = cache.getOrAdd(accessToken, () =>
-        verifyAccessToken(settings, keys.verificationKeys(), accessToken, now),
-      );
-      checkNotExpired(claims.expiresAt, now, settings.leewayMs);
+      claims = verifyToken.verify(accessToken, options.appId);
     } catch (err) {
-      if (err instanceof IdentityError) throw new VerifyError("unauthenticated", err.reason, err.message);
-      throw err;
+      if (!(err instanceof IdentityError)) throw err;
+      const kind = err.reason === "INVALID_ARGUMENT" ? "invalid" : "unauthenticated";
+      throw new VerifyError(kind, err.reason, err.message);
     }
-    const refusal = mirror.refusal(claims.sessionId, claims.issuedAt);
-    if (refusal === "revoked")
-      throw new VerifyError("unauthenticated", "TOKEN_REVOKED", "the session of this access token has ended");
-    if (refusal === "stale")
-      throw new VerifyError("unauthenticated", "TOKEN_EXPIRED", "access token is out of date; refresh it");
-    if (options.appId && claims.appId !== options.appId)
-      throw new VerifyError(
-        "unauthenticated",
-        "TOKEN_APP_MISMATCH",
-        "the access token was issued for another app",
-      );
     return {
       userId: claims.userId,
       sessionId: claims.sessionId,
@@ -226,7 +213,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
     async verify(accessToken: string): Promise<VerifiedUser> {
       const now = Date.now();
       const blind = blindSpot(now);
-      if (blind === undefined) return verifyLocally(accessToken, now);
+      if (blind === undefined) return verifyLocally(accessToken);
       if (options.fallback) return options.fallback.verify(accessToken);
       throw new VerifyError("unavailable", "REVOCATIONS_STALE", blind);
     },

@@ -6,8 +6,8 @@ import {
   type TokenSettings,
   verifyAccessToken,
 } from "../domain/tokens.js";
-import type { Revocations } from "../revocation/revocations.js";
-import type { KeyRing } from "../signing-keys/key-ring.js";
+import type { RevocationMirror } from "../revocation/revocation-mirror.js";
+import type { KeySchedule } from "../signing-keys/key-schedule.js";
 import { entryBytes, TokenCache } from "../util/token-cache.js";
 
 /** What a verified token's claims cost while cached (TokenCache's estimate). */
@@ -32,8 +32,9 @@ export function verifyCacheShares(totalBytes: number): { claims: number; answers
  * is still checked on every call against the cached claims.
  */
 export function createVerifyToken(deps: {
-  keyRing: Pick<KeyRing, "verificationKeys">;
-  revocations: Pick<Revocations, "refusal">;
+  // The key ring and the revocations here; their replicas in the gRPC thread and the local verifier.
+  keyRing: Pick<KeySchedule, "verificationKeys">;
+  revocations: Pick<RevocationMirror, "refusal">;
   settings: TokenSettings;
   clock: Clock;
   /** VERIFY_CACHE_BYTES: the claims of verified tokens take their share of it. */

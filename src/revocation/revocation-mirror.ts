@@ -56,3 +56,5 @@ export function createRevocationMirror(clock: Clock) {
     },
   };
 }
+
+export type RevocationMirror = ReturnType<typeof createRevocationMirror>;

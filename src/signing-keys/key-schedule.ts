@@ -80,3 +80,5 @@ export function createKeySchedule(clock: Clock) {
     jwks: () => viewAt(clock.now()).jwks,
   };
 }
+
+export type KeySchedule = ReturnType<typeof createKeySchedule>;
