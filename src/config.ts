@@ -54,6 +54,7 @@ export const CONFIG_VARIABLES = [
   "SIGNING_KEY_ROTATION_INTERVAL",
   "SIGNING_KEY_PUBLISH_AHEAD",
   "VERIFY_CACHE_BYTES",
+  "WATCH_REVOCATIONS_MAX_BEHIND",
   "MAX_REQUEST_BYTES",
   "RATE_LIMIT_LOGIN_FAILURES",
   "RATE_LIMIT_REFRESH_FAILURES",
@@ -167,6 +168,8 @@ export interface Config {
   callers: CallerConfig[] | null;
   /** Calls that may wait on Postgres, and on Redis, at once; past it, UNAVAILABLE at once. */
   storageMaxInFlight: number;
+  /** Messages a WatchRevocations subscriber may fall behind before it is dropped (SUBSCRIBER_TOO_SLOW). */
+  watchMaxBehind: number;
   /** The deadline of a call whose caller set none (grpc-timeout, connect-timeout-ms). */
   requestTimeoutMs: number;
   /** How long a start waits for Postgres and Redis to answer before it gives up. */
@@ -472,6 +475,7 @@ export function parseConfig(raw: RawEnv): Readonly<Config> {
     startupTimeoutMs: duration("STARTUP_TIMEOUT", 60) * SECOND,
     requestTimeoutMs: duration("REQUEST_TIMEOUT", 15) * SECOND,
     storageMaxInFlight: integer("STORAGE_MAX_IN_FLIGHT", 500, 1, 100_000),
+    watchMaxBehind: integer("WATCH_REVOCATIONS_MAX_BEHIND", 1000, 1, 1_000_000),
     shutdown: {
       delayMs: duration("SHUTDOWN_DELAY", 5, 0) * SECOND,
       drainTimeoutMs: duration("SHUTDOWN_TIMEOUT", 20) * SECOND,

@@ -174,7 +174,7 @@ export async function createAppContext(
     cleanups.push(stop);
 
     const replicaFeed = createReplicaFeed(keyRing, revocations);
-    const revocationStream = createRevocationStream(replicaFeed);
+    const revocationStream = createRevocationStream(replicaFeed, { maxQueued: config.watchMaxBehind });
     registerGauge(
       metrics.registry,
       "identity_revocation_subscribers",

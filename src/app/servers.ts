@@ -44,6 +44,7 @@ export async function startServers(ctx: AppContext): Promise<RunningServers> {
     clock: ctx.clock,
     tokenSettings: config.tokens,
     cacheBytes: config.verifyCacheBytes,
+    watchMaxBehind: config.watchMaxBehind,
     feed: ctx.replicaFeed,
     tracing: config.tracing,
     callers,

@@ -11,7 +11,7 @@ import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocationMirror, type RevocationEntry } from "../revocation/revocation-mirror.js";
 import { createKeySchedule, type PublishedKey } from "../signing-keys/key-schedule.js";
 import { grpcMethodDefinition } from "../wire/grpc-method.js";
-import { type VerifiedUser, VerifyError } from "./verifier.js";
+import { reasonOfGrpcError, type VerifiedUser, VerifyError } from "./verifier.js";
 
 export interface LocalVerifierOptions {
   /** host:port of the identity service's gRPC port. */
@@ -91,6 +91,8 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
   let position = "";
   let closed = false;
   let attempt = 0;
+  /** The next subscription asks for a snapshot rather than resuming from `position`. */
+  let resnapshot = false;
   let call: grpc.ClientReadableStream<WatchRevocationsResponse> | undefined;
   let timer: NodeJS.Timeout | undefined;
   /** A snapshot in progress: it replaces the mirror and the keys once complete. */
@@ -130,7 +132,10 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
 
   function receive(message: WatchRevocationsResponse) {
     attempt = 0;
-    if (message.reset) pending = { mirror: createRevocationMirror(clock), keys: [] };
+    if (message.reset) {
+      pending = { mirror: createRevocationMirror(clock), keys: [] };
+      resnapshot = false;
+    }
     // A snapshot's position counts only once it is complete: a stream lost halfway resumes from
     // the last complete state, not from a snapshot whose rest never arrived.
     if (!pending || message.snapshotComplete) position = message.position;
@@ -161,13 +166,15 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
       definition.path,
       definition.requestSerialize,
       definition.responseDeserialize as (bytes: Buffer) => WatchRevocationsResponse,
-      create(WatchRevocationsRequestSchema, { after: ready ? position : "" }),
+      create(WatchRevocationsRequestSchema, { after: ready && !resnapshot ? position : "" }),
       metadata,
     );
     call = current;
     current.on("data", receive);
-    const lost = () => {
+    const lost = (err?: unknown) => {
       if (call !== current || closed) return;
+      // Dropped for reading too slowly: what it missed is more than a resume should replay.
+      if (reasonOfGrpcError(err) === "SUBSCRIBER_TOO_SLOW") resnapshot = true;
       call = undefined;
       pending = undefined;
       disconnectedAt ??= Date.now();
@@ -176,7 +183,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
       timer.unref?.();
     };
     current.on("error", lost);
-    current.on("end", lost);
+    current.on("end", () => lost());
   }
   subscribe();
 

@@ -52,8 +52,13 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
     backlog.push({ seq, update });
     if (backlog.length > backlogSize) backlog.splice(0, backlog.length - backlogSize);
     for (const s of subscribers) {
-      if (s.queue.length >= maxQueued) s.overflowed = true;
-      else s.queue.push({ seq, update });
+      if (s.queue.length >= maxQueued) {
+        // Dropped now, not when it next reads: a caller that stopped reading holds nothing more
+        // than what is already in its connection's buffers.
+        s.overflowed = true;
+        s.queue.length = 0;
+        subscribers.delete(s);
+      } else s.queue.push({ seq, update });
       s.wake?.();
     }
   });

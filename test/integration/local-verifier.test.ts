@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalVerifier, createVerifier, VerifyError } from "../../src/client/index.js";
+import { rotateSigningKey } from "../../src/rotate-signing-key.js";
+import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
+import { movableClock } from "../helpers/clock.js";
 import { eventually } from "../helpers/eventually.js";
 import { rejection } from "../helpers/failures.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
@@ -11,6 +14,8 @@ const CALLERS = JSON.stringify([
   { name: "orders", key: ORDERS_KEY, methods: ["VerifyToken", "WatchRevocations"] },
 ]);
 const asBff = { headers: { authorization: "Bearer bff-key-0123456789abcdef" } };
+const kidOf = (token: string) =>
+  JSON.parse(Buffer.from(token.split(".")[0] as string, "base64url").toString()).kid as string;
 
 /** An internal service verifying tokens without a call, kept current by WatchRevocations. */
 describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
@@ -111,3 +116,72 @@ describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
     }
   });
 });
+
+/**
+ * A rotation (`npm run keys:rotate`, its function) while the verifier is subscribed: the next key
+ * reaches it through the subscription ahead of its first token. Real backends: the rotation runs
+ * apart from the service, as the command does, which the embedded database does not allow.
+ */
+describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)(
+  "the local verifier across a key rotation (real backends)",
+  () => {
+    const PUBLISH_AHEAD_MS = 15 * 60_000; // SIGNING_KEY_PUBLISH_AHEAD's default
+    // The service's clock starts that far in the past, so that once moved forward to the switch it
+    // reads the verifier's own time again: the tokens it signs then are current for the verifier.
+    const clock = movableClock();
+    clock.advance(-PUBLISH_AHEAD_MS);
+    let t: TestApp;
+    beforeAll(async () => {
+      t = await startTestApp("real", { CALLERS }, { clock });
+    });
+    afterAll(() => t?.stop());
+
+    it("learns the next key ahead of its switch and accepts its tokens from the first one, without reconnecting", async () => {
+      const verifier = createLocalVerifier({
+        address: `127.0.0.1:${t.app.grpcPort}`,
+        callerKey: ORDERS_KEY,
+        issuer: t.config.tokens.issuer,
+      });
+      const login = async () => {
+        const { code } = t.sandbox.issueCode({ appId: APP.appId });
+        return (await t.connect.login({ appId: APP.appId, code }, asBff)).tokens as {
+          accessToken: string;
+          refreshToken: string;
+        };
+      };
+      try {
+        await verifier.ready();
+        const before = await login();
+        expect((await verifier.verify(before.accessToken)).appId).toBe(APP.appId);
+        const position = verifier.lag().position;
+
+        const report = await rotateSigningKey(t.config, { clock });
+        expect(report.rotated).toBe(true);
+        // The new key is the only thing the stream has to say now.
+        await eventually(() => verifier.lag().position !== position, "the new key over the subscription");
+
+        clock.advance(PUBLISH_AHEAD_MS);
+        const after = await login();
+        expect(kidOf(after.accessToken)).toBe(report.kid);
+        expect(kidOf(after.accessToken)).not.toBe(kidOf(before.accessToken));
+        // At once, not eventually: the key arrived before anything was signed with it.
+        expect((await verifier.verify(after.accessToken)).appId).toBe(APP.appId);
+        expect((await verifier.verify(before.accessToken)).appId).toBe(APP.appId); // the old key still verifies
+        expect(verifier.lag()).toMatchObject({ connected: true, disconnectedForMs: 0 });
+
+        // The same subscription still carries revocations.
+        await t.connect.logout({ refreshToken: after.refreshToken }, asBff);
+        await eventually(
+          () =>
+            verifier.verify(after.accessToken).then(
+              () => false,
+              (e: unknown) => (e as VerifyError).reason === "TOKEN_REVOKED",
+            ),
+          "the local refusal",
+        );
+      } finally {
+        verifier.close();
+      }
+    });
+  },
+);

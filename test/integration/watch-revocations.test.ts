@@ -10,12 +10,15 @@ import {
 } from "../../src/gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../../src/wire/grpc-method.js";
 import { grpcReason } from "../helpers/grpc-client.js";
+import { metricValue, scrape } from "../helpers/metrics.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 type WatchMessage = MessageShape<typeof WatchRevocationsResponseSchema>;
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
 const WATCHER_KEY = "watcher-key-0123456789abcdef";
+/** WATCH_REVOCATIONS_MAX_BEHIND: a subscriber this many messages behind is dropped. */
+const MAX_BEHIND = 20;
 const BFF_KEY = "bff-key-0123456789abcdef";
 const CALLERS = JSON.stringify([
   { name: "bff", key: BFF_KEY, methods: ["*"] },
@@ -24,9 +27,9 @@ const CALLERS = JSON.stringify([
 ]);
 
 /** A subscription over grpc-js: its messages as they come, and how it ended. */
-function grpcWatch(address: string, key: string, after = "") {
+function grpcWatch(address: string, key: string, after = "", channelOptions: grpc.ChannelOptions = {}) {
   const definition = grpcMethodDefinition(IdentityService, IdentityService.method.watchRevocations);
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = new grpc.Client(address, grpc.credentials.createInsecure(), channelOptions);
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${key}`);
   const call = client.makeServerStreamRequest(
@@ -45,6 +48,9 @@ function grpcWatch(address: string, key: string, after = "") {
   return {
     messages,
     ended: () => ended,
+    /** Stops reading: grpc-js stops taking messages off the connection once its buffer is full. */
+    pause: () => call.pause(),
+    resume: () => call.resume(),
     close() {
       call.cancel();
       client.close();
@@ -64,7 +70,7 @@ describe.each(BACKENDS)("WatchRevocations (%s backends)", (backend) => {
   let t: TestApp;
   let address: string;
   beforeAll(async () => {
-    t = await startTestApp(backend, { CALLERS });
+    t = await startTestApp(backend, { CALLERS, WATCH_REVOCATIONS_MAX_BEHIND: String(MAX_BEHIND) });
     address = `127.0.0.1:${t.app.grpcPort}`;
   });
   afterAll(() => t.stop());
@@ -153,6 +159,45 @@ describe.each(BACKENDS)("WatchRevocations (%s backends)", (backend) => {
     await until("the live revocation", () => revokedIds(got).includes(live.id));
     abort.abort();
     await reading;
+  });
+
+  it("drops a subscriber that stops reading, instead of buffering for it without end; it must take a new snapshot", async () => {
+    const subscribers = async () =>
+      metricValue(await scrape(`${t.httpUrl}/metrics`), "identity_revocation_subscribers");
+    await expect.poll(subscribers).toBe(0);
+    // A 1 KiB HTTP/2 window: the connection's buffers fill after hundreds of messages, not thousands.
+    const watch = grpcWatch(address, WATCHER_KEY, "", { "grpc-node.flow_control_window": 1024 });
+    try {
+      await until("the snapshot", () => watch.messages.some((m) => m.snapshotComplete));
+      expect(await subscribers()).toBe(1);
+      watch.pause();
+      const readBefore = revokedIds(watch.messages).length;
+      const revoked: string[] = [];
+      // Logouts while it does not read, until the service lets it go: one that buffered every
+      // message for it would keep it subscribed through all of them.
+      while ((await subscribers()) > 0) {
+        if (revoked.length >= 3000) throw new Error(`still subscribed after ${revoked.length} revocations`);
+        const sessions = await Promise.all(Array.from({ length: 25 }, session));
+        await Promise.all(sessions.map((s) => s.logout()));
+        revoked.push(...sessions.map((s) => s.id));
+      }
+      watch.resume();
+      await until("the end of the stream", () => watch.ended() !== undefined);
+      expect(watch.ended()).toEqual({ code: grpc.status.RESOURCE_EXHAUSTED, reason: "SUBSCRIBER_TOO_SLOW" });
+      // What it still got was what the connection's buffers held and its last MAX_BEHIND, not all.
+      expect(revokedIds(watch.messages).length - readBefore).toBeLessThan(revoked.length);
+
+      const again = grpcWatch(address, WATCHER_KEY);
+      try {
+        await until("a new snapshot", () => again.messages.some((m) => m.snapshotComplete));
+        expect(again.messages[0]?.reset).toBe(true);
+        expect(revokedIds(again.messages)).toEqual(expect.arrayContaining(revoked));
+      } finally {
+        again.close();
+      }
+    } finally {
+      watch.close();
+    }
   });
 
   it("is refused to a caller not allowed it", async () => {

@@ -132,7 +132,7 @@ impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
   return verifyToken(request, context);
 };
 // WatchRevocations on this port streams from this thread's replica: the same updates, in order.
-const revocationStream = createRevocationStream(replica.feed);
+const revocationStream = createRevocationStream(replica.feed, { maxQueued: data.watchMaxBehind });
 new Gauge({
   name: "identity_revocation_subscribers",
   help: "WatchRevocations subscriptions open now.",

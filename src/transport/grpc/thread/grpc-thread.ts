@@ -36,6 +36,8 @@ export interface GrpcThreadData {
   maxReceiveBytes: number;
   tokenSettings: TokenSettings;
   cacheBytes: number;
+  /** WATCH_REVOCATIONS_MAX_BEHIND. */
+  watchMaxBehind: number;
   clockOffsetMs: Float64Array;
   /** The replica's starting state. */
   snapshot: ReplicaUpdate[];
@@ -114,6 +116,8 @@ export interface GrpcThreadOptions {
   clock: SharedClock;
   tokenSettings: TokenSettings;
   cacheBytes: number;
+  /** Messages a WatchRevocations subscriber on this port may fall behind; default 1,000. */
+  watchMaxBehind?: number;
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
   /** OTEL_TRACES_EXPORTER and where to: the thread traces its own calls; none: off. */
@@ -148,6 +152,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     maxReceiveBytes: options.maxReceiveBytes,
     tokenSettings: options.tokenSettings,
     cacheBytes: options.cacheBytes,
+    watchMaxBehind: options.watchMaxBehind ?? 1000,
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
     serviceNames: options.services.map((s) => s.service.typeName),
