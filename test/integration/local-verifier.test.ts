@@ -1,4 +1,7 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { protect } from "../../examples/protect-http-handler.js";
 import { createLocalVerifier, createVerifier, VerifyError } from "../../src/client/index.js";
 import { rotateSigningKey } from "../../src/rotate-signing-key.js";
 import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
@@ -80,6 +83,37 @@ describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
       });
     } finally {
       verifier.close();
+    }
+  });
+
+  it("guards an HTTP handler (examples/protect-http-handler.ts): 200, then 401 TOKEN_REVOKED after the logout, 503 when blind", async () => {
+    const verifier = local();
+    const blind = createLocalVerifier({ address: "127.0.0.1:1" });
+    const serve = async (v: Pick<typeof verifier, "verify">) => {
+      const server = createServer(protect(v, (_req, res, user) => res.end(user.openid)));
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` };
+    };
+    const guarded = await serve(verifier);
+    const cutOff = await serve(blind);
+    try {
+      await verifier.ready();
+      const tokens = await login();
+      const get = (url: string) => fetch(url, { headers: { authorization: `Bearer ${tokens.accessToken}` } });
+      expect((await get(guarded.url)).status).toBe(200);
+      await t.connect.logout({ refreshToken: tokens.refreshToken }, asBff);
+      await eventually(async () => (await get(guarded.url)).status === 401, "the refusal");
+      expect(await (await get(guarded.url)).json()).toMatchObject({ error: { reason: "TOKEN_REVOKED" } });
+      const unavailable = await get(cutOff.url);
+      expect([unavailable.status, await unavailable.json()]).toEqual([
+        503,
+        { error: { code: "Unavailable", reason: "REVOCATIONS_STALE", message: expect.any(String) } },
+      ]);
+    } finally {
+      guarded.server.close();
+      cutOff.server.close();
+      verifier.close();
+      blind.close();
     }
   });
 
