@@ -24,7 +24,7 @@ export interface RevocationStreamOptions {
 }
 
 interface Subscriber {
-  queue: Array<{ seq: number; update: ReplicaUpdate }>;
+  queue: RevocationMessage[];
   overflowed: boolean;
   ended: boolean;
   wake: (() => void) | undefined;
@@ -44,12 +44,15 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
   const chunk = options.snapshotChunk ?? 5_000;
   const epoch = randomBytes(6).toString("base64url");
   let seq = 0;
-  const backlog: Array<{ seq: number; update: ReplicaUpdate }> = [];
+  const backlog: Array<{ seq: number; message: RevocationMessage }> = [];
   const subscribers = new Set<Subscriber>();
 
   const unwatch = feed.watch((update) => {
     seq++;
-    backlog.push({ seq, update });
+    // One message object for every subscriber: the transport maps and encodes it once
+    // (bench:watch-subscribers).
+    const next = message(seq, update);
+    backlog.push({ seq, message: next });
     if (backlog.length > backlogSize) backlog.splice(0, backlog.length - backlogSize);
     for (const s of subscribers) {
       if (s.queue.length >= maxQueued) {
@@ -58,7 +61,7 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
         s.overflowed = true;
         s.queue.length = 0;
         subscribers.delete(s);
-      } else s.queue.push({ seq, update });
+      } else s.queue.push(next);
       s.wake?.();
     }
   });
@@ -71,6 +74,21 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
     revoked: "revoked" in update ? update.revoked : [],
     keys: "keys" in update ? update.keys : undefined,
   });
+
+  /**
+   * What a subscriber has missed while it was writing, as one message: under a burst of
+   * revocations it gets a write per turn, not one per revocation.
+   */
+  function merged(queued: RevocationMessage[]): RevocationMessage {
+    if (queued.length === 1) return queued[0] as RevocationMessage;
+    return {
+      position: (queued.at(-1) as RevocationMessage).position,
+      reset: false,
+      snapshotComplete: false,
+      revoked: queued.flatMap((m) => m.revoked),
+      keys: queued.findLast((m) => m.keys !== undefined)?.keys,
+    };
+  }
 
   /** The seq `after` names on this stream, if its updates since are all still in the backlog. */
   function resumable(after: string): number | undefined {
@@ -126,10 +144,7 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
       const first =
         from === undefined
           ? snapshot(start)
-          : [
-              ...backlog.filter((e) => e.seq > from && e.seq <= start).map((e) => message(e.seq, e.update)),
-              caughtUp,
-            ];
+          : [...backlog.filter((e) => e.seq > from && e.seq <= start).map((e) => e.message), caughtUp];
       const onAbort = () => subscriber.wake?.();
       signal.addEventListener("abort", onAbort, { once: true });
       try {
@@ -147,9 +162,8 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
               `fell more than ${maxQueued} messages behind: reconnect (without \`after\`) for a snapshot`,
             );
           }
-          const next = subscriber.queue.shift();
-          if (next) {
-            yield message(next.seq, next.update);
+          if (subscriber.queue.length > 0) {
+            yield merged(subscriber.queue.splice(0));
             continue;
           }
           await new Promise<void>((resolve) => {

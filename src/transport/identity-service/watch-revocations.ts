@@ -11,8 +11,18 @@ import type { RevocationMessage, RevocationStream } from "../../revocation/revoc
 
 /** WatchRevocations' mapping: the instance's revocation stream, message by message. */
 export function watchRevocationsRpc(stream: Pick<RevocationStream, "watch">) {
+  // A revocation goes to every subscriber as the same message object: mapped once here, and
+  // encoded once by the gRPC port (its serializer keeps the bytes of a message it has seen).
+  const mapped = new WeakMap<RevocationMessage, WatchRevocationsResponse>();
   return async function* (req: WatchRevocationsRequest, context: HandlerContext) {
-    for await (const message of stream.watch(req.after, context.signal)) yield toResponse(message);
+    for await (const message of stream.watch(req.after, context.signal)) {
+      let response = mapped.get(message);
+      if (!response) {
+        response = toResponse(message);
+        mapped.set(message, response);
+      }
+      yield response;
+    }
   };
 }
 
