@@ -2,7 +2,12 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { protect } from "../../examples/protect-http-handler.js";
-import { createLocalVerifier, createVerifier, VerifyError } from "../../src/client/index.js";
+import {
+  createLocalVerifier,
+  createVerifier,
+  type LocalVerifier,
+  VerifyError,
+} from "../../src/client/index.js";
 import { rotateSigningKey } from "../../src/rotate-signing-key.js";
 import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
@@ -17,6 +22,16 @@ const CALLERS = JSON.stringify([
   { name: "orders", key: ORDERS_KEY, methods: ["VerifyToken", "WatchRevocations"] },
 ]);
 const asBff = { headers: { authorization: "Bearer bff-key-0123456789abcdef" } };
+/** Waits until the verifier refuses the token as revoked. */
+const refusedAsRevoked = (verifier: LocalVerifier, token: string) =>
+  eventually(
+    () =>
+      verifier.verify(token).then(
+        () => false,
+        (e: unknown) => (e as VerifyError).reason === "TOKEN_REVOKED",
+      ),
+    "the local refusal",
+  );
 const kidOf = (token: string) =>
   JSON.parse(Buffer.from(token.split(".")[0] as string, "base64url").toString()).kid as string;
 
@@ -54,14 +69,7 @@ describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
       expect(user.appId).toBe(APP.appId);
       expect(verifier.lag()).toMatchObject({ ready: true, connected: true, disconnectedForMs: 0 });
       await t.connect.logout({ refreshToken: tokens.refreshToken }, asBff);
-      await eventually(
-        () =>
-          verifier.verify(tokens.accessToken).then(
-            () => false,
-            (e: unknown) => (e as VerifyError).reason === "TOKEN_REVOKED",
-          ),
-        "the local refusal",
-      );
+      await refusedAsRevoked(verifier, tokens.accessToken);
       // Forgeries are refused as the service refuses them.
       expect(await rejection(verifier.verify(`${tokens.accessToken}x`), VerifyError)).toMatchObject({
         kind: "unauthenticated",
@@ -205,14 +213,7 @@ describe.skipIf(!REAL_DATABASE_URL || !REAL_REDIS_URL)(
 
         // The same subscription still carries revocations.
         await t.connect.logout({ refreshToken: after.refreshToken }, asBff);
-        await eventually(
-          () =>
-            verifier.verify(after.accessToken).then(
-              () => false,
-              (e: unknown) => (e as VerifyError).reason === "TOKEN_REVOKED",
-            ),
-          "the local refusal",
-        );
+        await refusedAsRevoked(verifier, after.accessToken);
       } finally {
         verifier.close();
       }

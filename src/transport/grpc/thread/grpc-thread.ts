@@ -36,8 +36,8 @@ export interface GrpcThreadData {
   maxReceiveBytes: number;
   tokenSettings: TokenSettings;
   cacheBytes: number;
-  /** WATCH_REVOCATIONS_MAX_BEHIND. */
-  watchMaxBehind: number;
+  /** WATCH_REVOCATIONS_MAX_BEHIND; undefined: the stream's default. */
+  watchMaxBehind: number | undefined;
   clockOffsetMs: Float64Array;
   /** The replica's starting state. */
   snapshot: ReplicaUpdate[];
@@ -116,7 +116,7 @@ export interface GrpcThreadOptions {
   clock: SharedClock;
   tokenSettings: TokenSettings;
   cacheBytes: number;
-  /** Messages a WatchRevocations subscriber on this port may fall behind; default 1,000. */
+  /** Messages a WatchRevocations subscriber on this port may fall behind (WATCH_REVOCATIONS_MAX_BEHIND). */
   watchMaxBehind?: number;
   /** Where the thread's VerifyToken replica gets its state from. */
   feed: ReplicaFeed;
@@ -152,7 +152,7 @@ export function startGrpcThread(options: GrpcThreadOptions): Promise<GrpcThread>
     maxReceiveBytes: options.maxReceiveBytes,
     tokenSettings: options.tokenSettings,
     cacheBytes: options.cacheBytes,
-    watchMaxBehind: options.watchMaxBehind ?? 1000,
+    watchMaxBehind: options.watchMaxBehind,
     clockOffsetMs: options.clock.offsetMs,
     snapshot: options.feed.snapshot(),
     serviceNames: options.services.map((s) => s.service.typeName),
