@@ -19,6 +19,8 @@ export interface LocalVerifierOptions {
   /** This caller's key; CALLERS must allow it WatchRevocations. */
   callerKey?: string;
   credentials?: grpc.ChannelCredentials;
+  /** grpc-js channel options, over the verifier's own (reconnect backoff, keepalive). */
+  channelOptions?: grpc.ChannelOptions;
   /** The service's TOKEN_ISSUER. Default "wechat-identity". */
   issuer?: string;
   /** The service's TOKEN_AUDIENCE; default: each app its own (the token's appid). */
@@ -91,8 +93,11 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
   let position = "";
   let closed = false;
   let attempt = 0;
-  /** The next subscription asks for a snapshot rather than resuming from `position`. */
-  let resnapshot = false;
+  /**
+   * Dropped for reading too slowly: revocations were missed, so the mirror is not trusted (and
+   * the next subscription asks for a snapshot, not a resume) until a new snapshot is complete.
+   */
+  let missed = false;
   let call: grpc.ClientReadableStream<WatchRevocationsResponse> | undefined;
   let timer: NodeJS.Timeout | undefined;
   /** A snapshot in progress: it replaces the mirror and the keys once complete. */
@@ -107,6 +112,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
     // A dead connection is noticed within seconds, not at the next write.
     "grpc.keepalive_time_ms": 10_000,
     "grpc.keepalive_timeout_ms": 5_000,
+    ...options.channelOptions,
   });
   const definition = grpcMethodDefinition(IdentityService, IdentityService.method.watchRevocations);
 
@@ -132,10 +138,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
 
   function receive(message: WatchRevocationsResponse) {
     attempt = 0;
-    if (message.reset) {
-      pending = { mirror: createRevocationMirror(clock), keys: [] };
-      resnapshot = false;
-    }
+    if (message.reset) pending = { mirror: createRevocationMirror(clock), keys: [] };
     // A snapshot's position counts only once it is complete: a stream lost halfway resumes from
     // the last complete state, not from a snapshot whose rest never arrived.
     if (!pending || message.snapshotComplete) position = message.position;
@@ -147,6 +150,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
       mirror = pending.mirror;
       pending = undefined;
       ready = true;
+      missed = false;
       for (const wake of readyWaiters.splice(0)) wake();
       disconnectedAt = null;
     } else if (message.revoked.length === 0 && message.keys.length === 0) {
@@ -166,15 +170,14 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
       definition.path,
       definition.requestSerialize,
       definition.responseDeserialize as (bytes: Buffer) => WatchRevocationsResponse,
-      create(WatchRevocationsRequestSchema, { after: ready && !resnapshot ? position : "" }),
+      create(WatchRevocationsRequestSchema, { after: ready && !missed ? position : "" }),
       metadata,
     );
     call = current;
     current.on("data", receive);
     const lost = (err?: unknown) => {
       if (call !== current || closed) return;
-      // Dropped for reading too slowly: what it missed is more than a resume should replay.
-      if (reasonOfGrpcError(err) === "SUBSCRIBER_TOO_SLOW") resnapshot = true;
+      if (reasonOfGrpcError(err) === "SUBSCRIBER_TOO_SLOW") missed = true;
       call = undefined;
       pending = undefined;
       disconnectedAt ??= Date.now();
@@ -190,6 +193,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
   /** Why the mirror cannot be trusted now, if it cannot. */
   function blindSpot(now: number): string | undefined {
     if (!ready) return "no snapshot of the revocations yet";
+    if (missed) return "dropped by the service for reading too slowly: revocations were missed";
     if (disconnectedAt !== null && now - disconnectedAt > maxStalenessMs)
       return `revocations not heard of for ${now - disconnectedAt} ms`;
     return undefined;

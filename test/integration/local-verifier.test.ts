@@ -13,6 +13,8 @@ import { REAL_DATABASE_URL, REAL_REDIS_URL } from "../helpers/backends.js";
 import { movableClock } from "../helpers/clock.js";
 import { eventually } from "../helpers/eventually.js";
 import { rejection } from "../helpers/failures.js";
+import { metricValue, scrape } from "../helpers/metrics.js";
+import { startTcpProxy } from "../helpers/tcp-proxy.js";
 import { BACKENDS, startTestApp, TEST_APPS, type TestApp } from "../helpers/test-app.js";
 
 const APP = TEST_APPS[0] as (typeof TEST_APPS)[0];
@@ -40,7 +42,11 @@ describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
   let t: TestApp;
   beforeAll(async () => {
     // Persistent data on the embedded backend, so that pause() and resume() keep the sessions.
-    t = await startTestApp(backend, { CALLERS }, { persistentData: backend === "embedded" });
+    t = await startTestApp(
+      backend,
+      { CALLERS, WATCH_REVOCATIONS_MAX_BEHIND: "20" },
+      { persistentData: backend === "embedded" },
+    );
   });
   afterAll(() => t.stop());
 
@@ -122,6 +128,49 @@ describe.each(BACKENDS)("the local verifier (%s backends)", (backend) => {
       cutOff.server.close();
       verifier.close();
       blind.close();
+    }
+  });
+
+  it("is dropped once it stops reading, and recovers with a new snapshot that holds what it missed", async () => {
+    const subscribers = async () =>
+      metricValue(await scrape(`${t.httpUrl}/metrics`), "identity_revocation_subscribers");
+    await expect.poll(subscribers).toBe(0);
+    const proxy = await startTcpProxy({ host: "127.0.0.1", port: t.app.grpcPort });
+    const verifier = local({
+      address: `127.0.0.1:${proxy.port}`,
+      // The drop, not the staleness bound, is what this is about.
+      maxStalenessMs: 600_000,
+      // A 1 KiB HTTP/2 window: the connection's buffers fill after hundreds of messages.
+      channelOptions: { "grpc-node.flow_control_window": 1024 },
+    });
+    try {
+      await verifier.ready();
+      expect(await subscribers()).toBe(1);
+      proxy.stall(); // the verifier's process stops reading, as in a long pause
+      const revoked: string[] = [];
+      while ((await subscribers()) > 0) {
+        if (revoked.length >= 3000) throw new Error(`still subscribed after ${revoked.length} revocations`);
+        const sessions = await Promise.all(Array.from({ length: 25 }, login));
+        await Promise.all(sessions.map((s) => t.connect.logout({ refreshToken: s.refreshToken }, asBff)));
+        revoked.push(...sessions.map((s) => s.accessToken));
+      }
+      proxy.flow();
+      await eventually(async () => {
+        const answers = await Promise.all(
+          revoked.map((token) =>
+            verifier.verify(token).then(
+              () => "accepted",
+              (e: unknown) => (e as VerifyError).reason,
+            ),
+          ),
+        );
+        return answers.every((reason) => reason === "TOKEN_REVOKED");
+      }, "every session ended during the stall refused");
+      expect(verifier.lag()).toMatchObject({ ready: true, connected: true });
+      expect(await subscribers()).toBe(1);
+    } finally {
+      verifier.close();
+      proxy.close();
     }
   });
 
