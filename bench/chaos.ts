@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { Code, ConnectError } from "@connectrpc/connect";
 import postgres from "postgres";
 import { createIdentityClient, type IdentityClient } from "../src/client/identity-client.js";
@@ -6,6 +5,7 @@ import { createVerifier, type Verifier, VerifyError } from "../src/client/verifi
 import { ErrorInfoSchema } from "../src/gen/google/rpc/error_details_pb.js";
 import { startPrivateRedis } from "../test/helpers/redis-server.js";
 import { BENCH_CALLER_KEY } from "./lib/caller.js";
+import { residentMiB } from "./lib/cpu.js";
 import { type OwnPostgres, startOwnPostgres } from "./lib/own-servers.js";
 import { startBenchStack } from "./lib/service.js";
 
@@ -362,7 +362,8 @@ async function main() {
   );
   await sleep(SETTLE_MS);
   if (SOAK_MS > 0) {
-    const rss = () => instances.map((i) => `${i.name} ${rssMb(i.service.pid)} MB`).join(", ");
+    const rss = () =>
+      instances.map((i) => `${i.name} ${Math.round(residentMiB(i.service.pid))} MB`).join(", ");
     console.log(`soak: the load alone for ${SOAK_MS / 1000} s; RSS at the start: ${rss()}`);
     for (let elapsed = 0; elapsed < SOAK_MS; elapsed += 30_000) {
       await sleep(Math.min(30_000, SOAK_MS - elapsed));
@@ -437,14 +438,6 @@ async function main() {
   await redis.stop();
   pg.destroy();
   process.exit(lostSessions + sweptLost + refusedValidTokens > 0 ? 1 : 0);
-}
-
-/** A process's resident memory, from /proc. */
-function rssMb(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8")
-    .split("\n")
-    .find((l) => l.startsWith("VmRSS:"));
-  return Math.round(Number(line?.split(/\s+/)[1] ?? Number.NaN) / 1024);
 }
 
 /** From the repair until the start of the first whole second with calls and no error (undefined: none). */

@@ -2,7 +2,7 @@ import { createPublicKey, verify } from "node:crypto";
 import { createLocalVerifier, createVerifier, type VerifyError } from "../src/client/index.js";
 import { startTcpProxy } from "../test/helpers/tcp-proxy.js";
 import { BENCH_CALLER_KEY } from "./lib/caller.js";
-import { runLoad } from "./lib/load.js";
+import { percentile, runLoad } from "./lib/load.js";
 import { describeBackends, startBenchStack } from "./lib/service.js";
 
 /**
@@ -22,8 +22,6 @@ const COLD_TOKENS = Number(process.env.BENCH_COLD_TOKENS ?? 2_000);
 const PARTITION_MS = Number(process.env.BENCH_PARTITION_MS ?? 10_000);
 const PARTITION_SESSIONS = 50;
 
-const percentile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 const refused = (err: unknown) => (err as VerifyError).reason;
 
 async function main() {

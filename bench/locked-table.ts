@@ -1,7 +1,7 @@
-import { readFileSync } from "node:fs";
 import { ConnectError } from "@connectrpc/connect";
 import postgres from "postgres";
 import { createScratchDatabase } from "../test/helpers/scratch-database.js";
+import { residentMiB } from "./lib/cpu.js";
 import { describeBackends, startBenchStack } from "./lib/service.js";
 
 /**
@@ -14,9 +14,6 @@ import { describeBackends, startBenchStack } from "./lib/service.js";
  */
 const RATE = Number(process.env.BENCH_RATE ?? 300);
 const LOCK_S = Number(process.env.BENCH_LOCK_S ?? 40);
-
-const rssMb = (pid: number) =>
-  Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
 async function main() {
   if (!process.env.DATABASE_URL) throw new Error("needs DATABASE_URL: the lock is taken on a real Postgres");
@@ -47,9 +44,9 @@ async function main() {
   }, 100);
 
   const samples: number[] = [];
-  const sample = setInterval(() => samples.push(rssMb(pid)), 1000);
+  const sample = setInterval(() => samples.push(residentMiB(pid)), 1000);
   await new Promise((resolve) => setTimeout(resolve, 5000));
-  const before = rssMb(pid);
+  const before = residentMiB(pid);
   const locker = postgres(database.url, { max: 1, onnotice: () => {} });
   const locked = locker.begin(async (tx) => {
     await tx`lock table sessions in access exclusive mode`;
@@ -62,7 +59,7 @@ async function main() {
   clearInterval(load);
   await Promise.allSettled([...inFlight]);
   clearInterval(sample);
-  const after = rssMb(pid);
+  const after = residentMiB(pid);
   console.log(
     `RSS: before the lock ${before.toFixed(0)} MB, highest during it ${during.toFixed(0)} MB, 10 s after ${after.toFixed(0)} MB`,
   );

@@ -6,7 +6,7 @@ import { createScratchDatabase } from "../test/helpers/scratch-database.js";
 import { withCpuPerCall } from "./lib/cpu.js";
 import { createRawGrpcCaller } from "./lib/grpc-raw-client.js";
 import { ensureH2load, grpcFrame, h2loadGrpc } from "./lib/h2load.js";
-import { median } from "./lib/load.js";
+import { median, percentile } from "./lib/load.js";
 import { PINNED, pinToServerCpu, startBenchStack } from "./lib/service.js";
 
 /**
@@ -26,8 +26,6 @@ const DATABASE_URL = process.env.DATABASE_URL;
 
 const frameOf = (token: string) =>
   grpcFrame(toBinary(VerifyTokenRequestSchema, create(VerifyTokenRequestSchema, { accessToken: token })));
-const percentile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 
 async function propagation() {
   const stack = await startBenchStack({ instances: 2 });

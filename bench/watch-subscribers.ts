@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { createVerifier } from "../src/client/index.js";
@@ -9,7 +8,8 @@ import {
 } from "../src/gen/identity/v1/identity_pb.js";
 import { grpcMethodDefinition } from "../src/wire/grpc-method.js";
 import { BENCH_CALLER_KEY } from "./lib/caller.js";
-import { runLoad } from "./lib/load.js";
+import { processCpuMs, residentMiB } from "./lib/cpu.js";
+import { percentile, runLoad } from "./lib/load.js";
 import { describeBackends, startBenchStack } from "./lib/service.js";
 
 /**
@@ -29,21 +29,6 @@ const IDLE_MS = 10_000;
 
 const definition = grpcMethodDefinition(IdentityService, IdentityService.method.watchRevocations);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const percentile = (sorted: number[], q: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
-
-function processCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10; // utime + stime, 100 ticks a second
-}
-
-function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8")
-    .split("\n")
-    .find((l) => l.startsWith("VmRSS:")) as string;
-  return Number(line.split(/\s+/)[1]) / 1024;
-}
 
 /** The session id (sid) of an access token. */
 const sidOf = (token: string) =>
@@ -115,14 +100,14 @@ async function main() {
     }
     const openSeconds = (performance.now() - opening) / 1000;
     await sleep(2000);
-    const rss = rssMiB(pid);
-    let cpu = processCpuMs(pid);
+    const rss = residentMiB(pid);
+    let cpu = processCpuMs(pid) ?? Number.NaN;
     await sleep(IDLE_MS);
-    const idleCpu = ((processCpuMs(pid) - cpu) * 1000) / IDLE_MS;
+    const idleCpu = (((processCpuMs(pid) ?? Number.NaN) - cpu) * 1000) / IDLE_MS;
 
     const tokens = await Promise.all(Array.from({ length: LOGOUTS }, login));
     const lags: number[] = [];
-    cpu = processCpuMs(pid);
+    cpu = processCpuMs(pid) ?? Number.NaN;
     for (const token of tokens) {
       let answered = 0;
       const heard = new Promise<number>((resolve) => {
@@ -134,7 +119,7 @@ async function main() {
       lags.push(Math.max(0, (await heard) - answered));
       awaited.delete(sidOf(token));
     }
-    const cpuPerLogout = (processCpuMs(pid) - cpu) / LOGOUTS;
+    const cpuPerLogout = ((processCpuMs(pid) ?? Number.NaN) - cpu) / LOGOUTS;
     lags.sort((x, y) => x - y);
 
     for (let i = 0; i < 200; i++) await remote.verify(warm);

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 
 /**
- * CPU accounting from /proc (Linux; elsewhere the figures are NaN). Throughput on a shared 2-core
+ * CPU (and memory) accounting from /proc (Linux; elsewhere the figures are NaN). Throughput on a shared 2-core
  * VM swings ±30% between runs; CPU per call does not, and the breakdown shows who used the machine.
  */
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ, 100 on every Linux build
@@ -20,7 +20,7 @@ function readStat(path: string): { comm: string; ms: number } | undefined {
 }
 
 /** CPU time (user + system, ms) a process has used so far. */
-function processCpuMs(pid: number): number | undefined {
+export function processCpuMs(pid: number): number | undefined {
   return readStat(`/proc/${pid}/stat`)?.ms;
 }
 
@@ -145,4 +145,11 @@ export async function withCpuBreakdown<R extends object>(
 export function formatCpuBreakdown(cpu: CpuBreakdown, unit: string): string {
   const f = (v: number) => v.toFixed(0);
   return `CPU µs/${unit}: service ${f(cpu.service)} (main thread ${f(cpu.serviceMainThread)}), Postgres ${f(cpu.postgres)}, Redis ${f(cpu.redis)}, load generator + sandbox ${f(cpu.loadAndSandbox)}, other ${f(cpu.other)}, idle ${f(cpu.idle)}, iowait ${f(cpu.iowait)}, steal ${f(cpu.steal)}`;
+}
+
+/** A process's resident memory (VmRSS) in MiB, from /proc. */
+export function residentMiB(pid: number): number {
+  return (
+    Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? Number.NaN) / 1024
+  );
 }

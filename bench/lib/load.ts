@@ -38,7 +38,7 @@ export async function runLoad(
   await Promise.all(Array.from({ length: concurrency }, worker));
   const seconds = (performance.now() - started) / 1000;
   const sorted = latencies.sort();
-  const at = (q: number) => sorted[Math.min(total - 1, Math.floor(q * total))] ?? 0;
+  const at = (q: number) => percentile(sorted, q) ?? 0;
   return {
     calls: total,
     errors,
@@ -49,6 +49,10 @@ export async function runLoad(
     firstError,
   };
 }
+
+/** The value at quantile `q` (0.5, 0.99) of values sorted in ascending order. */
+export const percentile = (sorted: ArrayLike<number>, q: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
 
 /** The middle value (the mean of the two middle ones for an even count); NaN for none. */
 export function median(values: readonly number[]): number {

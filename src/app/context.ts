@@ -6,7 +6,7 @@ import { IdentityService } from "../gen/identity/v1/identity_pb.js";
 import type { UseCases } from "../identity/use-cases.js";
 import { createReplicaFeed, type ReplicaFeed } from "../identity/verify-token-replica.js";
 import { createLogger, type Logger } from "../observability/logger.js";
-import { createMetrics, type Metrics, registerGauge } from "../observability/metrics.js";
+import { createMetrics, type Metrics, registerRevocationSubscribers } from "../observability/metrics.js";
 import { createTracing, type Tracing } from "../observability/tracing.js";
 import { createRevocationStream, type RevocationStream } from "../revocation/revocation-stream.js";
 import type { Revocations } from "../revocation/revocations.js";
@@ -175,12 +175,7 @@ export async function createAppContext(
 
     const replicaFeed = createReplicaFeed(keyRing, revocations);
     const revocationStream = createRevocationStream(replicaFeed, { maxQueued: config.watchMaxBehind });
-    registerGauge(
-      metrics.registry,
-      "identity_revocation_subscribers",
-      "WatchRevocations subscriptions open now.",
-      () => revocationStream.subscribers,
-    );
+    registerRevocationSubscribers(metrics.registry, () => revocationStream.subscribers);
     cleanups.push(() => revocationStream.close());
     const dependencies = [postgres, ...(storage.dependency ? [storage.dependency] : [])];
     return {

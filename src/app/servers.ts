@@ -1,7 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo, Server as NetServer } from "node:net";
 import { setTimeout } from "node:timers/promises";
-import { errorSummary } from "../observability/logger.js";
 import { METRICS_CONTENT_TYPE, registerGauge, scrapeText } from "../observability/metrics.js";
 import { callerTable, createCallerAuth } from "../transport/caller-auth.js";
 import { createConnectionGuard } from "../transport/connection-guard.js";
@@ -9,6 +8,7 @@ import { startGrpcThread } from "../transport/grpc/thread/grpc-thread.js";
 import { createDualProtocolServer } from "../transport/http/dual-protocol-server.js";
 import { createHttpHandler, type Health, type HttpRoute } from "../transport/http/http-handler.js";
 import { readTlsMaterial } from "../transport/tls.js";
+import { errorSummary } from "../util/error-summary.js";
 import type { AppContext } from "./context.js";
 
 export interface RunningServers {

@@ -11,7 +11,7 @@ import { createVerifyToken } from "../identity/verify-token.js";
 import { createRevocationMirror, type RevocationEntry } from "../revocation/revocation-mirror.js";
 import { createKeySchedule, type PublishedKey } from "../signing-keys/key-schedule.js";
 import { grpcMethodDefinition } from "../wire/grpc-method.js";
-import { reasonOfGrpcError, type VerifiedUser, VerifyError } from "./verifier.js";
+import { reasonOfGrpcError, type VerifiedUser, VerifyError, verifiedUser } from "./verifier.js";
 
 export interface LocalVerifierOptions {
   /** host:port of the identity service's gRPC port. */
@@ -208,16 +208,7 @@ export function createLocalVerifier(options: LocalVerifierOptions) {
       const kind = err.reason === "INVALID_ARGUMENT" ? "invalid" : "unauthenticated";
       throw new VerifyError(kind, err.reason, err.message);
     }
-    return {
-      userId: claims.userId,
-      sessionId: claims.sessionId,
-      appId: claims.appId,
-      openid: claims.openid,
-      unionid: claims.unionid,
-      roles: claims.roles,
-      permissions: claims.permissions,
-      expiresAt: claims.expiresAt * 1000,
-    };
+    return verifiedUser(claims, claims.expiresAt * 1000);
   }
 
   return {

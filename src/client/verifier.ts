@@ -25,6 +25,20 @@ export interface VerifiedUser {
   expiresAt: number;
 }
 
+/** The user a token's claims name, whichever verifier checked them (the service's or the local one). */
+export function verifiedUser(claims: Omit<VerifiedUser, "expiresAt">, expiresAtMs: number): VerifiedUser {
+  return {
+    userId: claims.userId,
+    sessionId: claims.sessionId,
+    appId: claims.appId,
+    openid: claims.openid,
+    unionid: claims.unionid,
+    roles: claims.roles,
+    permissions: claims.permissions,
+    expiresAt: expiresAtMs,
+  };
+}
+
 /**
  * Whether a verified user may do `permission`: granted exactly, or by a grant ending in "*"
  * ("order:*" covers "order:read:all"). The same rule as the service's.
@@ -142,16 +156,7 @@ export function createVerifier(options: VerifierOptions) {
       const claims = (await call(accessToken)).claims;
       if (!claims)
         throw new VerifyError("unavailable", "UNAVAILABLE", "the identity service answered without claims");
-      const user: VerifiedUser = {
-        userId: claims.userId,
-        sessionId: claims.sessionId,
-        appId: claims.appId,
-        openid: claims.openid,
-        unionid: claims.unionid,
-        roles: claims.roles,
-        permissions: claims.permissions,
-        expiresAt: claims.expiresAt ? timestampMs(claims.expiresAt) : now,
-      };
+      const user = verifiedUser(claims, claims.expiresAt ? timestampMs(claims.expiresAt) : now);
       if (cacheTtlMs > 0) cache.set(accessToken, { user, until: Math.min(now + cacheTtlMs, user.expiresAt) });
       return user;
     },

@@ -1,6 +1,7 @@
 import type { IdentityError } from "../domain/errors.js";
 import type { AccountStore, Clock } from "../domain/ports.js";
-import { errorSummary, type Logger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { errorSummary } from "../util/error-summary.js";
 import type { ClientInfo } from "./end-user.js";
 
 /**

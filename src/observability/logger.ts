@@ -81,4 +81,3 @@ export function createLogger(level: LogLevel, destination?: LogDestination): Log
 }
 
 /** What a log line may say about an error (in util/, since the clients' wire module uses it too). */
-export { errorSummary } from "../util/error-summary.js";

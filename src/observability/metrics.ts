@@ -16,7 +16,7 @@ import {
  * and configured caller names, never a user, a token or an address.
  *
  * The gRPC thread keeps a registry of its own for what it serves (VerifyToken, its cache); the
- * main thread adds it to its own at each scrape (mergeMetrics).
+ * main thread adds it to its own at each scrape (scrapeText).
  */
 
 /** Seconds: from 0.5 ms (a warm VerifyToken) to 10 s (a call at its deadline). */
@@ -192,6 +192,16 @@ export function registerGauge(registry: Registry, name: string, help: string, re
       this.set(read());
     },
   });
+}
+
+/** WatchRevocations subscriptions of one stream (each port's; the scrape adds them up). */
+export function registerRevocationSubscribers(registry: Registry, read: () => number) {
+  registerGauge(
+    registry,
+    "identity_revocation_subscribers",
+    "WatchRevocations subscriptions open now.",
+    read,
+  );
 }
 
 /** The text a scrape gets: this thread's metrics and the other threads' (their getMetricsAsJSON). */

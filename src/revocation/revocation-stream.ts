@@ -99,7 +99,16 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
     return at >= oldest - 1 ? at : undefined;
   }
 
+  /**
+   * The last snapshot made: subscribers that come within a second while nothing changed (a
+   * reconnect storm) share it and its encoding. Older, it is made anew, without the sessions
+   * whose tokens have expired since.
+   */
+  let lastSnapshot: { at: number; madeAt: number; parts: RevocationMessage[] } | undefined;
+
   function snapshot(at: number): RevocationMessage[] {
+    const now = performance.now();
+    if (lastSnapshot?.at === at && now - lastSnapshot.madeAt < 1000) return lastSnapshot.parts;
     let keys: readonly PublishedKey[] = [];
     const revoked: RevocationEntry[] = [];
     for (const update of feed.snapshot()) {
@@ -117,6 +126,7 @@ export function createRevocationStream(feed: ReplicaFeed, options: RevocationStr
       });
     }
     (parts.at(-1) as RevocationMessage).snapshotComplete = true;
+    lastSnapshot = { at, madeAt: now, parts };
     return parts;
   }
 

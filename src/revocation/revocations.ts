@@ -7,7 +7,8 @@ import type {
   SessionTarget,
 } from "../domain/ports.js";
 import { topics } from "../domain/storage-keys.js";
-import { errorSummary, type Logger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { errorSummary } from "../util/error-summary.js";
 import { createWatchers } from "../util/watchers.js";
 import { createRevocationMirror, type RevocationEntry } from "./revocation-mirror.js";
 

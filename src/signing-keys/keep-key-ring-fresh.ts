@@ -1,6 +1,7 @@
 import type { Broadcast } from "../domain/ports.js";
 import { topics } from "../domain/storage-keys.js";
-import { errorSummary, type Logger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { errorSummary } from "../util/error-summary.js";
 import type { KeyRing } from "./key-ring.js";
 
 export const KEY_RELOAD_INTERVAL_MS = 60_000;

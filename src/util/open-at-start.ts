@@ -1,5 +1,6 @@
 import { setTimeout } from "node:timers/promises";
-import { errorSummary, type Logger } from "../observability/logger.js";
+import type { Logger } from "../observability/logger.js";
+import { errorSummary } from "./error-summary.js";
 
 /** "postgres://user:secret@db:5432/identity" -> "postgres://db:5432/identity": never a password. */
 export function describeUrl(url: string): string {

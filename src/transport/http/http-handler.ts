@@ -14,7 +14,8 @@ import {
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
 } from "@connectrpc/connect-node";
-import { errorSummary, type Logger } from "../../observability/logger.js";
+import type { Logger } from "../../observability/logger.js";
+import { errorSummary } from "../../util/error-summary.js";
 import { errorWithInfo } from "../../wire/errors.js";
 import { callerAddressKey } from "../caller-address.js";
 import { type CallerAuth, callerCertificateKey, callerNameKey } from "../caller-auth.js";

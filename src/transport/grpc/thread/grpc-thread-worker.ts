@@ -2,13 +2,18 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import { type MessagePort, parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import type { DescService } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { Gauge, Registry } from "prom-client";
+import { Registry } from "prom-client";
 import { sharedClock } from "../../../domain/ports.js";
 import { AdminService } from "../../../gen/identity/v1/admin_pb.js";
 import { IdentityService, type VerifyTokenRequest } from "../../../gen/identity/v1/identity_pb.js";
 import { createVerifyTokenReplica, type ReplicaUpdate } from "../../../identity/verify-token-replica.js";
 import type { Logger } from "../../../observability/logger.js";
-import { createCallMetrics, registerVerifyCache } from "../../../observability/metrics.js";
+import {
+  createCallMetrics,
+  registerGauge,
+  registerRevocationSubscribers,
+  registerVerifyCache,
+} from "../../../observability/metrics.js";
 import { REQUEST_ID_HEADER, requestIdOf } from "../../../observability/rpc-calls.js";
 import { createTracing, TRACE_HEADERS } from "../../../observability/tracing.js";
 import { createRevocationStream } from "../../../revocation/revocation-stream.js";
@@ -111,15 +116,16 @@ registerVerifyCache(registry, "grpc", replica.verifyToken.cacheStats);
 // This thread's own event loop: a VerifyToken waits on it, and the process's figures miss it.
 const loopDelay = monitorEventLoopDelay({ resolution: 10 });
 loopDelay.enable();
-new Gauge({
-  name: "identity_grpc_thread_event_loop_delay_p99_seconds",
-  help: "The gRPC thread's event-loop delay, 99th percentile since the previous scrape.",
-  registers: [registry],
-  collect() {
-    this.set(loopDelay.percentile(99) / 1e9);
+registerGauge(
+  registry,
+  "identity_grpc_thread_event_loop_delay_p99_seconds",
+  "The gRPC thread's event-loop delay, 99th percentile since the previous scrape.",
+  () => {
+    const p99 = loopDelay.percentile(99) / 1e9;
     loopDelay.reset();
+    return p99;
   },
-});
+);
 const tracing = createTracing(data.tracing);
 const verifyToken = guarded(
   log,
@@ -133,14 +139,7 @@ impl.verifyToken = (request: VerifyTokenRequest, context: HandlerContext) => {
 };
 // WatchRevocations on this port streams from this thread's replica: the same updates, in order.
 const revocationStream = createRevocationStream(replica.feed, { maxQueued: data.watchMaxBehind });
-new Gauge({
-  name: "identity_revocation_subscribers",
-  help: "WatchRevocations subscriptions open now.",
-  registers: [registry],
-  collect() {
-    this.set(revocationStream.subscribers);
-  },
-});
+registerRevocationSubscribers(registry, () => revocationStream.subscribers);
 impl.watchRevocations = guardedStream(
   log,
   IdentityService.method.watchRevocations,
